@@ -1,0 +1,319 @@
+#pragma once
+// JSON codecs for message and state structs.
+//
+// A struct becomes JSON-capable by specialising kbus::JsonTraits<T> (plain structs, e.g. nested
+// ones or workflow state) or kbus::MessageTraits<T> (messages, see message.hpp) with either
+//   - a field list:  static constexpr auto kFields = kbus::Fields(kbus::Field("id", &T::id), ...);
+//   - or a hand-written pair:  static void Encode(const T&, kbus::JsonWriter&);
+//                              static kbus::Result<T> Decode(const kbus::JsonValue&);
+// Field types: std::string, bool, integers, floating point, std::chrono durations (integer
+// milliseconds on the wire), std::vector, std::map<std::string, X>, std::optional, and structs
+// that are themselves JSON-capable. Unknown members are ignored, so producers may add fields.
+// Decoding never throws: a missing or mistyped field is an Error naming the field's path.
+
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "kbus/json.hpp"
+#include "kbus/result.hpp"
+
+namespace kbus {
+
+template <class T>
+struct JsonTraits {};  // specialise for plain structs
+
+template <class T>
+struct MessageTraits {};  // specialise for messages (message.hpp explains the members)
+
+enum class Presence { kRequired, kOptional };
+inline constexpr Presence kRequired = Presence::kRequired;
+inline constexpr Presence kOptional = Presence::kOptional;  // missing: the member keeps its default
+
+template <class S, class M>
+struct FieldDef {
+  std::string_view name;
+  M S::*member;
+  Presence presence;
+};
+
+template <class S, class M>
+constexpr FieldDef<S, M> Field(std::string_view name, M S::*member,
+                               Presence presence = kRequired) {
+  return {name, member, presence};
+}
+
+template <class... F>
+constexpr auto Fields(F... fields) {
+  return std::make_tuple(fields...);
+}
+
+namespace detail {
+
+template <class Traits>
+concept HasFieldList = requires { Traits::kFields; };
+template <class Traits, class T>
+concept HasCustomCodec = requires(const T& v, JsonWriter& w, const JsonValue& j) {
+  Traits::Encode(v, w);
+  { Traits::Decode(j) } -> std::same_as<Result<T>>;
+};
+template <class Traits, class T>
+concept IsCodecTraits = HasFieldList<Traits> || HasCustomCodec<Traits, T>;
+
+template <class T>
+struct CodecTraitsOf {
+  using type = std::conditional_t<IsCodecTraits<JsonTraits<T>, T>, JsonTraits<T>, MessageTraits<T>>;
+};
+template <class T>
+using CodecTraits = typename CodecTraitsOf<T>::type;
+
+template <class T>
+concept JsonStruct = IsCodecTraits<JsonTraits<T>, T> || IsCodecTraits<MessageTraits<T>, T>;
+
+template <class T>
+struct IsVector : std::false_type {};
+template <class T, class A>
+struct IsVector<std::vector<T, A>> : std::true_type {};
+template <class T>
+struct IsStringMap : std::false_type {};
+template <class V, class C, class A>
+struct IsStringMap<std::map<std::string, V, C, A>> : std::true_type {};
+template <class T>
+struct IsOptional : std::false_type {};
+template <class T>
+struct IsOptional<std::optional<T>> : std::true_type {};
+template <class T>
+struct IsDuration : std::false_type {};
+template <class R, class P>
+struct IsDuration<std::chrono::duration<R, P>> : std::true_type {};
+
+// Where decoding failed: a path such as "params.codec" or "args[2]" and what was wrong.
+struct DecodeFailure {
+  std::string path;
+  std::string what;
+  void Prefix(std::string_view segment);  // segment is "name" or "[i]"
+};
+
+std::string MistypeMessage(std::string_view expected, const JsonValue& got);
+std::string OutOfRangeMessage(const JsonValue& got, std::string_view type_name);
+Error ToError(const DecodeFailure& failure);
+
+template <class M>
+void EncodeValue(const M& value, JsonWriter& w);
+template <class M>
+bool DecodeValue(const JsonValue& v, M& out, DecodeFailure& f);
+
+template <class T>
+void EncodeStruct(const T& value, JsonWriter& w) {
+  using Traits = CodecTraits<T>;
+  if constexpr (HasFieldList<Traits>) {
+    w.StartObject();
+    std::apply(
+        [&](const auto&... field) {
+          auto one = [&](const auto& fd) {
+            const auto& member = value.*(fd.member);
+            if constexpr (IsOptional<std::remove_cvref_t<decltype(member)>>::value) {
+              if (!member) return;  // absent optionals are left out, not written as null
+            }
+            w.Key(fd.name);
+            EncodeValue(member, w);
+          };
+          (one(field), ...);
+        },
+        Traits::kFields);
+    w.EndObject();
+  } else {
+    Traits::Encode(value, w);
+  }
+}
+
+template <class T>
+bool DecodeStruct(const JsonValue& v, T& out, DecodeFailure& f) {
+  using Traits = CodecTraits<T>;
+  if constexpr (HasFieldList<Traits>) {
+    if (!v.IsObject()) {
+      f.what = MistypeMessage("an object", v);
+      return false;
+    }
+    bool ok = true;
+    std::apply(
+        [&](const auto&... field) {
+          auto one = [&](const auto& fd) {
+            if (!ok) return;
+            auto member = v.Find(fd.name);
+            if (!member || (member->IsNull() && fd.presence == kOptional)) {
+              if (fd.presence == kRequired) {
+                f.path = std::string(fd.name);
+                f.what = "is missing";
+                ok = false;
+              }
+              return;
+            }
+            if (!DecodeValue(*member, out.*(fd.member), f)) {
+              f.Prefix(fd.name);
+              ok = false;
+            }
+          };
+          (one(field), ...);
+        },
+        Traits::kFields);
+    return ok;
+  } else {
+    Result<T> r = Traits::Decode(v);
+    if (!r.ok()) {
+      f.what = r.error().message();
+      return false;
+    }
+    out = std::move(r).value();
+    return true;
+  }
+}
+
+template <class M>
+void EncodeValue(const M& value, JsonWriter& w) {
+  if constexpr (std::is_same_v<M, std::string>) {
+    w.String(value);
+  } else if constexpr (std::is_same_v<M, bool>) {
+    w.Bool(value);
+  } else if constexpr (std::is_integral_v<M> && std::is_signed_v<M>) {
+    w.Int64(static_cast<std::int64_t>(value));
+  } else if constexpr (std::is_integral_v<M>) {
+    w.Uint64(static_cast<std::uint64_t>(value));
+  } else if constexpr (std::is_floating_point_v<M>) {
+    w.Double(static_cast<double>(value));
+  } else if constexpr (IsDuration<M>::value) {
+    w.Int64(std::chrono::duration_cast<std::chrono::milliseconds>(value).count());
+  } else if constexpr (IsOptional<M>::value) {
+    if (value) {
+      EncodeValue(*value, w);
+    } else {
+      w.Null();
+    }
+  } else if constexpr (IsVector<M>::value) {
+    w.StartArray();
+    for (const auto& item : value) EncodeValue(item, w);
+    w.EndArray();
+  } else if constexpr (IsStringMap<M>::value) {
+    w.StartObject();
+    for (const auto& [k, item] : value) {
+      w.Key(k);
+      EncodeValue(item, w);
+    }
+    w.EndObject();
+  } else {
+    static_assert(JsonStruct<M>, "no JSON codec for this type: specialise kbus::JsonTraits<T>");
+    EncodeStruct(value, w);
+  }
+}
+
+template <class M>
+bool DecodeValue(const JsonValue& v, M& out, DecodeFailure& f) {
+  if constexpr (std::is_same_v<M, std::string>) {
+    if (!v.IsString()) return f.what = MistypeMessage("a string", v), false;
+    out.assign(v.GetString());
+  } else if constexpr (std::is_same_v<M, bool>) {
+    if (!v.IsBool()) return f.what = MistypeMessage("a boolean", v), false;
+    out = v.GetBool();
+  } else if constexpr (std::is_integral_v<M> && std::is_signed_v<M>) {
+    if (!v.IsInt64()) return f.what = MistypeMessage("an integer", v), false;
+    const std::int64_t n = v.GetInt64();
+    if (n < std::numeric_limits<M>::min() || n > std::numeric_limits<M>::max()) {
+      return f.what = OutOfRangeMessage(v, sizeof(M) == 4 ? "a 32-bit integer" : "this integer"),
+             false;
+    }
+    out = static_cast<M>(n);
+  } else if constexpr (std::is_integral_v<M>) {
+    if (!v.IsUint64()) return f.what = MistypeMessage("a non-negative integer", v), false;
+    const std::uint64_t n = v.GetUint64();
+    if (n > std::numeric_limits<M>::max()) {
+      return f.what = OutOfRangeMessage(v, "this unsigned integer"), false;
+    }
+    out = static_cast<M>(n);
+  } else if constexpr (std::is_floating_point_v<M>) {
+    if (!v.IsNumber()) return f.what = MistypeMessage("a number", v), false;
+    out = static_cast<M>(v.GetDouble());
+  } else if constexpr (IsDuration<M>::value) {
+    if (!v.IsInt64() || v.GetInt64() < 0) {
+      return f.what = MistypeMessage("a non-negative integer of milliseconds", v), false;
+    }
+    out = std::chrono::duration_cast<M>(std::chrono::milliseconds(v.GetInt64()));
+  } else if constexpr (IsOptional<M>::value) {
+    if (v.IsNull()) {
+      out.reset();
+      return true;
+    }
+    typename M::value_type inner{};
+    if (!DecodeValue(v, inner, f)) return false;
+    out = std::move(inner);
+  } else if constexpr (IsVector<M>::value) {
+    if (!v.IsArray()) return f.what = MistypeMessage("an array", v), false;
+    out.clear();
+    out.reserve(v.Size());
+    for (std::size_t i = 0; i < v.Size(); ++i) {
+      typename M::value_type item{};
+      if (!DecodeValue(v.At(i), item, f)) {
+        f.Prefix("[" + std::to_string(i) + "]");
+        return false;
+      }
+      out.push_back(std::move(item));
+    }
+  } else if constexpr (IsStringMap<M>::value) {
+    if (!v.IsObject()) return f.what = MistypeMessage("an object", v), false;
+    out.clear();
+    for (std::size_t i = 0; i < v.Size(); ++i) {
+      typename M::mapped_type item{};
+      if (!DecodeValue(v.MemberValue(i), item, f)) {
+        f.Prefix(v.MemberName(i));
+        return false;
+      }
+      out.emplace(std::string(v.MemberName(i)), std::move(item));
+    }
+  } else {
+    static_assert(JsonStruct<M>, "no JSON codec for this type: specialise kbus::JsonTraits<T>");
+    return DecodeStruct(v, out, f);
+  }
+  return true;
+}
+
+}  // namespace detail
+
+// Writes `value` as JSON into `w`.
+template <class T>
+void WriteJson(const T& value, JsonWriter& w) {
+  detail::EncodeValue(value, w);
+}
+
+// Serialises `value` to compact JSON text.
+template <class T>
+std::string ToJson(const T& value) {
+  JsonWriter w;
+  detail::EncodeValue(value, w);
+  return w.Take();
+}
+
+// Decodes a parsed JSON value. Errors have code kDecode and name the failing field.
+template <class T>
+Result<T> FromJsonValue(const JsonValue& v) {
+  T out{};
+  detail::DecodeFailure failure;
+  if (!detail::DecodeValue(v, out, failure)) return detail::ToError(failure);
+  return out;
+}
+
+// Parses and decodes JSON text.
+template <class T>
+Result<T> FromJson(std::string_view text) {
+  JsonDocument doc;
+  if (Status s = doc.Parse(text); !s.ok()) return s.error();
+  return FromJsonValue<T>(doc.Root());
+}
+
+}  // namespace kbus

@@ -1,0 +1,79 @@
+#pragma once
+// HandlerRegistry: which handler runs for which message type. Handlers are registered at
+// start-up, keyed by the stable type name; registering a type twice is a programming error and
+// throws std::logic_error at once rather than silently picking one.
+//
+// Thread safety: register everything before a worker starts; lookups are then read-only and
+// safe from any thread.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "kbus/codec.hpp"
+#include "kbus/context.hpp"
+#include "kbus/json.hpp"
+#include "kbus/message.hpp"
+#include "kbus/outcome.hpp"
+
+namespace kbus {
+
+struct HandlerOptions {
+  std::string topic;  // default: the message type's kTopic
+};
+
+class HandlerRegistry {
+ public:
+  // Decodes the payload and runs the typed handler.
+  using Invoker = std::function<Outcome(const JsonValue& payload, Context& ctx)>;
+
+  struct Route {
+    std::string type;
+    MessageKind kind;
+    std::string topic;
+    Invoker invoke;
+  };
+
+  // Registers `fn` for messages of type T. `fn` is callable as
+  //   Outcome(const T&, Context&)   or   void(const T&, Context&)   (void means Ack).
+  // Throws std::logic_error when T's type name already has a handler.
+  template <Message T, class Fn>
+  void Handle(Fn fn, HandlerOptions options = {}) {
+    using Traits = MessageTraits<T>;
+    Invoker invoke = [fn = std::move(fn)](const JsonValue& payload, Context& ctx) -> Outcome {
+      Result<T> decoded = FromJsonValue<T>(payload);
+      if (!decoded.ok()) return Outcome::DeadLetterFor("decode-error", decoded.error().message());
+      if constexpr (std::is_void_v<std::invoke_result_t<Fn&, const T&, Context&>>) {
+        fn(decoded.value(), ctx);
+        return Ack();
+      } else {
+        return fn(decoded.value(), ctx);
+      }
+    };
+    std::string topic = options.topic.empty() ? std::string(Traits::kTopic) : options.topic;
+    Add(Route{std::string(Traits::kType), Traits::kKind, std::move(topic), std::move(invoke)});
+  }
+
+  // The route for a type name, or nullptr.
+  const Route* Find(std::string_view type) const;
+  // Every topic a handler is registered on, sorted and without repeats.
+  std::vector<std::string> Topics() const;
+  // True when some command handler reads `topic`: unknown types there are dead-lettered, while
+  // on a topic with only event handlers they are skipped (other groups may want them).
+  bool IsCommandTopic(std::string_view topic) const;
+  std::size_t size() const { return routes_.size(); }
+
+ private:
+  void Add(Route route);
+
+  std::map<std::string, Route, std::less<>> routes_;
+  std::set<std::string, std::less<>> command_topics_;
+};
+
+}  // namespace kbus

@@ -1,0 +1,36 @@
+#pragma once
+// Topic administration through the Kafka admin API (real brokers; the embedded broker has no
+// admin API, create its topics with EmbeddedBroker::CreateTopic).
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kbus/kafka/config.hpp"
+#include "kbus/result.hpp"
+
+namespace kbus::kafka {
+
+struct TopicSpec {
+  std::string name;
+  int partitions = 4;
+  int replication_factor = -1;  // -1: the broker's default
+  std::map<std::string, std::string> configs;  // e.g. cleanup.policy=compact
+};
+
+struct TopicInfo {
+  std::string name;
+  int partitions = 0;
+};
+
+// Creates topics; one that already exists counts as success when `if_not_exists`.
+Status CreateTopics(const ClientConfig& client, const std::vector<TopicSpec>& topics,
+                    bool if_not_exists = true,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// Topics the cluster knows, with their partition counts (from metadata).
+Result<std::vector<TopicInfo>> ListTopics(const ClientConfig& client,
+                                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+}  // namespace kbus::kafka

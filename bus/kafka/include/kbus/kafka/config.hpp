@@ -1,0 +1,77 @@
+#pragma once
+// Typed configuration for kbus's Kafka clients. Defaults live here, in one place; main()s fill
+// these structs from flags and KBUS_* environment variables. Raw librdkafka properties pass
+// through `properties` (the -X key=value of the CLI) and override what kbus sets.
+
+#include <chrono>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "kbus/result.hpp"
+
+namespace kbus::kafka {
+
+// A value that must not be logged: printing it shows "***".
+class Secret {
+ public:
+  Secret() = default;
+  explicit Secret(std::string value) : value_(std::move(value)) {}
+  const std::string& reveal() const { return value_; }
+  bool empty() const { return value_.empty(); }
+  friend std::ostream& operator<<(std::ostream& os, const Secret&) { return os << "***"; }
+
+ private:
+  std::string value_;
+};
+
+// True for librdkafka properties whose values are credentials (sasl.password, ssl.key.password,
+// *.secret, ...): they are masked wherever kbus prints configuration.
+bool IsSecretProperty(const std::string& name);
+
+struct ClientConfig {
+  // Bootstrap servers, "host:port[,host:port]". The CLI and examples also accept "embedded".
+  std::string brokers = "localhost:9092";
+  std::string client_id = "kbus";
+  // Raw librdkafka properties; applied last, so they override kbus's choices.
+  std::map<std::string, std::string> properties;
+};
+
+struct ProducerConfig {
+  ClientConfig client;
+  std::chrono::milliseconds linger{5};
+  // A background thread serves delivery reports. Off: the owner calls Producer::Poll.
+  bool background_poll = true;
+};
+
+struct WorkerConfig {
+  ClientConfig client;
+  std::string group;                      // consumer group id; required
+  std::vector<std::string> extra_topics;  // subscribed besides the handlers' topics
+  // "range", "roundrobin" or "cooperative-sticky". Every member of a group must use the same.
+  std::string assignment_strategy = "range";
+  std::chrono::milliseconds session_timeout{10000};
+  std::chrono::milliseconds fetch_wait_max{100};
+  std::chrono::milliseconds commit_interval{500};
+  int max_deliveries = 5;  // then the dead-letter topic
+  std::chrono::milliseconds retry_backoff_initial{200};
+  std::chrono::milliseconds retry_backoff_max{10000};
+  // Records fetched but not yet finished, per partition; past it the partition is paused.
+  std::size_t max_buffered_per_partition = 5000;
+  // At shutdown and on revocation: how long outgoing sends may take before we give up on them.
+  std::chrono::milliseconds shutdown_grace{10000};
+  std::string host;  // for kbus-dlq-host; default: this machine's host name
+};
+
+// Checks a worker configuration. The error names the option and the remedy.
+Status Validate(const WorkerConfig& config);
+
+// The librdkafka properties kbus sets, before `properties` is applied over them.
+std::map<std::string, std::string> ProducerProperties(const ProducerConfig& config);
+std::map<std::string, std::string> ConsumerProperties(const WorkerConfig& config);
+
+// Renders properties as "k=v" lines with secret values masked, for logs and --help output.
+std::string DescribeProperties(const std::map<std::string, std::string>& properties);
+
+}  // namespace kbus::kafka

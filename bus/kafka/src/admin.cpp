@@ -1,0 +1,98 @@
+#include "kbus/kafka/admin.hpp"
+
+#include "rd_handles.hpp"
+
+namespace kbus::kafka {
+
+namespace {
+detail::RdKafkaPtr AdminHandle(const ClientConfig& client) {
+  std::map<std::string, std::string> props = {{"bootstrap.servers", client.brokers},
+                                              {"client.id", client.client_id}};
+  for (const auto& [k, v] : client.properties) props[k] = v;
+  auto conf = detail::MakeConf(props);
+  detail::RouteLogs(conf.get());
+  return detail::NewHandle(RD_KAFKA_PRODUCER, conf);
+}
+}  // namespace
+
+Status CreateTopics(const ClientConfig& client, const std::vector<TopicSpec>& topics,
+                    bool if_not_exists, std::chrono::milliseconds timeout) {
+  if (topics.empty()) return Ok();
+  auto rk = AdminHandle(client);
+  char err[512];
+  std::vector<rd_kafka_NewTopic_t*> new_topics;
+  auto cleanup = [&] {
+    rd_kafka_NewTopic_destroy_array(new_topics.data(), new_topics.size());
+  };
+  for (const auto& t : topics) {
+    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(t.name.c_str(), t.partitions,
+                                                    t.replication_factor, err, sizeof err);
+    if (nt == nullptr) {
+      cleanup();
+      return Error(ErrorCode::kInvalidArgument, "topic '" + t.name + "': " + err);
+    }
+    new_topics.push_back(nt);
+    for (const auto& [k, v] : t.configs) {
+      if (rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str())) {
+        cleanup();
+        return Error(ErrorCode::kInvalidArgument, "topic '" + t.name + "': bad config " + k);
+      }
+    }
+  }
+  detail::RdQueuePtr queue(rd_kafka_queue_new(rk.get()));
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(options, static_cast<int>(timeout.count()), err, sizeof err);
+  rd_kafka_AdminOptions_set_request_timeout(options, static_cast<int>(timeout.count()), err, sizeof err);
+  rd_kafka_CreateTopics(rk.get(), new_topics.data(), new_topics.size(), options, queue.get());
+  rd_kafka_AdminOptions_destroy(options);
+  cleanup();
+
+  detail::RdEventPtr event(rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()) + 5000));
+  if (!event) {
+    return Error(ErrorCode::kTimeout, "no answer to CreateTopics within " +
+                                          std::to_string(timeout.count()) +
+                                          " ms (the embedded broker has no admin API: use "
+                                          "`kbus broker --topic NAME:PARTITIONS` instead)",
+                 true);
+  }
+  if (rd_kafka_event_error(event.get())) {
+    return Error(ErrorCode::kTransport,
+                 std::string("CreateTopics failed: ") + rd_kafka_event_error_string(event.get()));
+  }
+  const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(event.get());
+  size_t count = 0;
+  const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(result, &count);
+  std::string failures;
+  for (size_t i = 0; i < count; ++i) {
+    const rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && if_not_exists) continue;
+    if (!failures.empty()) failures += "; ";
+    failures += std::string(rd_kafka_topic_result_name(results[i])) + ": " +
+                (rd_kafka_topic_result_error_string(results[i])
+                     ? rd_kafka_topic_result_error_string(results[i])
+                     : rd_kafka_err2str(e));
+  }
+  if (!failures.empty()) return Error(ErrorCode::kTransport, "cannot create topics: " + failures);
+  return Ok();
+}
+
+Result<std::vector<TopicInfo>> ListTopics(const ClientConfig& client,
+                                          std::chrono::milliseconds timeout) {
+  auto rk = AdminHandle(client);
+  const rd_kafka_metadata_t* md = nullptr;
+  const rd_kafka_resp_err_t err =
+      rd_kafka_metadata(rk.get(), 1, nullptr, &md, static_cast<int>(timeout.count()));
+  if (err) {
+    return Error(ErrorCode::kTransport,
+                 std::string("cannot read cluster metadata: ") + rd_kafka_err2str(err), true);
+  }
+  std::vector<TopicInfo> out;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    out.push_back({md->topics[i].topic, md->topics[i].partition_cnt});
+  }
+  rd_kafka_metadata_destroy(md);
+  return out;
+}
+
+}  // namespace kbus::kafka

@@ -1,0 +1,60 @@
+#include "kbus/context.hpp"
+
+#include <chrono>
+
+#include "kbus/uuid.hpp"
+
+namespace kbus {
+
+OutgoingRecord BuildRecord(std::string_view type, MessageKind kind, std::string_view default_topic,
+                           std::string payload, SendOptions options, const Envelope* parent,
+                           std::size_t index) {
+  OutgoingRecord r;
+  r.topic = options.topic.empty() ? std::string(default_topic) : std::move(options.topic);
+  r.payload = std::move(payload);
+
+  std::string id;
+  std::string correlation;
+  std::string workflow = std::move(options.workflow_id);
+  if (parent != nullptr && !parent->message_id.empty()) {
+    // Same parent and position, same id: a handler that runs twice sends recognisable duplicates.
+    std::string name(parent->message_id);
+    name += '/';
+    name += std::to_string(index);
+    id = NameUuid(name);
+    correlation = parent->correlation_id.empty() ? std::string(parent->message_id)
+                                                 : std::string(parent->correlation_id);
+    if (workflow.empty()) workflow = std::string(parent->workflow_id);
+  } else {
+    id = NewUuid();
+    correlation = id;
+  }
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+
+  r.headers.reserve(8 + options.headers.size());
+  r.headers.push_back({std::string(header::kType), std::string(type)});
+  r.headers.push_back({std::string(header::kKind), std::string(ToString(kind))});
+  r.headers.push_back({std::string(header::kId), id});
+  r.headers.push_back({std::string(header::kCorrelationId), correlation});
+  if (parent != nullptr && !parent->message_id.empty()) {
+    r.headers.push_back({std::string(header::kCausationId), std::string(parent->message_id)});
+  }
+  if (!workflow.empty()) r.headers.push_back({std::string(header::kWorkflowId), workflow});
+  r.headers.push_back({std::string(header::kSentAt), std::to_string(now_ms)});
+  if (parent != nullptr && !parent->traceparent.empty()) {
+    r.headers.push_back({std::string(header::kTraceparent), std::string(parent->traceparent)});
+  }
+  for (auto& h : options.headers) r.headers.push_back(std::move(h));
+
+  if (!options.key.empty()) {
+    r.key = std::move(options.key);
+  } else {
+    // One workflow's (or one conversation's) messages share a key, hence a partition and order.
+    r.key = workflow.empty() ? correlation : workflow;
+  }
+  return r;
+}
+
+}  // namespace kbus

@@ -1,0 +1,124 @@
+#include "kbus/dispatcher.hpp"
+
+#include <rapidjson/document.h>
+
+#include <exception>
+
+#include "kbus/envelope.hpp"
+
+namespace kbus {
+
+Status ParseJson(rapidjson::Document& doc, std::string_view text);  // json.cpp
+
+namespace {
+
+DispatchResult DeadLetterResult(std::string_view type, std::string_view reason, std::string error) {
+  DispatchResult r;
+  r.kind = DispatchResult::Kind::kDeadLetter;
+  r.type = type;
+  r.reason = reason;
+  r.error = std::move(error);
+  return r;
+}
+
+DispatchResult SkipResult(std::string_view type) {
+  DispatchResult r;
+  r.kind = DispatchResult::Kind::kSkip;
+  r.type = type;
+  return r;
+}
+
+}  // namespace
+
+DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt) const {
+  const Envelope envelope = ParseEnvelope(record.headers);
+
+  // Whether an unknown message is ours to dead-letter: the sender's kbus-kind says so, and
+  // without it, a topic that carries our commands is a command topic.
+  const bool is_command = envelope.kind.empty() ? registry_.IsCommandTopic(record.topic)
+                                                : envelope.kind != "event";
+  if (envelope.type.empty()) {
+    if (!is_command) return SkipResult({});
+    return DeadLetterResult({}, reason::kUnknownType,
+                            "the record has no kbus-type header, so no handler can be chosen");
+  }
+  const HandlerRegistry::Route* route = registry_.Find(envelope.type);
+  if (route == nullptr) {
+    if (!is_command) return SkipResult(envelope.type);
+    return DeadLetterResult(envelope.type, reason::kUnknownType,
+                            "no handler for type '" + std::string(envelope.type) +
+                                "' in this group");
+  }
+
+  rapidjson::Document doc;
+  if (Status parsed = ParseJson(doc, record.payload); !parsed.ok()) {
+    return DeadLetterResult(envelope.type, reason::kDecodeError, parsed.error().message());
+  }
+
+  Context ctx(record, envelope, attempt);
+  DispatchResult r;
+  r.type = envelope.type;
+  try {
+    Outcome outcome = route->invoke(JsonValue(&doc), ctx);
+    switch (outcome.kind()) {
+      case Outcome::Kind::kAck:
+        r.kind = DispatchResult::Kind::kAck;
+        r.outgoing = ctx.TakeOutgoing();
+        break;
+      case Outcome::Kind::kRetry:
+        r.kind = DispatchResult::Kind::kRetry;
+        r.retry_after = outcome.retry_after();
+        r.error = outcome.error().empty() ? "the handler asked for a retry" : outcome.error();
+        break;
+      case Outcome::Kind::kDeadLetter:
+        r.kind = DispatchResult::Kind::kDeadLetter;
+        r.reason = outcome.reason();
+        r.error = outcome.error();
+        break;
+    }
+  } catch (const std::exception& e) {
+    r.kind = DispatchResult::Kind::kRetry;
+    r.error = std::string("handler threw: ") + e.what();
+  } catch (...) {
+    r.kind = DispatchResult::Kind::kRetry;
+    r.error = "handler threw a non-standard exception";
+  }
+  return r;
+}
+
+std::string DeadLetterTopic(std::string_view group) {
+  std::string t(group);
+  t += ".dlq";
+  return t;
+}
+
+OutgoingRecord MakeDeadLetter(const InboundRecord& record, const DeadLetterInfo& info) {
+  constexpr std::size_t kMaxErrorBytes = 4096;
+  OutgoingRecord r;
+  r.topic = DeadLetterTopic(info.group);
+  r.key = std::string(record.key);
+  r.payload = std::string(record.payload);
+  r.headers.reserve(record.headers.size() + 10);
+  for (const auto& h : record.headers) {
+    // A redriven message that fails again gets fresh diagnostics, not two sets.
+    if (h.name.substr(0, header::kDlqPrefix.size()) == header::kDlqPrefix) continue;
+    r.headers.push_back({std::string(h.name), std::string(h.value)});
+  }
+  std::string error(info.error.substr(0, kMaxErrorBytes));
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  r.headers.push_back({std::string(header::kDlqReason), std::string(info.reason)});
+  r.headers.push_back({std::string(header::kDlqError), std::move(error)});
+  r.headers.push_back({std::string(header::kDlqTopic), std::string(record.topic)});
+  r.headers.push_back({std::string(header::kDlqPartition), std::to_string(record.partition)});
+  r.headers.push_back({std::string(header::kDlqOffset), std::to_string(record.offset)});
+  r.headers.push_back({std::string(header::kDlqTimestamp), std::to_string(record.timestamp_ms)});
+  r.headers.push_back({std::string(header::kDlqGroup), std::string(info.group)});
+  r.headers.push_back({std::string(header::kDlqAttempts), std::to_string(info.attempts)});
+  r.headers.push_back({std::string(header::kDlqHost), std::string(info.host)});
+  r.headers.push_back({std::string(header::kDlqAt), std::to_string(now_ms)});
+  return r;
+}
+
+}  // namespace kbus

@@ -1,0 +1,37 @@
+#include "kbus/handler_registry.hpp"
+
+#include <stdexcept>
+
+namespace kbus {
+
+void HandlerRegistry::Add(Route route) {
+  if (route.type.empty()) throw std::logic_error("kbus: a message type name must not be empty");
+  if (route.topic.empty()) {
+    throw std::logic_error("kbus: message type '" + route.type +
+                           "' has no topic: set MessageTraits::kTopic or HandlerOptions::topic");
+  }
+  if (routes_.contains(route.type)) {
+    throw std::logic_error("kbus: message type '" + route.type +
+                           "' already has a handler; register each type once per group");
+  }
+  if (route.kind == MessageKind::kCommand) command_topics_.insert(route.topic);
+  std::string key = route.type;
+  routes_.emplace(std::move(key), std::move(route));
+}
+
+const HandlerRegistry::Route* HandlerRegistry::Find(std::string_view type) const {
+  auto it = routes_.find(type);
+  return it == routes_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> HandlerRegistry::Topics() const {
+  std::set<std::string> topics;
+  for (const auto& [type, route] : routes_) topics.insert(route.topic);
+  return {topics.begin(), topics.end()};
+}
+
+bool HandlerRegistry::IsCommandTopic(std::string_view topic) const {
+  return command_topics_.find(topic) != command_topics_.end();
+}
+
+}  // namespace kbus

@@ -1,0 +1,75 @@
+#include "kbus/testing/in_memory_bus.hpp"
+
+#include <algorithm>
+
+namespace kbus::testing {
+
+InMemoryBus::InMemoryBus(const HandlerRegistry& handlers, InMemoryOptions options)
+    : handlers_(handlers), options_(std::move(options)), dispatcher_(handlers) {
+  topics_[DeadLetterTopic(options_.group)];
+}
+
+void InMemoryBus::Append(OutgoingRecord record) {
+  auto& topic = topics_[record.topic];
+  topic.push_back(std::move(record));
+  const auto& topic_name = topic.back().topic;
+  const auto subscribed = handlers_.Topics();
+  if (std::find(subscribed.begin(), subscribed.end(), topic_name) != subscribed.end()) {
+    pending_.push_back({topic_name, topic.size() - 1, 0});
+  }
+}
+
+std::size_t InMemoryBus::RunUntilIdle(std::size_t max_deliveries) {
+  std::size_t runs = 0;
+  while (!pending_.empty() && runs < max_deliveries) {
+    Pending item = pending_.front();
+    pending_.pop_front();
+    ++runs;
+    // Copy: the handler may append to the same topic, which can move the stored record.
+    const OutgoingRecord stored = topics_[item.topic][item.index];
+    std::vector<HeaderView> headers;
+    for (const auto& h : stored.headers) headers.push_back({h.name, h.value});
+    InboundRecord in;
+    in.topic = stored.topic;
+    in.partition = 0;
+    in.offset = static_cast<std::int64_t>(item.index);
+    in.key = stored.key;
+    in.payload = stored.payload;
+    in.headers = headers;
+    ++item.attempts;
+    DispatchResult r = dispatcher_.Dispatch(in, item.attempts);
+    switch (r.kind) {
+      case DispatchResult::Kind::kAck:
+        ++handled_;
+        for (auto& out : r.outgoing) Append(std::move(out));
+        break;
+      case DispatchResult::Kind::kSkip:
+        ++skipped_;
+        break;
+      case DispatchResult::Kind::kRetry:
+        if (item.attempts < options_.max_deliveries) {
+          pending_.push_front(item);  // per-partition order: the retry goes first
+        } else {
+          Append(MakeDeadLetter(in, {options_.group, reason::kHandlerError, r.error, item.attempts,
+                                     "in-memory"}));
+        }
+        break;
+      case DispatchResult::Kind::kDeadLetter:
+        Append(MakeDeadLetter(in, {options_.group, r.reason, r.error, item.attempts, "in-memory"}));
+        break;
+    }
+  }
+  return runs;
+}
+
+const std::vector<OutgoingRecord>& InMemoryBus::Records(std::string_view topic) const {
+  static const std::vector<OutgoingRecord> kEmpty;
+  auto it = topics_.find(topic);
+  return it == topics_.end() ? kEmpty : it->second;
+}
+
+const std::vector<OutgoingRecord>& InMemoryBus::DeadLetters() const {
+  return Records(DeadLetterTopic(options_.group));
+}
+
+}  // namespace kbus::testing

@@ -1,0 +1,156 @@
+// quickstart-worker: handles the shop's commands in a consumer group.
+//
+//   quickstart-worker --brokers HOST:PORT --group shop       run a worker until SIGTERM/SIGINT
+//   quickstart-worker --brokers embedded --demo 5            the README demo: an embedded broker,
+//       5 orders sent, the worker and an audit group that prints each OrderCompleted event
+//
+// Every option can also come from the environment: KBUS_BROKERS, KBUS_GROUP, ...
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include "handlers.hpp"
+#include "kbus/kafka/embedded_broker.hpp"
+#include "kbus/kafka/producer.hpp"
+#include "kbus/kafka/worker.hpp"
+#include "kbus/log.hpp"
+
+namespace po = boost::program_options;
+
+namespace {
+
+std::atomic<kbus::kafka::Worker*> g_worker{nullptr};
+void OnSignal(int) {
+  if (auto* w = g_worker.load()) w->Stop();
+}
+
+// The demo's audit service: another group, which subscribes to the shop's events.
+int RunDemo(const kbus::kafka::WorkerConfig& base, int orders) {
+  std::mutex mu;
+  std::set<std::string> completed;
+  kbus::HandlerRegistry audit_handlers;
+  audit_handlers.Handle<shop::OrderCompleted>([&](const shop::OrderCompleted& e, kbus::Context& ctx) {
+    std::lock_guard lock(mu);
+    std::printf("  audit   <- shop.OrderCompleted %s charged %lld.%02lld (correlation %.8s)\n",
+                e.order_id.c_str(), static_cast<long long>(e.charged_cents / 100),
+                static_cast<long long>(e.charged_cents % 100), ctx.envelope().correlation_id.data());
+    std::fflush(stdout);
+    completed.insert(e.order_id);
+  });
+
+  kbus::HandlerRegistry shop_handlers;
+  shop::RegisterHandlers(shop_handlers);
+
+  kbus::kafka::WorkerConfig shop_config = base;
+  kbus::kafka::WorkerConfig audit_config = base;
+  audit_config.group = base.group + "-audit";
+  kbus::kafka::Worker shop_worker(shop_config, shop_handlers);
+  kbus::kafka::Worker audit_worker(audit_config, audit_handlers);
+  std::thread shop_thread([&] { shop_worker.Run(); });
+  std::thread audit_thread([&] { audit_worker.Run(); });
+
+  kbus::kafka::ProducerConfig pc;
+  pc.client = base.client;
+  kbus::kafka::Producer producer(pc);
+  for (int i = 1; i <= orders; ++i) {
+    shop::PlaceOrder order{"order-" + std::to_string(i), "coffee beans", i};
+    if (auto s = producer.Send(order); !s.ok()) {
+      std::fprintf(stderr, "send failed: %s\n", s.error().ToString().c_str());
+      return 1;
+    }
+    std::printf("  client  -> shop.PlaceOrder %s (%d x coffee beans)\n", order.order_id.c_str(), i);
+  }
+  std::fflush(stdout);
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool done = false;
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::lock_guard lock(mu);
+    done = completed.size() == static_cast<std::size_t>(orders);
+  }
+  shop_worker.Stop();
+  audit_worker.Stop();
+  shop_thread.join();
+  audit_thread.join();
+  const auto stats = shop_worker.Stats();
+  std::printf("demo %s: %zu of %d orders completed; the shop worker handled %llu commands\n",
+              done ? "finished" : "FAILED", completed.size(), orders,
+              static_cast<unsigned long long>(stats.handled));
+  return done ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kbus::kafka::WorkerConfig config;
+  config.group = "shop";
+  int demo = 0;
+  std::string log_level = "warn";
+  po::options_description desc("quickstart-worker options");
+  desc.add_options()("help,h", "show this help")(
+      "brokers", po::value(&config.client.brokers)->default_value("embedded"),
+      "bootstrap servers host:port[,...], or 'embedded' for a broker inside this process "
+      "(KBUS_BROKERS)")("group", po::value(&config.group)->default_value("shop"),
+                        "consumer group id (KBUS_GROUP)")(
+      "demo", po::value(&demo)->default_value(0),
+      "send N orders, follow them to completion and exit (KBUS_DEMO)")(
+      "log-level", po::value(&log_level)->default_value("warn"),
+      "debug, info, warn, error or off (KBUS_LOG_LEVEL)");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::store(po::parse_environment(desc,
+                                    [&](const std::string& env) -> std::string {
+                                      if (env.rfind("KBUS_", 0) != 0) return {};
+                                      std::string name = env.substr(5);
+                                      for (auto& c : name) c = c == '_' ? '-' : static_cast<char>(std::tolower(c));
+                                      return desc.find_nothrow(name, false) ? name : std::string();
+                                    }),
+              vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "quickstart-worker: " << e.what() << "\n" << desc;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  kbus::LogLevel level;
+  if (!kbus::ParseLogLevel(log_level, level)) {
+    std::cerr << "quickstart-worker: --log-level '" << log_level
+              << "' is not one of debug, info, warn, error, off\n";
+    return 2;
+  }
+  kbus::SetLogLevel(level);
+
+  try {
+    auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
+    if (embedded) config.session_timeout = std::chrono::seconds(6);
+    if (demo > 0) return RunDemo(config, demo);
+
+    kbus::HandlerRegistry handlers;
+    shop::RegisterHandlers(handlers);
+    kbus::kafka::Worker worker(config, handlers);
+    g_worker = &worker;
+    std::signal(SIGTERM, OnSignal);
+    std::signal(SIGINT, OnSignal);
+    worker.Run();
+    g_worker = nullptr;
+  } catch (const std::exception& e) {
+    std::cerr << "quickstart-worker: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

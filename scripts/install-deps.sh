@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything kbus needs to build, test, benchmark and run its demo on Debian bookworm.
+# The README, .ci/run and the Dockerfile all call this script; nothing else installs packages.
+#   scripts/install-deps.sh            build + test dependencies (default)
+#   scripts/install-deps.sh --runtime  only what the built binaries need at run time
+set -euo pipefail
+
+runtime=(librdkafka1 libboost-program-options1.74.0 ca-certificates)
+build=(
+  build-essential cmake ninja-build pkg-config git
+  librdkafka-dev rapidjson-dev libboost-program-options-dev
+  libgtest-dev libgmock-dev googletest
+  kcat                         # a Kafka client we did not write, for interop tests
+  default-jre-headless maven   # real Apache Kafka for the integration tests (jars from Maven Central)
+  python3                      # free-port helper in scripts/kafka-broker.sh
+  docker-compose               # only to validate compose.yaml (`docker-compose config`)
+)
+
+mode=${1:-build}
+case "$mode" in
+  --runtime) pkgs=("${runtime[@]}") ;;
+  build|--build) pkgs=("${runtime[@]}" "${build[@]}") ;;
+  *) echo "install-deps.sh: unknown option '$mode' (use --runtime or nothing)" >&2; exit 2 ;;
+esac
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
