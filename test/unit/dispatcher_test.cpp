@@ -1,0 +1,252 @@
+#include "kbus/dispatcher.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+#include "kbus/envelope.hpp"
+#include "kbus/uuid.hpp"
+#include "test_messages.hpp"
+
+namespace {
+
+using kbus::DispatchResult;
+using kbus_test::EncodeVideo;
+using kbus_test::VideoEncoded;
+using ::testing::HasSubstr;
+
+// A record as the transport would hand it over, with owned storage behind the views.
+struct FakeRecord {
+  std::string topic = "test.commands";
+  std::string key = "k";
+  std::string payload;
+  std::vector<kbus::Header> headers;
+  std::vector<kbus::HeaderView> views;
+
+  kbus::InboundRecord View() {
+    views.clear();
+    for (const auto& h : headers) views.push_back({h.name, h.value});
+    kbus::InboundRecord r;
+    r.topic = topic;
+    r.partition = 3;
+    r.offset = 42;
+    r.timestamp_ms = 1700000000000;
+    r.key = key;
+    r.payload = payload;
+    r.headers = views;
+    return r;
+  }
+};
+
+template <class T>
+FakeRecord RecordOf(const T& msg, kbus::SendOptions options = {}) {
+  kbus::OutgoingRecord out = kbus::BuildRecord(msg, std::move(options));
+  return FakeRecord{out.topic, out.key, out.payload, out.headers, {}};
+}
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  kbus::HandlerRegistry registry;
+  kbus::Dispatcher dispatcher{registry};
+};
+
+TEST_F(DispatcherTest, AckSendsTheHandlersOutgoingMessages) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo& v, kbus::Context& ctx) {
+    ctx.Publish(VideoEncoded{v.video_id});
+    return kbus::Ack();
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  ASSERT_EQ(r.kind, DispatchResult::Kind::kAck);
+  ASSERT_EQ(r.outgoing.size(), 1u);
+  EXPECT_EQ(r.outgoing[0].topic, "test.events");
+  EXPECT_EQ(r.outgoing[0].payload, R"({"video_id":"v1"})");
+  EXPECT_EQ(r.outgoing[0].FindHeader("kbus-type"), "test.VideoEncoded");
+  EXPECT_EQ(r.outgoing[0].FindHeader("kbus-kind"), "event");
+}
+
+TEST_F(DispatcherTest, DropsOutgoingMessagesWhenTheHandlerAsksForARetry) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo& v, kbus::Context& ctx) {
+    ctx.Publish(VideoEncoded{v.video_id});
+    return kbus::Retry(std::chrono::seconds(3), "encoder busy");
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kRetry);
+  EXPECT_EQ(r.retry_after, std::chrono::seconds(3));
+  EXPECT_EQ(r.error, "encoder busy");
+  EXPECT_TRUE(r.outgoing.empty());
+}
+
+TEST_F(DispatcherTest, DropsOutgoingMessagesWhenTheHandlerThrows) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo& v, kbus::Context& ctx) -> kbus::Outcome {
+    ctx.Publish(VideoEncoded{v.video_id});
+    throw std::runtime_error("disk full");
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kRetry);
+  EXPECT_THAT(r.error, HasSubstr("disk full"));
+  EXPECT_TRUE(r.outgoing.empty());
+}
+
+TEST_F(DispatcherTest, DropsOutgoingMessagesWhenTheHandlerDeadLetters) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo& v, kbus::Context& ctx) {
+    ctx.Publish(VideoEncoded{v.video_id});
+    return kbus::DeadLetter("corrupt source file");
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kDeadLetter);
+  EXPECT_EQ(r.reason, "rejected");
+  EXPECT_EQ(r.error, "corrupt source file");
+  EXPECT_TRUE(r.outgoing.empty());
+}
+
+TEST_F(DispatcherTest, VoidHandlersAck) {
+  int calls = 0;
+  registry.Handle<EncodeVideo>([&](const EncodeVideo&, kbus::Context&) { ++calls; });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  EXPECT_EQ(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kAck);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(DispatcherTest, OutgoingMessagesInheritCorrelationWorkflowAndTrace) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo& v, kbus::Context& ctx) {
+    ctx.Publish(VideoEncoded{v.video_id});
+    ctx.Publish(VideoEncoded{v.video_id + "-again"});
+    return kbus::Ack();
+  });
+  kbus::SendOptions options;
+  options.workflow_id = "wf-7";
+  options.headers.push_back({"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"});
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"}, options);
+  const kbus::Envelope parent = kbus::ParseEnvelope(rec.View().headers);
+
+  DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  ASSERT_EQ(r.outgoing.size(), 2u);
+  const auto& child = r.outgoing[0];
+  EXPECT_EQ(child.FindHeader("kbus-correlation-id"), parent.correlation_id);
+  EXPECT_EQ(child.FindHeader("kbus-causation-id"), parent.message_id);
+  EXPECT_EQ(child.FindHeader("kbus-workflow-id"), "wf-7");
+  EXPECT_EQ(child.FindHeader("traceparent"), parent.traceparent);
+  EXPECT_EQ(child.key, "wf-7") << "one workflow's messages share a partition";
+  EXPECT_NE(child.FindHeader("kbus-id"), parent.message_id);
+  EXPECT_NE(r.outgoing[1].FindHeader("kbus-id"), child.FindHeader("kbus-id"));
+}
+
+TEST_F(DispatcherTest, AHandlerThatRunsTwiceSendsTheSameMessageIds) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo& v, kbus::Context& ctx) {
+    ctx.Publish(VideoEncoded{v.video_id});
+    return kbus::Ack();
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  const auto first = dispatcher.Dispatch(rec.View(), 1);
+  const auto second = dispatcher.Dispatch(rec.View(), 2);
+  ASSERT_EQ(first.outgoing.size(), 1u);
+  ASSERT_EQ(second.outgoing.size(), 1u);
+  EXPECT_EQ(first.outgoing[0].FindHeader("kbus-id"), second.outgoing[0].FindHeader("kbus-id"));
+}
+
+TEST_F(DispatcherTest, TopLevelMessagesStartTheirOwnCorrelation) {
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  const kbus::Envelope e = kbus::ParseEnvelope(rec.View().headers);
+  EXPECT_EQ(e.correlation_id, e.message_id);
+  EXPECT_TRUE(e.causation_id.empty());
+  EXPECT_EQ(rec.key, e.correlation_id);
+  EXPECT_GT(e.sent_at_ms, 1'600'000'000'000);
+}
+
+TEST_F(DispatcherTest, HandlerSeesEnvelopeAndAttempt) {
+  std::string seen_id;
+  int seen_attempt = 0;
+  registry.Handle<EncodeVideo>([&](const EncodeVideo&, kbus::Context& ctx) {
+    seen_id = std::string(ctx.envelope().message_id);
+    seen_attempt = ctx.attempt();
+    EXPECT_EQ(ctx.record().partition, 3);
+    EXPECT_EQ(ctx.record().offset, 42);
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  dispatcher.Dispatch(rec.View(), 4);
+  EXPECT_EQ(seen_id, kbus::ParseEnvelope(rec.View().headers).message_id);
+  EXPECT_EQ(seen_attempt, 4);
+}
+
+TEST_F(DispatcherTest, DeadLettersAnUnknownCommandType) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo&, kbus::Context&) {});
+  FakeRecord rec = RecordOf(kbus_test::Unhandled{"x"});
+  DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kDeadLetter);
+  EXPECT_EQ(r.reason, "unknown-type");
+  EXPECT_THAT(r.error, HasSubstr("test.Unhandled"));
+}
+
+TEST_F(DispatcherTest, SkipsAnEventTypeThisGroupDoesNotHandle) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo&, kbus::Context&) {});
+  FakeRecord rec = RecordOf(VideoEncoded{"v"});
+  rec.topic = "test.commands";  // even on a command topic, the kbus-kind header says event
+  EXPECT_EQ(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kSkip);
+}
+
+TEST_F(DispatcherTest, WithoutAKindHeaderTheTopicDecides) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo&, kbus::Context&) {});
+  registry.Handle<VideoEncoded>([](const VideoEncoded&, kbus::Context&) {});
+  FakeRecord on_commands{"test.commands", "k", "{}", {{"kbus-type", "other.Thing"}}, {}};
+  FakeRecord on_events{"test.events", "k", "{}", {{"kbus-type", "other.Thing"}}, {}};
+  EXPECT_EQ(dispatcher.Dispatch(on_commands.View(), 1).kind, DispatchResult::Kind::kDeadLetter);
+  EXPECT_EQ(dispatcher.Dispatch(on_events.View(), 1).kind, DispatchResult::Kind::kSkip);
+}
+
+TEST_F(DispatcherTest, DeadLettersACommandWithoutTypeHeader) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo&, kbus::Context&) {});
+  FakeRecord rec{"test.commands", "k", R"({"video_id":"v"})", {}, {}};
+  DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kDeadLetter);
+  EXPECT_EQ(r.reason, "unknown-type");
+  EXPECT_THAT(r.error, HasSubstr("no kbus-type header"));
+}
+
+TEST_F(DispatcherTest, DeadLettersUndecodablePayloadsWithTheFieldName) {
+  int calls = 0;
+  registry.Handle<EncodeVideo>([&](const EncodeVideo&, kbus::Context&) { ++calls; });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  rec.payload = R"({"video_id":"v1","height":"tall"})";
+  DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kDeadLetter);
+  EXPECT_EQ(r.reason, "decode-error");
+  EXPECT_THAT(r.error, HasSubstr("field 'height'"));
+  rec.payload = "{not json";
+  EXPECT_THAT(dispatcher.Dispatch(rec.View(), 1).error, HasSubstr("malformed JSON at byte 1"));
+  rec.payload = "";
+  EXPECT_THAT(dispatcher.Dispatch(rec.View(), 1).error, HasSubstr("empty payload"));
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(DeadLetter, KeepsTheOriginalRecordAndAddsDiagnostics) {
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  rec.headers.push_back({"kbus-dlq-reason", "stale from an earlier dead-lettering"});
+  rec.headers.push_back({"app-header", "kept"});
+  const kbus::InboundRecord in = rec.View();
+  kbus::OutgoingRecord dlq = kbus::MakeDeadLetter(
+      in, {"billing", "handler-error", std::string(10000, 'x'), 5, "host-1"});
+  EXPECT_EQ(dlq.topic, "billing.dlq");
+  EXPECT_EQ(dlq.key, rec.key);
+  EXPECT_EQ(dlq.payload, rec.payload);
+  EXPECT_EQ(dlq.FindHeader("app-header"), "kept");
+  EXPECT_EQ(dlq.FindHeader("kbus-type"), "test.EncodeVideo");
+  EXPECT_EQ(dlq.FindHeader("kbus-dlq-reason"), "handler-error");
+  EXPECT_EQ(dlq.FindHeader("kbus-dlq-original-topic"), "test.commands");
+  EXPECT_EQ(dlq.FindHeader("kbus-dlq-original-partition"), "3");
+  EXPECT_EQ(dlq.FindHeader("kbus-dlq-original-offset"), "42");
+  EXPECT_EQ(dlq.FindHeader("kbus-dlq-original-timestamp"), "1700000000000");
+  EXPECT_EQ(dlq.FindHeader("kbus-dlq-group"), "billing");
+  EXPECT_EQ(dlq.FindHeader("kbus-dlq-attempts"), "5");
+  EXPECT_EQ(dlq.FindHeader("kbus-dlq-host"), "host-1");
+  EXPECT_EQ(dlq.FindHeader("kbus-dlq-error")->size(), 4096u) << "error text is bounded";
+  const auto reasons = std::count_if(dlq.headers.begin(), dlq.headers.end(),
+                                     [](const kbus::Header& h) { return h.name == "kbus-dlq-reason"; });
+  EXPECT_EQ(reasons, 1) << "old diagnostics are replaced, not repeated";
+}
+
+}  // namespace
