@@ -136,7 +136,8 @@ JsonValue JsonDocument::Root() const { return JsonValue(&impl_->doc); }
 // Shared with the dispatcher, which keeps its document on the stack.
 Status ParseJson(rapidjson::Document& doc, std::string_view text) {
   if (text.empty()) return Error(ErrorCode::kDecode, "empty payload: expected a JSON document");
-  doc.Parse(text.data(), text.size());
+  // Iterative parsing: a payload nested a million levels deep must not overflow the stack.
+  doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
   if (doc.HasParseError()) {
     return Error(ErrorCode::kDecode, std::string("malformed JSON at byte ") +
                                          std::to_string(doc.GetErrorOffset()) + ": " +

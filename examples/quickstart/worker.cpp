@@ -20,6 +20,7 @@
 #include <boost/program_options.hpp>
 
 #include "handlers.hpp"
+#include "kbus/dispatcher.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/kafka/worker.hpp"
@@ -32,6 +33,12 @@ namespace {
 std::atomic<kbus::kafka::Worker*> g_worker{nullptr};
 void OnSignal(int) {
   if (auto* w = g_worker.load()) w->Stop();
+}
+
+void Say(std::mutex& mu, const std::string& line) {
+  std::lock_guard lock(mu);
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
 }
 
 // The demo's audit service: another group, which subscribes to the shop's events.
@@ -48,8 +55,21 @@ int RunDemo(const kbus::kafka::WorkerConfig& base, int orders) {
     completed.insert(e.order_id);
   });
 
+  // The shop's own handlers, each wrapped to print the step it takes.
   kbus::HandlerRegistry shop_handlers;
-  shop::RegisterHandlers(shop_handlers);
+  shop_handlers.Handle<shop::PlaceOrder>([&](const shop::PlaceOrder& o, kbus::Context& ctx) {
+    kbus::Outcome outcome = shop::PlaceOrderHandler(o, ctx);
+    Say(mu, "  worker  <- shop.PlaceOrder " + o.order_id +
+                (outcome.kind() == kbus::Outcome::Kind::kAck
+                     ? std::string(", sends shop.ChargeCard")
+                     : ", refused (" + outcome.error() + "): to the dead-letter topic " +
+                           kbus::DeadLetterTopic(base.group)));
+    return outcome;
+  });
+  shop_handlers.Handle<shop::ChargeCard>([&](const shop::ChargeCard& c, kbus::Context& ctx) {
+    Say(mu, "  worker  <- shop.ChargeCard " + c.order_id + ", publishes shop.OrderCompleted");
+    return shop::ChargeCardHandler(c, ctx);
+  });
 
   kbus::kafka::WorkerConfig shop_config = base;
   kbus::kafka::WorkerConfig audit_config = base;
@@ -68,25 +88,35 @@ int RunDemo(const kbus::kafka::WorkerConfig& base, int orders) {
       std::fprintf(stderr, "send failed: %s\n", s.error().ToString().c_str());
       return 1;
     }
-    std::printf("  client  -> shop.PlaceOrder %s (%d x coffee beans)\n", order.order_id.c_str(), i);
+    Say(mu, "  client  -> shop.PlaceOrder " + order.order_id + " (" + std::to_string(i) +
+                " x coffee beans)");
   }
-  std::fflush(stdout);
+  // One order no handler can accept: it goes to the dead-letter topic, the rest go on.
+  if (auto s = producer.Send(shop::PlaceOrder{"order-0", "nothing", 0}); !s.ok()) {
+    std::fprintf(stderr, "send failed: %s\n", s.error().ToString().c_str());
+    return 1;
+  }
+  Say(mu, "  client  -> shop.PlaceOrder order-0 (0 x nothing)");
 
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   bool done = false;
   while (!done && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::lock_guard lock(mu);
-    done = completed.size() == static_cast<std::size_t>(orders);
+    done = completed.size() == static_cast<std::size_t>(orders) &&
+           shop_worker.Stats().dead_lettered == 1;
   }
   shop_worker.Stop();
   audit_worker.Stop();
   shop_thread.join();
   audit_thread.join();
   const auto stats = shop_worker.Stats();
-  std::printf("demo %s: %zu of %d orders completed; the shop worker handled %llu commands\n",
-              done ? "finished" : "FAILED", completed.size(), orders,
-              static_cast<unsigned long long>(stats.handled));
+  std::printf(
+      "demo %s: %zu of %d orders completed, %llu dead-lettered; the shop worker handled %llu "
+      "commands\n",
+      done ? "finished" : "FAILED", completed.size(), orders,
+      static_cast<unsigned long long>(stats.dead_lettered),
+      static_cast<unsigned long long>(stats.handled));
   return done ? 0 : 1;
 }
 

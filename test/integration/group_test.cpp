@@ -80,9 +80,15 @@ TEST(Group, AWorkerThatStopsCleanlyHandsOverItsPartitionsWithoutLoss) {
 
   const bool all = WaitFor([&] { return tally.Distinct() == kCount; }, std::chrono::seconds(120));
   EXPECT_TRUE(all) << "lost " << tally.Missing(kCount).size() << " of " << kCount;
-  RecordProperty("duplicates", static_cast<int>(tally.Deliveries() - tally.Distinct()));
-  std::printf("handover: %zu duplicates of %lld\n", tally.Deliveries() - tally.Distinct(),
-              static_cast<long long>(kCount));
+  const std::size_t duplicates = tally.Deliveries() - tally.Distinct();
+  RecordProperty("duplicates", static_cast<int>(duplicates));
+  std::printf("handover: %zu duplicates of %lld\n", duplicates, static_cast<long long>(kCount));
+  if (!TestBroker::Get().embedded()) {
+    // Kafka accepts the commit a revoked member makes before giving its partitions away, so a
+    // clean handover repeats nothing. (The embedded broker refuses commits while a rebalance is
+    // pending, so there the work since the last accepted commit runs again: docs/delivery.md.)
+    EXPECT_EQ(duplicates, 0u);
+  }
 }
 
 TEST(Group, AfterACleanStopTheNextWorkerStartsExactlyAfterTheCommittedWork) {

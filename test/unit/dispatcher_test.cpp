@@ -223,6 +223,18 @@ TEST_F(DispatcherTest, DeadLettersUndecodablePayloadsWithTheFieldName) {
   EXPECT_EQ(calls, 0);
 }
 
+TEST_F(DispatcherTest, SurvivesPathologicalPayloads) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo&, kbus::Context&) {});
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  // Nesting deep enough to overflow the stack of a recursive parser.
+  rec.payload = std::string(1'000'000, '[') + std::string(1'000'000, ']');
+  DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kDeadLetter);
+  EXPECT_THAT(r.error, HasSubstr("expected an object, got an array"));
+  rec.payload = std::string("{\"video_id\":\"\xff\xfe\x00\",\"x\":1}", 25);  // bad UTF-8, a NUL
+  EXPECT_NE(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kRetry);
+}
+
 TEST(DeadLetter, KeepsTheOriginalRecordAndAddsDiagnostics) {
   FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
   rec.headers.push_back({"kbus-dlq-reason", "stale from an earlier dead-lettering"});

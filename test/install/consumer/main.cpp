@@ -1,0 +1,50 @@
+// Sends one typed command through an embedded broker and handles it: the installed headers,
+// libraries and their dependencies are complete.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "kbus/handler_registry.hpp"
+#include "kbus/kafka/embedded_broker.hpp"
+#include "kbus/kafka/producer.hpp"
+#include "kbus/kafka/worker.hpp"
+
+struct Ping {
+  std::string text;
+};
+
+template <>
+struct kbus::MessageTraits<Ping> {
+  static constexpr std::string_view kType = "consumer.Ping";
+  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kCommand;
+  static constexpr std::string_view kTopic = "consumer.commands";
+  static constexpr auto kFields = kbus::Fields(kbus::Field("text", &Ping::text));
+};
+
+int main() {
+  kbus::kafka::EmbeddedBroker broker;
+  std::atomic<bool> pinged{false};
+  kbus::HandlerRegistry handlers;
+  handlers.Handle<Ping>([&](const Ping& p, kbus::Context&) { pinged = p.text == "hello"; });
+
+  kbus::kafka::WorkerConfig config;
+  config.client.brokers = broker.bootstrap();
+  config.group = "consumer";
+  config.session_timeout = std::chrono::seconds(6);
+  kbus::kafka::Worker worker(config, handlers);
+  std::thread run([&] { worker.Run(); });
+
+  kbus::kafka::ProducerConfig pc;
+  pc.client.brokers = broker.bootstrap();
+  kbus::kafka::Producer producer(pc);
+  if (!producer.Send(Ping{"hello"}).ok()) return 1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!pinged && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  worker.Stop();
+  run.join();
+  std::puts(pinged ? "handled" : "not handled");
+  return pinged ? 0 : 1;
+}
