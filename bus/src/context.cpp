@@ -27,7 +27,7 @@ OutgoingRecord BuildRecord(std::string_view type, MessageKind kind, std::string_
     if (workflow.empty()) workflow = std::string(parent->workflow_id);
   } else {
     id = NewUuid();
-    correlation = id;
+    correlation = options.correlation_id.empty() ? id : std::move(options.correlation_id);
   }
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())

@@ -2,9 +2,10 @@
 //
 //   quickstart-worker --brokers HOST:PORT --group shop       run a worker until SIGTERM/SIGINT
 //   quickstart-worker --brokers embedded --demo 5            the README demo: an embedded broker,
-//       5 orders sent, the worker and an audit group that prints each OrderCompleted event
+//       5 orders (and one invalid one) sent, the worker and an audit group that prints each
+//       OrderCompleted event
 //
-// Every option can also come from the environment: KBUS_BROKERS, KBUS_GROUP, ...
+// Every option can also come from the environment: KBUS_BROKERS, KBUS_GROUP, ... (--help).
 
 #include <atomic>
 #include <chrono>
@@ -17,16 +18,16 @@
 #include <thread>
 #include <vector>
 
-#include <boost/program_options.hpp>
-
 #include "handlers.hpp"
 #include "kbus/dispatcher.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/kafka/worker.hpp"
 #include "kbus/log.hpp"
+#include "kbus/options.hpp"
 
 namespace po = boost::program_options;
+using kbus::Status;
 
 namespace {
 
@@ -123,51 +124,34 @@ int RunDemo(const kbus::kafka::WorkerConfig& base, int orders) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  namespace cli = kbus::cli;
   kbus::kafka::WorkerConfig config;
   config.group = "shop";
+  cli::WorkerOptions options;
   int demo = 0;
-  std::string log_level = "warn";
-  po::options_description desc("quickstart-worker options");
-  desc.add_options()("help,h", "show this help")(
-      "brokers", po::value(&config.client.brokers)->default_value("embedded"),
-      "bootstrap servers host:port[,...], or 'embedded' for a broker inside this process "
-      "(KBUS_BROKERS)")("group", po::value(&config.group)->default_value("shop"),
-                        "consumer group id (KBUS_GROUP)")(
-      "demo", po::value(&demo)->default_value(0),
-      "send N orders, follow them to completion and exit (KBUS_DEMO)")(
-      "log-level", po::value(&log_level)->default_value("warn"),
-      "debug, info, warn, error or off (KBUS_LOG_LEVEL)");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::store(po::parse_environment(desc,
-                                    [&](const std::string& env) -> std::string {
-                                      if (env.rfind("KBUS_", 0) != 0) return {};
-                                      std::string name = env.substr(5);
-                                      for (auto& c : name) c = c == '_' ? '-' : static_cast<char>(std::tolower(c));
-                                      return desc.find_nothrow(name, false) ? name : std::string();
-                                    }),
-              vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "quickstart-worker: " << e.what() << "\n" << desc;
-    return 2;
+  po::options_description desc("Options (each also from KBUS_<NAME>, e.g. KBUS_BROKERS)",
+                               cli::kHelpWidth);
+  cli::AddWorkerOptions(desc, options, config);
+  desc.add_options()("demo", po::value(&demo)->default_value(0)->value_name("N"),
+                     "send N orders (and one invalid one), follow them to the end, and exit")(
+      "help,h", "show this help");
+
+  auto parsed = cli::ParseArgs({argv + 1, argv + argc}, desc);
+  if (!parsed.ok()) return cli::Report("quickstart-worker", parsed.error());
+  if (parsed->help()) {
+    cli::PrintHelp(std::cout, "quickstart-worker [options]",
+                   "Handles the quickstart shop's commands in a consumer group until SIGTERM.\n"
+                   "With --brokers embedded it starts a broker inside this process.",
+                   desc);
+    return cli::kExitOk;
   }
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
+  if (Status s = cli::ApplyWorkerOptions(options, *parsed, config); !s.ok()) {
+    return cli::Report("quickstart-worker", s.error());
   }
-  kbus::LogLevel level;
-  if (!kbus::ParseLogLevel(log_level, level)) {
-    std::cerr << "quickstart-worker: --log-level '" << log_level
-              << "' is not one of debug, info, warn, error, off\n";
-    return 2;
-  }
-  kbus::SetLogLevel(level);
+  if (demo < 0) return cli::ReportUsage("quickstart-worker", "--demo must not be negative");
 
   try {
     auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
-    if (embedded) config.session_timeout = std::chrono::seconds(6);
     if (demo > 0) return RunDemo(config, demo);
 
     kbus::HandlerRegistry handlers;
@@ -180,7 +164,7 @@ int main(int argc, char** argv) {
     g_worker = nullptr;
   } catch (const std::exception& e) {
     std::cerr << "quickstart-worker: " << e.what() << "\n";
-    return 1;
+    return cli::kExitFailure;
   }
-  return 0;
+  return cli::kExitOk;
 }

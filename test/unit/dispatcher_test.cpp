@@ -158,6 +158,14 @@ TEST_F(DispatcherTest, TopLevelMessagesStartTheirOwnCorrelation) {
   EXPECT_GT(e.sent_at_ms, 1'600'000'000'000);
 }
 
+TEST_F(DispatcherTest, ASenderMayJoinAnExistingConversation) {
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"}, {.correlation_id = "conv-9"});
+  const kbus::Envelope e = kbus::ParseEnvelope(rec.View().headers);
+  EXPECT_EQ(e.correlation_id, "conv-9");
+  EXPECT_NE(e.message_id, "conv-9");
+  EXPECT_EQ(rec.key, "conv-9") << "one conversation's messages share a partition";
+}
+
 TEST_F(DispatcherTest, HandlerSeesEnvelopeAndAttempt) {
   std::string seen_id;
   int seen_attempt = 0;

@@ -22,6 +22,9 @@ struct SendOptions {
   std::string topic;     // default: the message type's kTopic
   std::string key;       // default: workflow id, else correlation id
   std::string workflow_id;  // default: inherited from the message being handled
+  // Only for messages sent outside a handler; default: the new message's own id. Inside a
+  // handler the correlation id is always inherited.
+  std::string correlation_id;
   std::vector<Header> headers;  // extra application headers
 };
 

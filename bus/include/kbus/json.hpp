@@ -34,8 +34,8 @@ class JsonWriter {
   void Double(double value);
   void Bool(bool value);
   void Null();
-  // Writes already-serialised JSON as one value, e.g. a nested document. The caller vouches for
-  // its validity.
+  // Writes `json` verbatim as one value, unchecked: the caller vouches that it is exactly one
+  // valid JSON value, and compact if the output must stay on one line.
   void RawValue(std::string_view json);
 
   // The text written so far. Valid until the next call on this writer.

@@ -17,7 +17,8 @@ namespace kbus {
 
 enum class LogLevel { kDebug, kInfo, kWarn, kError, kOff };
 std::string_view ToString(LogLevel level);
-// "debug", "info", "warn", "error", "off"; nullopt-like kOff with ok=false when unknown.
+// Parses "debug", "info", "warn", "error" or "off" into `out`; false (and `out` untouched) for
+// anything else.
 bool ParseLogLevel(std::string_view text, LogLevel& out);
 
 struct LogField {

@@ -5,6 +5,13 @@
 namespace kbus::kafka {
 
 namespace {
+// Serves the handle's queued log lines (RouteLogs) before it is destroyed, so that errors such
+// as "connection refused" reach kbus's log instead of vanishing with the handle.
+struct ServeLogsOnExit {
+  rd_kafka_t* rk;
+  ~ServeLogsOnExit() { rd_kafka_poll(rk, 0); }
+};
+
 detail::RdKafkaPtr AdminHandle(const ClientConfig& client) {
   std::map<std::string, std::string> props = {{"bootstrap.servers", client.brokers},
                                               {"client.id", client.client_id}};
@@ -19,6 +26,7 @@ Status CreateTopics(const ClientConfig& client, const std::vector<TopicSpec>& to
                     bool if_not_exists, std::chrono::milliseconds timeout) {
   if (topics.empty()) return Ok();
   auto rk = AdminHandle(client);
+  ServeLogsOnExit serve_logs{rk.get()};
   char err[512];
   std::vector<rd_kafka_NewTopic_t*> new_topics;
   auto cleanup = [&] {
@@ -48,7 +56,8 @@ Status CreateTopics(const ClientConfig& client, const std::vector<TopicSpec>& to
   cleanup();
 
   detail::RdEventPtr event(rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()) + 5000));
-  if (!event) {
+  // The embedded broker never answers CreateTopics: librdkafka reports a timed-out event.
+  if (!event || rd_kafka_event_error(event.get()) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
     return Error(ErrorCode::kTimeout, "no answer to CreateTopics within " +
                                           std::to_string(timeout.count()) +
                                           " ms (the embedded broker has no admin API: use "
@@ -80,6 +89,7 @@ Status CreateTopics(const ClientConfig& client, const std::vector<TopicSpec>& to
 Result<std::vector<TopicInfo>> ListTopics(const ClientConfig& client,
                                           std::chrono::milliseconds timeout) {
   auto rk = AdminHandle(client);
+  ServeLogsOnExit serve_logs{rk.get()};
   const rd_kafka_metadata_t* md = nullptr;
   const rd_kafka_resp_err_t err =
       rd_kafka_metadata(rk.get(), 1, nullptr, &md, static_cast<int>(timeout.count()));

@@ -12,7 +12,14 @@
 namespace kbus::kafka {
 
 struct EmbeddedBroker::Impl {
-  detail::RdKafkaPtr rk;  // the mock cluster lives inside this handle's threads
+  // Teardown order matters: the relay, then the cluster, then the handle whose threads run it
+  // (librdkafka aborts when the handle goes first). An explicit destructor keeps that order
+  // also when the constructor throws half-way, e.g. because the relay's port is taken.
+  ~Impl() {
+    relay.reset();
+    if (cluster != nullptr) rd_kafka_mock_cluster_destroy(cluster);
+  }
+  detail::RdKafkaPtr rk;
   rd_kafka_mock_cluster_t* cluster = nullptr;
   std::string bootstrap;
   std::unique_ptr<detail::TcpRelay> relay;
@@ -48,10 +55,7 @@ EmbeddedBroker::EmbeddedBroker(Options options) : impl_(std::make_unique<Impl>()
   }
 }
 
-EmbeddedBroker::~EmbeddedBroker() {
-  impl_->relay.reset();
-  if (impl_->cluster != nullptr) rd_kafka_mock_cluster_destroy(impl_->cluster);
-}
+EmbeddedBroker::~EmbeddedBroker() = default;
 
 const std::string& EmbeddedBroker::bootstrap() const { return impl_->bootstrap; }
 

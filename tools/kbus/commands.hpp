@@ -1,0 +1,23 @@
+#pragma once
+// The kbus subcommands. Each lives in its own .cpp and takes its arguments without the command
+// words ("kbus topics create a b" runs RunTopicsCreate({"a", "b"})). Results go to stdout, errors
+// and library logs to stderr; the exit code is 0, kExitFailure or kExitUsage (options.hpp).
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace kbus::cli {
+
+int RunBroker(const std::vector<std::string>& args);
+void PrintBrokerHelp(std::ostream& os);
+int RunSend(const std::vector<std::string>& args);
+void PrintSendHelp(std::ostream& os);
+int RunTail(const std::vector<std::string>& args);
+void PrintTailHelp(std::ostream& os);
+int RunTopicsCreate(const std::vector<std::string>& args);
+void PrintTopicsCreateHelp(std::ostream& os);
+int RunTopicsList(const std::vector<std::string>& args);
+void PrintTopicsListHelp(std::ostream& os);
+
+}  // namespace kbus::cli

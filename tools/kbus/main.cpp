@@ -1,0 +1,97 @@
+// kbus: the command-line tool. `kbus <command> [options]`; see `kbus --help`.
+//
+// Results go to stdout, one line each, for scripts; errors (one line, naming the flag) and the
+// library's JSON log lines go to stderr. Exit codes: 0 done, 1 failed, 2 bad usage.
+
+#include <algorithm>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "commands.hpp"
+#include "options.hpp"
+
+namespace kbus::cli {
+
+namespace {
+
+struct Command {
+  std::string_view name;  // as typed after "kbus"
+  std::string_view summary;
+  int (*run)(const std::vector<std::string>& args);
+  void (*help)(std::ostream& os);  // what `kbus <name> --help` prints
+};
+
+// In the order `kbus --help` lists them.
+constexpr Command kCommands[] = {
+    {"broker", "run an embedded broker on a loopback port until SIGINT/SIGTERM", &RunBroker,
+     &PrintBrokerHelp},
+    {"send", "send one message with a kbus envelope; prints its id", &RunSend, &PrintSendHelp},
+    {"tail", "print a topic's records as JSON lines", &RunTail, &PrintTailHelp},
+    {"topics create", "create topics (Kafka admin API)", &RunTopicsCreate, &PrintTopicsCreateHelp},
+    {"topics list", "list topics and their partition counts", &RunTopicsList, &PrintTopicsListHelp},
+};
+
+void PrintToolHelp(std::ostream& os) {
+  os << "Usage: kbus <command> [options]\n"
+        "       kbus --help | --version\n\n"
+        "Commands:\n";
+  for (const auto& c : kCommands) {
+    os << "  " << c.name << std::string(16 - c.name.size(), ' ') << c.summary << "\n";
+  }
+  os << "\nExit codes: 0 done, 1 failed, 2 bad usage. Results go to stdout; errors and the\n"
+        "library's logs (JSON lines) to stderr.\n";
+  for (const auto& c : kCommands) {
+    os << "\n----\n";
+    c.help(os);
+  }
+}
+
+int Main(const std::vector<std::string>& args) {
+  if (args.empty()) {
+    std::cerr << "kbus: name a command; `kbus --help` lists them\n";
+    return kExitUsage;
+  }
+  const std::string& first = args[0];
+  if (first == "--help" || first == "-h" || first == "help") {
+    PrintToolHelp(std::cout);
+    return kExitOk;
+  }
+  if (first == "--version") {
+    std::cout << "kbus " << KBUS_VERSION << "\n";
+    return kExitOk;
+  }
+  if (!first.empty() && first[0] == '-') {
+    std::cerr << "kbus: unknown option '" << first
+              << "': options go after the command (kbus <command> [options]); see `kbus --help`\n";
+    return kExitUsage;
+  }
+  // The longest command whose words start the arguments: "topics create" before "topics".
+  for (const auto& c : kCommands) {
+    std::vector<std::string> words;
+    for (std::string_view rest = c.name; !rest.empty();) {
+      const auto space = rest.find(' ');
+      words.emplace_back(rest.substr(0, space));
+      rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
+    }
+    if (args.size() >= words.size() && std::equal(words.begin(), words.end(), args.begin())) {
+      return c.run(std::vector<std::string>(
+          args.begin() + static_cast<std::ptrdiff_t>(words.size()), args.end()));
+    }
+  }
+  if (first == "topics") {
+    std::cerr << "kbus topics: name a subcommand: `kbus topics create` or `kbus topics list`\n";
+    return kExitUsage;
+  }
+  std::cerr << "kbus: unknown command '" << first << "'; `kbus --help` lists the commands\n";
+  return kExitUsage;
+}
+
+}  // namespace
+
+}  // namespace kbus::cli
+
+int main(int argc, char** argv) {
+  return kbus::cli::Main(std::vector<std::string>(argv + 1, argv + argc));
+}

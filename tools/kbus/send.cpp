@@ -1,0 +1,211 @@
+// kbus send: one message with a full kbus envelope, from the command line or stdin, so shell
+// scripts and operators can talk to kbus workers. Prints the new message's id.
+
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <stdexcept>
+
+#include "commands.hpp"
+#include "kbus/context.hpp"
+#include "kbus/envelope.hpp"
+#include "kbus/json.hpp"
+#include "kbus/kafka/producer.hpp"
+#include "kbus/log.hpp"
+#include "options.hpp"
+
+namespace kbus::cli {
+
+namespace {
+
+constexpr std::string_view kCommand = "send";
+constexpr std::string_view kUsage =
+    "kbus send --brokers B --type TYPE --topic TOPIC [options] [PAYLOAD | -]";
+constexpr std::string_view kSummary =
+    "Sends one message with a kbus envelope (kbus-type, kbus-id, kbus-correlation-id,\n"
+    "kbus-sent-at, ...) and waits for the broker's acknowledgement, then prints the\n"
+    "message id. PAYLOAD must be JSON; without it, or with -, it is read from stdin\n"
+    "(trailing whitespace dropped). Exit codes: 0 sent, 1 not sent, 2 bad usage.";
+
+// librdkafka refuses a message.timeout.ms below linger.ms; 100 ms is more than a CLI needs.
+constexpr int kMinTimeoutMs = 100;
+
+struct SendArgs {
+  ClientOptions client;
+  std::string type;
+  std::string topic;
+  std::string key;
+  std::string kind;
+  std::vector<std::string> headers;
+  std::string workflow_id;
+  std::string correlation_id;
+  int timeout_ms = 30000;
+  std::string payload;
+};
+
+po::options_description Describe(SendArgs& args) {
+  po::options_description desc("kbus send options", kHelpWidth, kHelpWidth / 2);
+  desc.add_options()("help,h", "show this help");
+  AddClientOptions(desc, args.client);
+  desc.add_options()("type", po::value(&args.type),
+                     "message type, e.g. shop.PlaceOrder (required)")(
+      "topic", po::value(&args.topic), "topic to send to (required)")(
+      "key", po::value(&args.key),
+      "record key (default: the workflow id, else the correlation id)")(
+      "kind", po::value(&args.kind)->default_value("command"), "command or event")(
+      "header", po::value(&args.headers)->value_name("name=value"),
+      "an extra header; repeatable (KBUS_HEADER: one per line)")(
+      "workflow-id", po::value(&args.workflow_id), "kbus-workflow-id header")(
+      "correlation-id", po::value(&args.correlation_id),
+      "kbus-correlation-id header (default: the new message's id)")(
+      "timeout-ms", po::value(&args.timeout_ms)->default_value(args.timeout_ms),
+      "how long the record may take to be acknowledged (librdkafka's message.timeout.ms)");
+  return desc;
+}
+
+// Envelope headers kbus send writes itself, and the flag that sets each instead.
+constexpr std::array<std::pair<std::string_view, std::string_view>, 6> kOwnHeaders = {{
+    {header::kType, "--type"},
+    {header::kKind, "--kind"},
+    {header::kId, "nothing: every message gets a fresh id"},
+    {header::kCorrelationId, "--correlation-id"},
+    {header::kWorkflowId, "--workflow-id"},
+    {header::kSentAt, "nothing: it is the time of sending"},
+}};
+
+Result<std::vector<Header>> ParseHeaders(const SendArgs& args, const ParsedArgs& parsed) {
+  std::vector<Header> out;
+  for (const auto& spec : args.headers) {
+    auto h = ParseKeyValue(spec, parsed.Spelling("header"));
+    if (!h.ok()) return h.error();
+    for (const auto& [name, flag] : kOwnHeaders) {
+      if (h->name == name) {
+        return Error(ErrorCode::kInvalidArgument, parsed.Spelling("header") + " '" + spec +
+                                                      "': kbus send writes " + std::string(name) +
+                                                      " itself; use " + std::string(flag));
+      }
+    }
+    out.push_back(std::move(h.value()));
+  }
+  return out;
+}
+
+Result<std::string> ReadStdin() {
+  std::string text;
+  std::array<char, 65536> buffer;
+  for (;;) {
+    const ssize_t n = ::read(STDIN_FILENO, buffer.data(), buffer.size());
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error(ErrorCode::kInternal, std::string("cannot read the payload from stdin: ") +
+                                               std::strerror(errno));
+    }
+    text.append(buffer.data(), static_cast<std::size_t>(n));
+  }
+  // The newline `echo` or a heredoc appends is no part of the message.
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' ||
+                           text.back() == '\t')) {
+    text.pop_back();
+  }
+  return text;
+}
+
+}  // namespace
+
+void PrintSendHelp(std::ostream& os) {
+  SendArgs args;
+  PrintHelp(os, kUsage, kSummary, Describe(args));
+}
+
+int RunSend(const std::vector<std::string>& argv) {
+  SendArgs args;
+  const auto desc = Describe(args);
+  po::options_description hidden;
+  hidden.add_options()("payload", po::value(&args.payload));
+  po::positional_options_description positional;
+  positional.add("payload", 1);
+  auto parsed = ParseArgs(argv, desc, hidden, positional);
+  if (!parsed.ok()) return Report(kCommand, parsed.error());
+  if (parsed->help()) {
+    PrintSendHelp(std::cout);
+    return kExitOk;
+  }
+
+  kafka::ProducerConfig config;
+  if (Status s = ApplyClientOptions(args.client, *parsed, kCommand, config.client); !s.ok()) {
+    return Report(kCommand, s.error());
+  }
+  if (args.type.empty()) return ReportUsage(kCommand, "--type is required (or set KBUS_TYPE)");
+  if (args.topic.empty()) return ReportUsage(kCommand, "--topic is required (or set KBUS_TOPIC)");
+  MessageKind kind;
+  if (args.kind == "command") {
+    kind = MessageKind::kCommand;
+  } else if (args.kind == "event") {
+    kind = MessageKind::kEvent;
+  } else {
+    return ReportUsage(
+        kCommand, parsed->Spelling("kind") + " '" + args.kind + "' is not one of command, event");
+  }
+  if (args.timeout_ms < kMinTimeoutMs) {
+    return ReportUsage(kCommand, parsed->Spelling("timeout-ms") + " must be at least " +
+                                     std::to_string(kMinTimeoutMs));
+  }
+  auto headers = ParseHeaders(args, *parsed);
+  if (!headers.ok()) return Report(kCommand, headers.error());
+
+  std::string payload = args.payload;
+  if (parsed->vm.count("payload") == 0 || payload == "-") {
+    auto in = ReadStdin();
+    if (!in.ok()) return Report(kCommand, in.error());
+    payload = std::move(in.value());
+  }
+  // Checked here so that nothing malformed reaches the topic: workers would dead-letter it.
+  if (Status s = JsonDocument().Parse(payload); !s.ok()) {
+    return Report(kCommand,
+                  Error(ErrorCode::kDecode,
+                        "the payload is not JSON, nothing was sent: " + s.error().message()));
+  }
+
+  SendOptions options;
+  options.topic = args.topic;
+  options.key = args.key;
+  options.workflow_id = args.workflow_id;
+  options.correlation_id = args.correlation_id;  // also the default key, as for any message
+  options.headers = std::move(headers.value());
+  OutgoingRecord record =
+      BuildRecord(args.type, kind, args.topic, std::move(payload), std::move(options), nullptr, 0);
+
+  // librdkafka's delivery timeout decides, so that a record reported as not sent is never
+  // delivered later (which a retrying script would duplicate) and the producer closes at once.
+  // SendSync waits a little longer, for librdkafka's verdict. An -X message.timeout.ms wins.
+  config.client.properties.try_emplace("message.timeout.ms", std::to_string(args.timeout_ms));
+  auto properties = kafka::ProducerProperties(config);
+  for (const auto& [k, v] : config.client.properties) properties[k] = v;
+  Log(LogLevel::kDebug, "producer configuration",
+      {{"properties", kafka::DescribeProperties(properties)}});
+  try {
+    kafka::Producer producer(config);
+    const auto verdict_margin = std::chrono::seconds(5);
+    if (Status s =
+            producer.SendSync(record, std::chrono::milliseconds(args.timeout_ms) + verdict_margin);
+        !s.ok()) {
+      return Report(kCommand, s.error());
+    }
+  } catch (const std::invalid_argument& e) {
+    // A -X property librdkafka refused; its message may quote the value.
+    return ReportUsage(kCommand, MaskSecrets(e.what(), config.client.properties));
+  } catch (const std::exception& e) {
+    return Report(kCommand,
+                  Error(ErrorCode::kTransport, MaskSecrets(e.what(), config.client.properties)));
+  }
+  std::cout << record.FindHeader(header::kId).value_or("") << std::endl;
+  return kExitOk;
+}
+
+}  // namespace kbus::cli
