@@ -125,6 +125,7 @@ int RunDemo(const kbus::kafka::WorkerConfig& base, int orders) {
 
 int main(int argc, char** argv) {
   namespace cli = kbus::cli;
+  cli::SetProgramName("quickstart-worker");
   kbus::kafka::WorkerConfig config;
   config.group = "shop";
   cli::WorkerOptions options;
@@ -137,7 +138,7 @@ int main(int argc, char** argv) {
       "help,h", "show this help");
 
   auto parsed = cli::ParseArgs({argv + 1, argv + argc}, desc);
-  if (!parsed.ok()) return cli::Report("quickstart-worker", parsed.error());
+  if (!parsed.ok()) return cli::Report("", parsed.error());
   if (parsed->help()) {
     cli::PrintHelp(std::cout, "quickstart-worker [options]",
                    "Handles the quickstart shop's commands in a consumer group until SIGTERM.\n"
@@ -146,9 +147,9 @@ int main(int argc, char** argv) {
     return cli::kExitOk;
   }
   if (Status s = cli::ApplyWorkerOptions(options, *parsed, config); !s.ok()) {
-    return cli::Report("quickstart-worker", s.error());
+    return cli::Report("", s.error());
   }
-  if (demo < 0) return cli::ReportUsage("quickstart-worker", "--demo must not be negative");
+  if (demo < 0) return cli::ReportUsage("", "--demo must not be negative");
 
   try {
     auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);

@@ -396,6 +396,23 @@ TEST(KbusFlags, EnvironmentVariablesFillOptionsAndFlagsBeatThem) {
                    {"KBUS_KIND=banana"});
 }
 
+TEST(WorkerFlags, AWorkerRefusesBadSettingsNamingTheFlagOrVariable) {
+  auto expect = [](const std::vector<std::string>& args, const std::vector<std::string>& env,
+                   const std::vector<std::string>& named) {
+    std::vector<std::string> argv = {KBUS_QUICKSTART_WORKER_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ChildProcess child(argv, env);
+    const ProcessResult r = child.Wait(seconds(30));
+    EXPECT_EQ(r.exit_code, 2) << r.Describe();
+    for (const auto& n : named) EXPECT_NE(r.err.find(n), std::string::npos) << n << ": " << r.Describe();
+  };
+  expect({"--max-deliveries", "0"}, {}, {"quickstart-worker:", "--max-deliveries"});
+  expect({"--session-timeout-ms", "-5"}, {}, {"--session-timeout-ms"});
+  expect({}, {"KBUS_ASSIGNMENT_STRATEGY=sticky"}, {"KBUS_ASSIGNMENT_STRATEGY", "'sticky'"});
+  expect({"--group", ""}, {}, {"--group"});
+  expect({"-X", "nonsense"}, {}, {"-X", "nonsense"});
+}
+
 TEST(KbusFlags, HelpListsEveryOptionOfTheToolAndOfEachCommand) {
   const std::map<std::vector<std::string>, std::vector<std::string>> expected = {
       {{"broker", "--help"}, {"--port", "--brokers-count", "--topic", "--log-level"}},

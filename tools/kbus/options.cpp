@@ -209,7 +209,16 @@ Status ApplyWorkerOptions(const WorkerOptions& options, const ParsedArgs& parsed
   config.commit_interval = std::chrono::milliseconds(options.commit_interval_ms);
   config.assignment_strategy = options.assignment_strategy;
   // Validation names the option by its flag; report the spelling the user used.
-  if (Status s = kafka::Validate(config); !s.ok()) return Usage(s.error().message());
+  if (Status s = kafka::Validate(config); !s.ok()) {
+    std::string message = s.error().message();
+    for (const auto& name : parsed.from_env) {
+      const std::string flag = "--" + name;
+      if (auto at = message.find(flag + " "); at != std::string::npos) {
+        message.replace(at, flag.size(), parsed.Spelling(name));
+      }
+    }
+    return Usage(message);
+  }
   return Ok();
 }
 
@@ -267,15 +276,25 @@ std::string MaskSecrets(std::string text, const std::map<std::string, std::strin
   return text;
 }
 
+namespace {
+std::string g_program = "kbus";
+
+std::string Who(std::string_view command) {
+  return command.empty() ? g_program : g_program + " " + std::string(command);
+}
+}  // namespace
+
+void SetProgramName(std::string_view program) { g_program = std::string(program); }
+
 int ReportUsage(std::string_view command, std::string_view message) {
-  std::cerr << "kbus " << command << ": " << message << " (see `kbus " << command << " --help`)"
+  std::cerr << Who(command) << ": " << message << " (see `" << Who(command) << " --help`)"
             << std::endl;
   return kExitUsage;
 }
 
 int Report(std::string_view command, const Error& error) {
   if (error.code() == ErrorCode::kInvalidArgument) return ReportUsage(command, error.message());
-  std::cerr << "kbus " << command << ": " << error.ToString() << std::endl;
+  std::cerr << Who(command) << ": " << error.ToString() << std::endl;
   return kExitFailure;
 }
 

@@ -105,8 +105,12 @@ Result<TopicArg> ParseTopicSpec(std::string_view spec, std::string_view flag,
 // messages that may quote a value (librdkafka's refusals do).
 std::string MaskSecrets(std::string text, const std::map<std::string, std::string>& properties);
 
-// Prints "kbus <command>: <message>" on stderr; returns kExitUsage for invalid arguments and
-// kExitFailure otherwise.
+// The program named in messages: "kbus" unless a program that shares these options says
+// otherwise. Call it first thing in main().
+void SetProgramName(std::string_view program);
+
+// Prints "<program> <command>: <message>" on stderr (just "<program>:" for an empty command);
+// returns kExitUsage for invalid arguments and kExitFailure otherwise.
 int Report(std::string_view command, const Error& error);
 // "kbus <command>: <message>" on stderr, for usage errors found outside ParseArgs.
 int ReportUsage(std::string_view command, std::string_view message);

@@ -2,7 +2,6 @@
 // broker has no admin API: its topics come from `kbus broker --topic` (create times out there,
 // and says so).
 
-#include <librdkafka/rdkafka.h>
 
 #include <algorithm>
 #include <chrono>
@@ -86,18 +85,6 @@ int RunAdmin(std::string_view command, const kafka::ClientConfig& client, Fn fn)
 // CreateTopics puts this hint only on its own deadline, but librdkafka usually answers first,
 // with a timed-out event ("Failed while waiting for controller: Local: Timed out"), which is what
 // the embedded broker's missing admin API looks like.
-Error WithEmbeddedBrokerHint(const Error& error) {
-  constexpr std::string_view kHint = "kbus broker --topic";
-  const bool timed_out =
-      error.code() == ErrorCode::kTimeout ||
-      error.message().find(rd_kafka_err2str(RD_KAFKA_RESP_ERR__TIMED_OUT)) != std::string::npos;
-  if (!timed_out || error.message().find(kHint) != std::string::npos) return error;
-  return Error(error.code(),
-               error.message() + " (an embedded broker has no admin API: create its topics with `" +
-                   std::string(kHint) + " NAME:PARTITIONS`)",
-               error.retriable());
-}
-
 }  // namespace
 
 void PrintTopicsCreateHelp(std::ostream& os) {
@@ -150,7 +137,7 @@ int RunTopicsCreate(const std::vector<std::string>& argv) {
   return RunAdmin(kCreate, client, [&] {
     const Status s = kafka::CreateTopics(client, specs, /*if_not_exists=*/true,
                                          std::chrono::milliseconds(args.timeout_ms));
-    if (!s.ok()) return Report(kCreate, WithEmbeddedBrokerHint(s.error()));
+    if (!s.ok()) return Report(kCreate, s.error());  // names `kbus broker --topic` on the embedded broker
     for (const auto& spec : specs) std::cout << spec.name << ' ' << spec.partitions << '\n';
     std::cout << std::flush;
     return kExitOk;
