@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -69,6 +70,10 @@ inline kbus::kafka::WorkerConfig WorkerConfigFor(const std::string& group) {
   c.commit_interval = std::chrono::milliseconds(200);
   c.retry_backoff_initial = std::chrono::milliseconds(20);
   c.retry_backoff_max = std::chrono::milliseconds(100);
+  // For measuring the group protocols against each other (docs/delivery.md, defaults).
+  if (const char* s = std::getenv("KBUS_TEST_ASSIGNMENT_STRATEGY"); s != nullptr && *s != '\0') {
+    c.assignment_strategy = s;
+  }
   return c;
 }
 
