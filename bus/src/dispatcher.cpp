@@ -1,14 +1,12 @@
 #include "kbus/dispatcher.hpp"
 
-#include <rapidjson/document.h>
-
+#include <cstddef>
 #include <exception>
 
+#include "json_parse.hpp"
 #include "kbus/envelope.hpp"
 
 namespace kbus {
-
-Status ParseJson(rapidjson::Document& doc, std::string_view text);  // json.cpp
 
 namespace {
 
@@ -50,7 +48,14 @@ DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt) co
                                 "' in this group");
   }
 
-  rapidjson::Document doc;
+  // The document's nodes and the parser's stack live in buffers in this frame: a default Document
+  // allocates a 64 KiB chunk per parse, and freeing it makes glibc consolidate its free lists on
+  // every record. Larger payloads spill into heap chunks.
+  alignas(std::max_align_t) char value_buffer[4096];
+  alignas(std::max_align_t) char stack_buffer[1024];
+  rapidjson::MemoryPoolAllocator<> value_allocator(value_buffer, sizeof value_buffer);
+  rapidjson::MemoryPoolAllocator<> stack_allocator(stack_buffer, sizeof stack_buffer);
+  detail::PooledDocument doc(&value_allocator, sizeof stack_buffer, &stack_allocator);
   if (Status parsed = ParseJson(doc, record.payload); !parsed.ok()) {
     return DeadLetterResult(envelope.type, reason::kDecodeError, parsed.error().message());
   }

@@ -69,6 +69,17 @@ TEST(Codec, OptionalFieldsKeepTheirDefaultsWhenMissing) {
   EXPECT_FALSE(out->note.has_value());
 }
 
+TEST(Codec, DecodesFieldsInAnyOrder) {
+  auto out = FromJson<EncodeVideo>(
+      R"({"params":{"bitrate":5,"codec":"vp9"},"extra":1,"draft":true,"height":480,"video_id":"v"})");
+  ASSERT_THAT(out, IsOk());
+  EXPECT_EQ(out->video_id, "v");
+  EXPECT_EQ(out->height, 480);
+  EXPECT_TRUE(out->draft);
+  EXPECT_EQ(out->params.codec, "vp9");
+  EXPECT_EQ(out->params.bitrate, 5);
+}
+
 TEST(Codec, IgnoresUnknownFieldsSoProducersCanAddThem) {
   auto out = FromJson<EncodeVideo>(R"({"video_id":"v","added_later":{"x":[1,2]}})");
   ASSERT_THAT(out, IsOk());

@@ -239,6 +239,11 @@ TEST_F(DispatcherTest, SurvivesPathologicalPayloads) {
   DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
   EXPECT_EQ(r.kind, DispatchResult::Kind::kDeadLetter);
   EXPECT_THAT(r.error, HasSubstr("expected an object, got an array"));
+  // The deepest nesting small enough for the (faster) recursive parser, and one byte more.
+  for (std::size_t half : {1024u, 1025u}) {
+    rec.payload = std::string(half, '[') + std::string(half, ']');
+    EXPECT_EQ(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kDeadLetter);
+  }
   rec.payload = std::string("{\"video_id\":\"\xff\xfe\x00\",\"x\":1}", 25);  // bad UTF-8, a NUL
   EXPECT_NE(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kRetry);
 }

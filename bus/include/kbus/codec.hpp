@@ -144,12 +144,13 @@ bool DecodeStruct(const JsonValue& v, T& out, DecodeFailure& f) {
       return false;
     }
     bool ok = true;
+    std::size_t cursor = 0;  // where the next field most likely is: writers keep field order
     std::apply(
         [&](const auto&... field) {
           auto one = [&](const auto& fd) {
             if (!ok) return;
-            auto member = v.Find(fd.name);
-            if (!member || (member->IsNull() && fd.presence == kOptional)) {
+            auto member = v.Find(fd.name, &cursor);
+            if (!member || (fd.presence == kOptional && member->IsNull())) {
               if (fd.presence == kRequired) {
                 f.path = std::string(fd.name);
                 f.what = "is missing";
@@ -217,29 +218,34 @@ void EncodeValue(const M& value, JsonWriter& w) {
 template <class M>
 bool DecodeValue(const JsonValue& v, M& out, DecodeFailure& f) {
   if constexpr (std::is_same_v<M, std::string>) {
-    if (!v.IsString()) return f.what = MistypeMessage("a string", v), false;
-    out.assign(v.GetString());
+    const auto s = v.AsString();
+    if (!s) return f.what = MistypeMessage("a string", v), false;
+    out.assign(*s);
   } else if constexpr (std::is_same_v<M, bool>) {
-    if (!v.IsBool()) return f.what = MistypeMessage("a boolean", v), false;
-    out = v.GetBool();
+    const auto b = v.AsBool();
+    if (!b) return f.what = MistypeMessage("a boolean", v), false;
+    out = *b;
   } else if constexpr (std::is_integral_v<M> && std::is_signed_v<M>) {
-    if (!v.IsInt64()) return f.what = MistypeMessage("an integer", v), false;
-    const std::int64_t n = v.GetInt64();
+    const auto i = v.AsInt64();
+    if (!i) return f.what = MistypeMessage("an integer", v), false;
+    const std::int64_t n = *i;
     if (n < std::numeric_limits<M>::min() || n > std::numeric_limits<M>::max()) {
       return f.what = OutOfRangeMessage(v, sizeof(M) == 4 ? "a 32-bit integer" : "this integer"),
              false;
     }
     out = static_cast<M>(n);
   } else if constexpr (std::is_integral_v<M>) {
-    if (!v.IsUint64()) return f.what = MistypeMessage("a non-negative integer", v), false;
-    const std::uint64_t n = v.GetUint64();
+    const auto u = v.AsUint64();
+    if (!u) return f.what = MistypeMessage("a non-negative integer", v), false;
+    const std::uint64_t n = *u;
     if (n > std::numeric_limits<M>::max()) {
       return f.what = OutOfRangeMessage(v, "this unsigned integer"), false;
     }
     out = static_cast<M>(n);
   } else if constexpr (std::is_floating_point_v<M>) {
-    if (!v.IsNumber()) return f.what = MistypeMessage("a number", v), false;
-    out = static_cast<M>(v.GetDouble());
+    const auto d = v.AsDouble();
+    if (!d) return f.what = MistypeMessage("a number", v), false;
+    out = static_cast<M>(*d);
   } else if constexpr (IsDuration<M>::value) {
     if (!v.IsInt64() || v.GetInt64() < 0) {
       return f.what = MistypeMessage("a non-negative integer of milliseconds", v), false;

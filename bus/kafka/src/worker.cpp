@@ -113,13 +113,24 @@ struct Worker::Impl {
   std::mt19937_64 rng;
   int pending_sends = 0;
   Clock::time_point next_commit{};
+  // Earliest `due` of a waiting record, max() when none waits. It may be earlier than the truth
+  // (after a revocation, say); PumpDue then recomputes it. Kept so that the hot loop does not
+  // scan every partition per record.
+  Clock::time_point next_due = Clock::time_point::max();
+  // Timers (retries, commits) need millisecond precision, not a clock read per record.
+  static constexpr int kRecordsPerClockRead = 16;
 
   // Fast path for the common case of many records in a row from one partition.
   const rd_kafka_topic_t* last_rkt = nullptr;
   std::int32_t last_partition = -1;
   Partition* last = nullptr;  // reset whenever `partitions` changes
 
+  // Written only by the poll thread, read by Stats() from any thread.
   std::atomic<std::uint64_t> handled{0}, skipped{0}, retried{0}, dead_lettered{0}, committed{0};
+  // One writer, so a plain load and store is enough, without a locked read-modify-write.
+  static void Count(std::atomic<std::uint64_t>& counter) {
+    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
   std::atomic<std::uint32_t> assigned{0};
 
   // ---- set-up -------------------------------------------------------------------------------
@@ -164,12 +175,15 @@ struct Worker::Impl {
 
   void Run() {
     next_commit = Clock::now() + config.commit_interval;
+    int since_clock = 0;
     while (!stop.load(std::memory_order_relaxed)) {
       rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), PollTimeoutMs());
       if (m != nullptr) OnMessage(RdMessagePtr(m));
       if (pending_sends > 0) producer->Poll(std::chrono::milliseconds(0));
+      if (m != nullptr && ++since_clock < kRecordsPerClockRead) continue;
+      since_clock = 0;
       const auto now = Clock::now();
-      PumpDue(now);
+      if (now >= next_due) PumpDue(now);
       if (now >= next_commit) {
         CommitAll(/*async=*/true);
         next_commit = now + config.commit_interval;
@@ -182,13 +196,9 @@ struct Worker::Impl {
     // Wake for the earliest due retry; otherwise a short wait keeps Stop() responsive.
     auto wait = std::chrono::milliseconds(100);
     if (pending_sends > 0) wait = std::chrono::milliseconds(5);
-    const auto now = Clock::now();
-    for (const auto& [key, p] : partitions) {
-      if (p.cursor < p.entries.size() && p.entries[p.cursor].state == Entry::State::kWaiting) {
-        const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(
-            p.entries[p.cursor].due - now);
-        wait = std::min(wait, std::max(until, std::chrono::milliseconds(0)));
-      }
+    if (next_due != Clock::time_point::max()) {
+      const auto until = std::chrono::ceil<std::chrono::milliseconds>(next_due - Clock::now());
+      wait = std::min(wait, std::max(until, std::chrono::milliseconds(0)));
     }
     return static_cast<int>(wait.count());
   }
@@ -250,13 +260,19 @@ struct Worker::Impl {
   }
 
   void PumpDue(Clock::time_point now) {
+    next_due = Clock::time_point::max();
     for (auto& [key, p] : partitions) {
       if (p.cursor < p.entries.size() && p.entries[p.cursor].state == Entry::State::kWaiting &&
           p.entries[p.cursor].due <= now) {
         Pump(p, now);
       }
+      if (p.cursor < p.entries.size() && p.entries[p.cursor].state == Entry::State::kWaiting) {
+        NoteWaiting(p.entries[p.cursor].due);
+      }
     }
   }
+
+  void NoteWaiting(Clock::time_point due) { next_due = std::min(next_due, due); }
 
   // Pops the finished prefix: its last offset + 1 is what the next commit will say.
   void AdvanceCommit(Partition& p) {
@@ -281,7 +297,7 @@ struct Worker::Impl {
     switch (r.kind) {
       case DispatchResult::Kind::kAck:
       case DispatchResult::Kind::kSkip:
-        (r.kind == DispatchResult::Kind::kAck ? handled : skipped).fetch_add(1, std::memory_order_relaxed);
+        Count(r.kind == DispatchResult::Kind::kAck ? handled : skipped);
         if (r.outgoing.empty()) {
           e.state = Entry::State::kDone;
           e.msg.reset();
@@ -295,9 +311,10 @@ struct Worker::Impl {
           e.error = std::move(r.error);
           SendDeadLetter(p, e);
         } else {
-          retried.fetch_add(1, std::memory_order_relaxed);
+          Count(retried);
           e.state = Entry::State::kWaiting;
           e.due = Clock::now() + std::max(r.retry_after, Backoff(e.attempts));
+          NoteWaiting(e.due);
           Log(LogLevel::kWarn, "handler failed, will retry",
               {{"topic", record.topic}, {"partition", record.partition},
                {"offset", record.offset}, {"message_id", MessageId(record)},
@@ -386,7 +403,7 @@ struct Worker::Impl {
   // Every send of `e` has its verdict.
   void SendsFinished(Partition& p, Entry& e) {
     if (!e.send_failed) {
-      if (e.dead_letter) dead_lettered.fetch_add(1, std::memory_order_relaxed);
+      if (e.dead_letter) Count(dead_lettered);
       e.state = Entry::State::kDone;
       e.msg.reset();
       return;
@@ -402,6 +419,7 @@ struct Worker::Impl {
     }
     e.state = Entry::State::kWaiting;
     e.due = Clock::now() + Backoff(e.attempts);
+    NoteWaiting(e.due);
   }
 
   // ---- offsets ------------------------------------------------------------------------------
@@ -441,7 +459,7 @@ struct Worker::Impl {
       auto it = partitions.find(TpView(tp.topic, tp.partition));
       if (it != partitions.end()) it->second.committed = std::max(it->second.committed, tp.offset);
     }
-    if (any) committed.fetch_add(1, std::memory_order_relaxed);
+    if (any) Count(committed);
     if (err) {
       // Expected during rebalances (REBALANCE_IN_PROGRESS): the next commit covers it.
       Log(LogLevel::kInfo, "offset commit refused", {{"error", rd_kafka_err2str(err)}});

@@ -1,0 +1,900 @@
+// kbus-bench: how fast a kbus Worker consumes, against a plain librdkafka loop doing the same
+// work, in one process, on one broker, over the same records.
+//
+//   kbus-bench                       embedded broker, 300,000 messages per run, 5 pairs
+//   kbus-bench --brokers HOST:PORT   the same against a real Kafka cluster
+//   kbus-bench --quick               smoke test: 20,000 messages, 1 pair (ctest label "bench")
+//
+// The two consumers (the spec):
+//   (a) raw:  rd_kafka_consumer_poll; read the kbus-type header; parse the payload with RapidJSON
+//             into a struct (member lookup, type checks, string copies); rd_kafka_offsets_store
+//             with one cached 1-element list per partition (perf-baseline §5.1 explains why one
+//             list must not be reused across partitions); auto-commit.
+//   (b) kbus: a Worker with a no-op typed handler for EncodeVideo (the 208-byte payload of
+//             perf-baseline §2.2: 8 fields, one of them a nested struct).
+// Both add one decoded field to a checksum, so each pass proves it saw every produced record.
+// Both use the same consumer settings: a new group per pass (auto.offset.reset=earliest),
+// fetch.wait.max.ms=10, session.timeout.ms=6000 with heartbeats every 1.2 s, range assignment,
+// offsets committed every 500 ms (the Worker's default commit_interval; the raw loop's
+// auto.commit.interval.ms is set to match), and room to prefetch a whole pass
+// (PrefetchProperties explains why).
+//
+// Measurement: from the first message consumed to the N-th, so the group join (3.1 s on the
+// embedded broker) is not counted. CPU is the getrusage(RUSAGE_SELF) delta over that window, so it
+// includes librdkafka's threads and, on the embedded broker, the broker's thread; the poll
+// thread's own share (RUSAGE_THREAD) is shown too. Runs go a b, b a, a b, ... (ABBA, so a drift
+// of this noisy machine's speed hits both sides alike); the verdict is the median of the
+// per-pair ratios b/a. The program exits 1 when a correctness check fails or a pass times out;
+// it never fails on the ratio itself (an A/A test on this machine spreads 0.90-1.28).
+//
+// Retention (embedded broker only). The mock keeps about 5 MiB per partition and silently drops
+// older batches. With kbus's envelope (type, kind, id, correlation id, sent-at headers) a record
+// is ~420 B in its log, so 300,000 records in 16 partitions (18,750 each, ~7.5 MiB) cannot be kept.
+// The design:
+//   1. Measure: produce to a 1-partition probe topic until its low watermark moves. How many
+//      records it kept is the real capacity, and 5 MiB / capacity the real bytes per record.
+//   2. Fill the benchmark topic once with the fewest passes' worth that fits: P passes of
+//      ceil(N / P / partitions) records per partition, at most 85 % of the measured capacity
+//      (for the defaults P = 2: 9,375 per partition, 150,000 in all). Then check with
+//      rd_kafka_query_watermark_offsets that every partition's low watermark is still 0.
+//   3. Consume N per run as P passes; each pass is a fresh consumer in a fresh group that reads
+//      every partition from offset 0, the same for (a) and (b). A run's rate is its messages over
+//      the sum of its pass windows; its CPU is the sum of the pass deltas.
+// Why not perf-baseline's "laps" (seek every partition back to the start at EOF)? A Worker cannot
+// seek, so only (a) could lap and the two would no longer read the same way. One single pass of
+// the retained records is this same design with half the window (~0.5 s), which is noisier. A
+// fresh topic per run would cost a re-fill per run and measure nothing more.
+// On a real broker there is no such limit: one pass of N records per run.
+
+#include <librdkafka/rdkafka.h>
+#include <rapidjson/document.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include "kbus/context.hpp"
+#include "kbus/handler_registry.hpp"
+#include "kbus/kafka/admin.hpp"
+#include "kbus/kafka/embedded_broker.hpp"
+#include "kbus/kafka/worker.hpp"
+#include "kbus/log.hpp"
+#include "kbus/message.hpp"
+
+namespace bench {
+
+struct VideoParams {
+  std::string codec;
+  int bitrate = 0;
+};
+
+struct EncodeVideo {
+  std::string type;
+  std::string id;
+  std::string url;
+  int attempt = 0;
+  int priority = 0;
+  std::string tenant;
+  std::int64_t created_at = 0;
+  VideoParams params;
+};
+
+}  // namespace bench
+
+template <>
+struct kbus::JsonTraits<bench::VideoParams> {
+  static constexpr auto kFields = kbus::Fields(kbus::Field("codec", &bench::VideoParams::codec),
+                                               kbus::Field("bitrate", &bench::VideoParams::bitrate));
+};
+
+template <>
+struct kbus::MessageTraits<bench::EncodeVideo> {
+  static constexpr std::string_view kType = "bench.EncodeVideo";
+  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kCommand;
+  static constexpr std::string_view kTopic = "bench.commands";  // each run uses its own topic
+  static constexpr auto kFields =
+      kbus::Fields(kbus::Field("type", &bench::EncodeVideo::type),
+                   kbus::Field("id", &bench::EncodeVideo::id),
+                   kbus::Field("url", &bench::EncodeVideo::url),
+                   kbus::Field("attempt", &bench::EncodeVideo::attempt),
+                   kbus::Field("priority", &bench::EncodeVideo::priority),
+                   kbus::Field("tenant", &bench::EncodeVideo::tenant),
+                   kbus::Field("created_at", &bench::EncodeVideo::created_at),
+                   kbus::Field("params", &bench::EncodeVideo::params));
+};
+
+namespace bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kMockPartitionBytes = 5 * 1024 * 1024;  // the mock's retention per partition
+constexpr double kFillFraction = 0.85;  // of the measured capacity: batch-size slack
+
+// ---- librdkafka handles -------------------------------------------------------------------------
+
+template <class T, void (*Destroy)(T*)>
+struct RdDeleter {
+  void operator()(T* p) const noexcept {
+    if (p) Destroy(p);
+  }
+};
+using RdKafkaPtr = std::unique_ptr<rd_kafka_t, RdDeleter<rd_kafka_t, &rd_kafka_destroy>>;
+using RdConfPtr = std::unique_ptr<rd_kafka_conf_t, RdDeleter<rd_kafka_conf_t, &rd_kafka_conf_destroy>>;
+using RdMessagePtr =
+    std::unique_ptr<rd_kafka_message_t, RdDeleter<rd_kafka_message_t, &rd_kafka_message_destroy>>;
+using RdListPtr =
+    std::unique_ptr<rd_kafka_topic_partition_list_t,
+                    RdDeleter<rd_kafka_topic_partition_list_t, &rd_kafka_topic_partition_list_destroy>>;
+using RdHeadersPtr = std::unique_ptr<rd_kafka_headers_t, RdDeleter<rd_kafka_headers_t, &rd_kafka_headers_destroy>>;
+using RdQueuePtr = std::unique_ptr<rd_kafka_queue_t, RdDeleter<rd_kafka_queue_t, &rd_kafka_queue_destroy>>;
+using RdEventPtr = std::unique_ptr<rd_kafka_event_t, RdDeleter<rd_kafka_event_t, &rd_kafka_event_destroy>>;
+
+using Properties = std::vector<std::pair<std::string, std::string>>;
+
+RdConfPtr MakeConf(const Properties& properties) {
+  RdConfPtr conf(rd_kafka_conf_new());
+  char err[512];
+  for (const auto& [k, v] : properties) {
+    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      throw std::invalid_argument("librdkafka property '" + k + "' refused: " + err);
+    }
+  }
+  return conf;
+}
+
+RdKafkaPtr NewClient(rd_kafka_type_t type, RdConfPtr& conf) {
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
+  if (rk == nullptr) throw std::runtime_error(std::string("cannot create a Kafka client: ") + err);
+  conf.release();  // owned by rk now, only after success
+  return RdKafkaPtr(rk);
+}
+
+// ---- the records --------------------------------------------------------------------------------
+
+EncodeVideo MakeVideo(std::size_t i) {
+  char num[16];
+  std::snprintf(num, sizeof num, "%010zu", i);
+  EncodeVideo v;
+  v.type = "EncodeVideo";
+  v.id = std::string("job-") + num;
+  v.url = std::string("https://cdn.example.com/v/") + num + ".mp4";
+  v.attempt = 1 + static_cast<int>(i % 3);
+  v.priority = static_cast<int>(i % 5);
+  v.tenant = "tenant-" + std::to_string(100 + i % 900);
+  v.created_at = 1700000000000 + static_cast<std::int64_t>(i);
+  v.params = {"h264", 1000 + static_cast<int>(i % 1000)};
+  return v;
+}
+
+std::size_t VarintBytes(std::int64_t v) {
+  auto u = (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);  // zigzag
+  std::size_t n = 1;
+  for (; u >= 0x80; u >>= 7) ++n;
+  return n;
+}
+
+// Size of one record inside a Kafka v2 record batch (no compression); the batch adds 61 B.
+std::size_t RecordWireBytes(const kbus::OutgoingRecord& r, std::int64_t offset_delta) {
+  std::size_t body = 1 + VarintBytes(0) + VarintBytes(offset_delta);  // attributes, timestamp delta
+  body += VarintBytes(static_cast<std::int64_t>(r.key.size())) + r.key.size();
+  body += VarintBytes(static_cast<std::int64_t>(r.payload.size())) + r.payload.size();
+  body += VarintBytes(static_cast<std::int64_t>(r.headers.size()));
+  for (const auto& h : r.headers) {
+    body += VarintBytes(static_cast<std::int64_t>(h.name.size())) + h.name.size();
+    body += VarintBytes(static_cast<std::int64_t>(h.value.size())) + h.value.size();
+  }
+  return VarintBytes(static_cast<std::int64_t>(body)) + body;
+}
+
+// ---- producing ----------------------------------------------------------------------------------
+
+struct FillResult {
+  std::size_t records = 0;
+  double seconds = 0;
+  std::int64_t checksum = 0;  // sum of params.bitrate, what every pass must see
+  double key_bytes = 0, value_bytes = 0, header_bytes = 0, wire_bytes = 0;  // per record
+  std::size_t headers = 0;
+  std::uint64_t batches = 0;  // producer batches, from librdkafka statistics
+};
+
+// A plain producer with explicit partitions, so every partition gets exactly its share. The
+// records are kbus::BuildRecord's, headers and all, so both consumers see what kbus sends.
+// Records go out `chunk` at a time per partition with batch.num.messages = chunk: the mock
+// returns one batch per partition per fetch (perf-baseline §3.2), so the batch size is part of
+// the set-up and is printed.
+class RawProducer {
+ public:
+  RawProducer(const std::string& brokers, std::size_t chunk) {
+    RdConfPtr conf = MakeConf({{"bootstrap.servers", brokers},
+                               {"client.id", "kbus-bench-fill"},
+                               {"linger.ms", "5"},
+                               {"batch.num.messages", std::to_string(chunk)},
+                               {"statistics.interval.ms", "100"}});
+    rd_kafka_conf_set_opaque(conf.get(), this);
+    rd_kafka_conf_set_stats_cb(conf.get(), &RawProducer::StatsTrampoline);
+    rd_kafka_conf_set_dr_msg_cb(conf.get(), &RawProducer::DeliveryTrampoline);
+    rk_ = NewClient(RD_KAFKA_PRODUCER, conf);
+  }
+  RawProducer(const RawProducer&) = delete;
+  RawProducer& operator=(const RawProducer&) = delete;
+
+  rd_kafka_t* handle() const { return rk_.get(); }
+
+  void Produce(const kbus::OutgoingRecord& r, std::int32_t partition) {
+    RdHeadersPtr headers(rd_kafka_headers_new(r.headers.size()));
+    for (const auto& h : r.headers) {
+      rd_kafka_header_add(headers.get(), h.name.data(), static_cast<ssize_t>(h.name.size()),
+                          h.value.data(), static_cast<ssize_t>(h.value.size()));
+    }
+    for (;;) {
+      const rd_kafka_resp_err_t err = rd_kafka_producev(
+          rk_.get(), RD_KAFKA_V_TOPIC(r.topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+          RD_KAFKA_V_KEY(r.key.data(), r.key.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(r.payload.data()), r.payload.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers.get()),
+          RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        headers.release();  // owned by the queued message now
+        return;
+      }
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        throw std::runtime_error(std::string("produce failed: ") + rd_kafka_err2str(err));
+      }
+      rd_kafka_poll(rk_.get(), 5);
+    }
+  }
+
+  void Flush() {
+    if (rd_kafka_resp_err_t err = rd_kafka_flush(rk_.get(), 60000)) {
+      throw std::runtime_error(std::string("flush failed: ") + rd_kafka_err2str(err));
+    }
+    if (delivery_errors_ > 0) {
+      throw std::runtime_error(std::to_string(delivery_errors_) + " records were not delivered");
+    }
+  }
+
+  // Producer batches sent so far. Statistics are emitted every 100 ms; wait for one more.
+  std::uint64_t Batches(std::size_t records) {
+    const auto deadline = Clock::now() + std::chrono::seconds(2);
+    while (batched_records_ < records && Clock::now() < deadline) rd_kafka_poll(rk_.get(), 50);
+    return batched_records_ == records ? batches_ : 0;  // 0: statistics incomplete
+  }
+
+  std::pair<std::int64_t, std::int64_t> Watermarks(const std::string& topic, std::int32_t partition) {
+    std::int64_t low = -1, high = -1;
+    if (rd_kafka_resp_err_t err =
+            rd_kafka_query_watermark_offsets(rk_.get(), topic.c_str(), partition, &low, &high, 10000)) {
+      throw std::runtime_error("cannot read the watermarks of " + topic + "[" +
+                               std::to_string(partition) + "]: " + rd_kafka_err2str(err));
+    }
+    return {low, high};
+  }
+
+ private:
+  static void DeliveryTrampoline(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) noexcept {
+    if (m->err) ++static_cast<RawProducer*>(opaque)->delivery_errors_;
+  }
+
+  // librdkafka's per-topic "batchcnt" window (records per batch) is reset at every emission, so
+  // summing cnt and sum over emissions counts every batch once.
+  static int StatsTrampoline(rd_kafka_t*, char* json, size_t len, void* opaque) noexcept {
+    auto* self = static_cast<RawProducer*>(opaque);
+    rapidjson::Document doc;
+    doc.Parse(json, len);
+    if (doc.HasParseError() || !doc.IsObject()) return 0;
+    auto topics = doc.FindMember("topics");
+    if (topics == doc.MemberEnd() || !topics->value.IsObject()) return 0;
+    for (auto t = topics->value.MemberBegin(); t != topics->value.MemberEnd(); ++t) {
+      auto bc = t->value.FindMember("batchcnt");
+      if (bc == t->value.MemberEnd() || !bc->value.IsObject()) continue;
+      auto cnt = bc->value.FindMember("cnt");
+      auto sum = bc->value.FindMember("sum");
+      if (cnt != bc->value.MemberEnd() && cnt->value.IsInt64()) self->batches_ += cnt->value.GetInt64();
+      if (sum != bc->value.MemberEnd() && sum->value.IsInt64()) self->batched_records_ += sum->value.GetInt64();
+    }
+    return 0;  // librdkafka frees json
+  }
+
+  RdKafkaPtr rk_;
+  std::uint64_t batches_ = 0;
+  std::uint64_t batched_records_ = 0;
+  std::uint64_t delivery_errors_ = 0;
+};
+
+// Produces `per_partition` records to each partition of `topic`, `chunk` at a time per partition.
+FillResult Fill(RawProducer& producer, const std::string& topic, int partitions,
+                std::size_t per_partition, std::size_t chunk) {
+  FillResult f;
+  const auto t0 = Clock::now();
+  std::size_t index = 0;
+  for (std::size_t base = 0; base < per_partition; base += chunk) {
+    const std::size_t n = std::min(chunk, per_partition - base);
+    for (int p = 0; p < partitions; ++p) {
+      for (std::size_t k = 0; k < n; ++k, ++index) {
+        const EncodeVideo v = MakeVideo(index);
+        kbus::OutgoingRecord r = kbus::BuildRecord(v, kbus::SendOptions{.topic = topic, .key = v.id});
+        f.checksum += v.params.bitrate;
+        f.key_bytes += static_cast<double>(r.key.size());
+        f.value_bytes += static_cast<double>(r.payload.size());
+        for (const auto& h : r.headers) f.header_bytes += static_cast<double>(h.name.size() + h.value.size());
+        f.headers = r.headers.size();
+        f.wire_bytes += static_cast<double>(RecordWireBytes(r, static_cast<std::int64_t>(k)));
+        producer.Produce(r, p);
+      }
+    }
+  }
+  producer.Flush();
+  f.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  f.records = index;
+  const double n = static_cast<double>(std::max<std::size_t>(index, 1));
+  f.key_bytes /= n;
+  f.value_bytes /= n;
+  f.header_bytes /= n;
+  f.wire_bytes /= n;
+  f.batches = producer.Batches(index);
+  return f;
+}
+
+// How many records one partition of the embedded broker keeps: fills a 1-partition topic until
+// its low watermark moves.
+std::int64_t ProbeCapacity(kbus::kafka::EmbeddedBroker& broker, const std::string& brokers,
+                           const std::string& topic, std::size_t chunk) {
+  if (kbus::Status s = broker.CreateTopic(topic, 1); !s.ok()) {
+    throw std::runtime_error(s.error().ToString());
+  }
+  RawProducer producer(brokers, chunk);
+  std::size_t index = 0;
+  for (int round = 0; round < 100; ++round) {
+    for (std::size_t k = 0; k < 2000; ++k, ++index) {
+      const EncodeVideo v = MakeVideo(index);
+      producer.Produce(kbus::BuildRecord(v, kbus::SendOptions{.topic = topic, .key = v.id}), 0);
+    }
+    producer.Flush();
+    const auto [low, high] = producer.Watermarks(topic, 0);
+    if (low > 0) return high - low;
+  }
+  throw std::runtime_error("the embedded broker kept 200,000 records without dropping any: "
+                           "its retention changed, revisit this benchmark's design");
+}
+
+// ---- timing -------------------------------------------------------------------------------------
+
+struct CpuTimes {
+  double process = 0;  // every thread of this process, the embedded broker's included
+  double thread = 0;   // the calling (poll) thread
+};
+
+double Seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6; }
+
+CpuTimes ReadCpu() {
+  rusage self{}, thread{};
+  getrusage(RUSAGE_SELF, &self);
+  getrusage(RUSAGE_THREAD, &thread);
+  return {Seconds(self.ru_utime) + Seconds(self.ru_stime), Seconds(thread.ru_utime) + Seconds(thread.ru_stime)};
+}
+
+// From the first message to the N-th.
+struct Window {
+  Clock::time_point t0, t1;
+  CpuTimes c0, c1;
+  void Start() {
+    t0 = Clock::now();
+    c0 = ReadCpu();
+  }
+  void Stop() {
+    t1 = Clock::now();
+    c1 = ReadCpu();
+  }
+};
+
+struct PassResult {
+  std::size_t messages = 0;
+  double seconds = 0, cpu = 0, poll_cpu = 0;
+  std::int64_t checksum = 0;
+  std::size_t wrong_type = 0, decode_errors = 0, store_errors = 0, consumer_errors = 0;
+  bool timed_out = false;
+
+  void Take(const Window& w) {
+    seconds = std::chrono::duration<double>(w.t1 - w.t0).count();
+    cpu = w.c1.process - w.c0.process;
+    poll_cpu = w.c1.thread - w.c0.thread;
+  }
+};
+
+struct Settings {
+  std::string brokers;
+  std::string topic;
+  int partitions = 16;
+  std::size_t per_pass = 0;  // records in the topic, all read by every pass
+  int passes = 1;
+  std::int64_t checksum = 0;  // of one pass
+  std::chrono::milliseconds fetch_wait{10};
+  std::chrono::milliseconds session_timeout{6000};
+  std::chrono::milliseconds commit_interval{500};
+  std::chrono::seconds pass_timeout{120};
+};
+
+// ---- (a) the plain librdkafka loop --------------------------------------------------------------
+
+bool ReadString(const rapidjson::Value& object, const char* name, std::string& out) {
+  const auto it = object.FindMember(name);
+  if (it == object.MemberEnd() || !it->value.IsString()) return false;
+  out.assign(it->value.GetString(), it->value.GetStringLength());
+  return true;
+}
+
+template <class I>
+bool ReadInt(const rapidjson::Value& object, const char* name, I& out) {
+  const auto it = object.FindMember(name);
+  if (it == object.MemberEnd() || !it->value.IsInt64()) return false;
+  const std::int64_t v = it->value.GetInt64();
+  if (v < std::numeric_limits<I>::min() || v > std::numeric_limits<I>::max()) return false;
+  out = static_cast<I>(v);
+  return true;
+}
+
+// What a careful hand-written consumer does: parse, then look up and type-check every field.
+bool DecodeRaw(const void* data, std::size_t size, EncodeVideo& v) {
+  rapidjson::Document doc;
+  doc.Parse(static_cast<const char*>(data), size);
+  if (doc.HasParseError() || !doc.IsObject()) return false;
+  const auto params = doc.FindMember("params");
+  if (params == doc.MemberEnd() || !params->value.IsObject()) return false;
+  return ReadString(doc, "type", v.type) && ReadString(doc, "id", v.id) &&
+         ReadString(doc, "url", v.url) && ReadInt(doc, "attempt", v.attempt) &&
+         ReadInt(doc, "priority", v.priority) && ReadString(doc, "tenant", v.tenant) &&
+         ReadInt(doc, "created_at", v.created_at) &&
+         ReadString(params->value, "codec", v.params.codec) &&
+         ReadInt(params->value, "bitrate", v.params.bitrate);
+}
+
+std::string Ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
+
+// Given to both consumers. With a pre-filled topic the fetcher races ahead of the application
+// by the whole backlog; once the consumer queue holds queued.min.messages (default 100,000, and
+// librdkafka counts the one queue all partitions forward to), it stops fetching and looks again
+// only up to a second later, so the last partitions of a pass arrive after a 0.4-0.7 s stall
+// (measured with debug=fetch: "queued.min.messages exceeded"). That stall is the harness, not the
+// consumer, and hit (a) and (b) at random; room for a whole pass removes it.
+Properties PrefetchProperties() {
+  return {{"queued.min.messages", "10000000"}, {"queued.max.messages.kbytes", "1048576"}};
+}
+
+PassResult RunRawPass(const Settings& s, const std::string& group, std::size_t target) {
+  RdConfPtr conf = MakeConf({
+      {"bootstrap.servers", s.brokers},
+      {"client.id", "kbus-bench-raw"},
+      {"group.id", group},
+      {"auto.offset.reset", "earliest"},
+      {"enable.auto.commit", "true"},
+      {"auto.commit.interval.ms", Ms(s.commit_interval)},
+      {"enable.auto.offset.store", "false"},
+      {"partition.assignment.strategy", "range"},
+      {"session.timeout.ms", Ms(s.session_timeout)},
+      {"heartbeat.interval.ms", Ms(s.session_timeout / 5)},  // as the Worker sets it
+      {"fetch.wait.max.ms", Ms(s.fetch_wait)},
+      {"fetch.message.max.bytes", "1048588"},  // as the Worker sets it
+  });
+  for (const auto& [k, v] : PrefetchProperties()) {
+    char err[512];
+    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      throw std::invalid_argument("librdkafka property '" + k + "' refused: " + err);
+    }
+  }
+  RdKafkaPtr rk = NewClient(RD_KAFKA_CONSUMER, conf);
+  rd_kafka_poll_set_consumer(rk.get());
+  RdListPtr subscription(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(subscription.get(), s.topic.c_str(), RD_KAFKA_PARTITION_UA);
+  if (rd_kafka_resp_err_t err = rd_kafka_subscribe(rk.get(), subscription.get())) {
+    throw std::runtime_error(std::string("subscribe failed: ") + rd_kafka_err2str(err));
+  }
+
+  // One cached 1-element list per partition: librdkafka caches the partition handle in the
+  // element on first use, so a list must never be reused for another partition (perf-baseline §5.1).
+  std::vector<RdListPtr> store(static_cast<std::size_t>(s.partitions));
+  const std::string_view type = kbus::MessageTraits<EncodeVideo>::kType;
+  PassResult r;
+  Window w;
+  const auto deadline = Clock::now() + s.pass_timeout;
+  while (r.messages < target) {
+    // The deadline is checked when idle and every 4096 messages: a clock read per message would
+    // be a cost that a lean hand-written loop does not have.
+    if (r.messages % 4096 == 0 && Clock::now() > deadline) {
+      r.timed_out = true;
+      break;
+    }
+    RdMessagePtr m(rd_kafka_consumer_poll(rk.get(), 100));
+    if (!m) {
+      if (Clock::now() > deadline) {
+        r.timed_out = true;
+        break;
+      }
+      continue;
+    }
+    if (m->err) {
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) ++r.consumer_errors;
+      continue;
+    }
+    if (r.messages == 0) w.Start();
+
+    rd_kafka_headers_t* headers = nullptr;
+    const void* value = nullptr;
+    std::size_t size = 0;
+    if (rd_kafka_message_headers(m.get(), &headers) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(headers, "kbus-type", &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        std::string_view(static_cast<const char*>(value), size) != type) {
+      ++r.wrong_type;
+    }
+
+    EncodeVideo v;
+    if (DecodeRaw(m->payload, m->len, v)) {
+      r.checksum += v.params.bitrate;
+    } else {
+      ++r.decode_errors;
+    }
+
+    const auto p = static_cast<std::size_t>(m->partition);
+    if (p >= store.size()) store.resize(p + 1);
+    if (!store[p]) {
+      store[p].reset(rd_kafka_topic_partition_list_new(1));
+      rd_kafka_topic_partition_list_add(store[p].get(), s.topic.c_str(), m->partition);
+    }
+    store[p]->elems[0].offset = m->offset + 1;
+    if (rd_kafka_offsets_store(rk.get(), store[p].get()) != RD_KAFKA_RESP_ERR_NO_ERROR) ++r.store_errors;
+
+    if (++r.messages == target) w.Stop();
+  }
+  if (!r.timed_out) r.Take(w);
+  store.clear();  // drops the cached partition references before the handle goes
+  if (rd_kafka_resp_err_t err = rd_kafka_consumer_close(rk.get())) {
+    std::fprintf(stderr, "warning: consumer close: %s\n", rd_kafka_err2str(err));
+  }
+  return r;
+}
+
+// ---- (b) the kbus Worker ------------------------------------------------------------------------
+
+PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t target) {
+  // Touched only by the handler, which runs on this thread (Worker::Run's).
+  struct Progress {
+    std::size_t target = 0;
+    std::size_t messages = 0;
+    std::int64_t checksum = 0;
+    Window window;
+    kbus::kafka::Worker* worker = nullptr;
+  } progress;
+  progress.target = target;
+
+  kbus::HandlerRegistry handlers;
+  handlers.Handle<EncodeVideo>(
+      [&progress](const EncodeVideo& v, kbus::Context&) {
+        if (progress.messages == 0) progress.window.Start();
+        progress.checksum += v.params.bitrate;
+        if (++progress.messages == progress.target) {
+          progress.window.Stop();
+          progress.worker->Stop();
+        }
+      },
+      {.topic = s.topic});
+
+  kbus::kafka::WorkerConfig config;
+  config.client.brokers = s.brokers;
+  config.client.client_id = "kbus-bench-worker";
+  config.group = group;
+  config.session_timeout = s.session_timeout;
+  config.fetch_wait_max = s.fetch_wait;
+  config.commit_interval = s.commit_interval;
+  for (const auto& [k, v] : PrefetchProperties()) config.client.properties[k] = v;
+  kbus::kafka::Worker worker(config, handlers);
+  progress.worker = &worker;
+
+  // Stops a pass that does not finish in time, so a broken run fails instead of hanging.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;
+  bool timed_out = false;
+  std::thread watchdog([&] {
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, s.pass_timeout, [&] { return finished; })) {
+      timed_out = true;
+      worker.Stop();
+    }
+  });
+  worker.Run();
+  {
+    std::lock_guard lock(mu);
+    finished = true;
+  }
+  cv.notify_all();
+  watchdog.join();
+
+  PassResult r;
+  r.messages = progress.messages;
+  r.checksum = progress.checksum;
+  r.timed_out = timed_out || progress.messages < target;
+  const kbus::kafka::WorkerStats stats = worker.Stats();
+  r.decode_errors = static_cast<std::size_t>(stats.dead_lettered + stats.retried);
+  r.wrong_type = static_cast<std::size_t>(stats.skipped);
+  if (!r.timed_out) r.Take(progress.window);
+  return r;
+}
+
+// ---- runs ---------------------------------------------------------------------------------------
+
+enum class Side { kRaw, kKbus };
+const char* Name(Side side) { return side == Side::kRaw ? "a raw" : "b kbus"; }
+
+struct RunResult {
+  std::size_t messages = 0;
+  double seconds = 0, cpu = 0, poll_cpu = 0;
+  double Rate() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
+  double CpuUs() const { return messages ? cpu * 1e6 / static_cast<double>(messages) : 0; }
+  double PollCpuUs() const { return messages ? poll_cpu * 1e6 / static_cast<double>(messages) : 0; }
+};
+
+// Problems found by the checks; any makes the program exit 1.
+std::vector<std::string> g_problems;
+
+RunResult RunOnce(Side side, const Settings& s, int run) {
+  RunResult total;
+  for (int pass = 1; pass <= s.passes; ++pass) {
+    const std::string group = "kbus-bench-" + std::to_string(getpid()) + "-" +
+                              (side == Side::kRaw ? "a" : "b") + "-r" + std::to_string(run) +
+                              "-p" + std::to_string(pass);
+    const PassResult p = side == Side::kRaw ? RunRawPass(s, group, s.per_pass)
+                                            : RunKbusPass(s, group, s.per_pass);
+    const std::string where = std::string(Name(side)) + " run " + std::to_string(run) + " pass " +
+                              std::to_string(pass) + ": ";
+    if (p.timed_out) {
+      g_problems.push_back(where + "timed out after " + std::to_string(p.messages) + " of " +
+                           std::to_string(s.per_pass) + " messages");
+      continue;
+    }
+    if (p.checksum != s.checksum) g_problems.push_back(where + "checksum differs from the produced records");
+    if (p.wrong_type) g_problems.push_back(where + std::to_string(p.wrong_type) + " records with a wrong kbus-type");
+    if (p.decode_errors) g_problems.push_back(where + std::to_string(p.decode_errors) + " records failed to decode");
+    if (p.store_errors) g_problems.push_back(where + std::to_string(p.store_errors) + " offset stores failed");
+    if (p.consumer_errors) g_problems.push_back(where + std::to_string(p.consumer_errors) + " consumer errors");
+    total.messages += p.messages;
+    total.seconds += p.seconds;
+    total.cpu += p.cpu;
+    total.poll_cpu += p.poll_cpu;
+  }
+  return total;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::string Thousands(double value) {
+  std::string digits = std::to_string(static_cast<long long>(value + 0.5));
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(static_cast<std::size_t>(i), ",");
+  return digits;
+}
+
+// ---- main ---------------------------------------------------------------------------------------
+
+struct Options {
+  int pairs = 5;
+  std::size_t messages = 300000;
+  int partitions = 16;
+  std::string brokers = "embedded";
+  std::size_t batch = 500;
+  std::string only;  // "a" or "b": run one side only, for profiling
+};
+
+void DeleteTopic(rd_kafka_t* rk, const std::string& topic) {
+  rd_kafka_DeleteTopic_t* del = rd_kafka_DeleteTopic_new(topic.c_str());
+  RdQueuePtr queue(rd_kafka_queue_new(rk));
+  rd_kafka_DeleteTopics(rk, &del, 1, nullptr, queue.get());
+  rd_kafka_DeleteTopic_destroy(del);
+  RdEventPtr event(rd_kafka_queue_poll(queue.get(), 30000));
+  if (!event || rd_kafka_event_error(event.get())) {
+    std::fprintf(stderr, "warning: could not delete topic %s\n", topic.c_str());
+  }
+}
+
+int Run(const Options& o) {
+  // kError: the Worker passes client.properties to its internal producer too, and librdkafka
+  // warns there about the consumer-only prefetch properties once per pass.
+  kbus::SetLogLevel(kbus::LogLevel::kError);
+  const bool embedded = o.brokers == "embedded";
+  std::unique_ptr<kbus::kafka::EmbeddedBroker> broker;
+  Settings s;
+  s.partitions = o.partitions;
+  s.brokers = o.brokers;
+  s.topic = "kbus-bench-" + std::to_string(getpid()) + "-" +
+            std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000);
+  if (embedded) {
+    broker = std::make_unique<kbus::kafka::EmbeddedBroker>();
+    s.brokers = broker->bootstrap();
+  }
+
+  std::printf("kbus-bench: kbus Worker (b) against a plain librdkafka loop (a), %s\n", rd_kafka_version_str());
+  std::printf("broker      %s (%s)\n",
+              embedded ? "embedded: librdkafka's mock cluster, in this process" : "real Kafka",
+              s.brokers.c_str());
+
+  std::size_t per_partition = (o.messages + static_cast<std::size_t>(o.partitions) - 1) /
+                              static_cast<std::size_t>(o.partitions);
+  if (embedded) {
+    const std::int64_t capacity = ProbeCapacity(*broker, s.brokers, s.topic + "-probe", o.batch);
+    const auto cap = static_cast<std::size_t>(kFillFraction * static_cast<double>(capacity));
+    s.passes = static_cast<int>((per_partition + cap - 1) / cap);
+    per_partition = (o.messages + static_cast<std::size_t>(s.passes * o.partitions) - 1) /
+                    static_cast<std::size_t>(s.passes * o.partitions);
+    std::printf("retention   probe: one partition keeps %s records of this shape -> %.0f B per record "
+                "in the mock's 5 MiB log\n",
+                Thousands(static_cast<double>(capacity)).c_str(),
+                static_cast<double>(kMockPartitionBytes) / static_cast<double>(capacity));
+    std::printf("            fill %s per partition (%.0f %% of that), consumed %d time(s) per run, each "
+                "pass a fresh group from offset 0\n",
+                Thousands(static_cast<double>(per_partition)).c_str(),
+                100.0 * static_cast<double>(per_partition) / static_cast<double>(capacity), s.passes);
+    if (kbus::Status st = broker->CreateTopic(s.topic, o.partitions); !st.ok()) {
+      throw std::runtime_error(st.error().ToString());
+    }
+  } else {
+    kbus::kafka::ClientConfig client;
+    client.brokers = s.brokers;
+    if (kbus::Status st = kbus::kafka::CreateTopics(client, {{.name = s.topic, .partitions = o.partitions}});
+        !st.ok()) {
+      throw std::runtime_error(st.error().ToString());
+    }
+    std::printf("retention   no limit on a real broker: one pass of %s records per run\n",
+                Thousands(static_cast<double>(per_partition * static_cast<std::size_t>(o.partitions))).c_str());
+  }
+
+  RawProducer producer(s.brokers, o.batch);
+  const FillResult fill = Fill(producer, s.topic, o.partitions, per_partition, o.batch);
+  s.per_pass = fill.records;
+  s.checksum = fill.checksum;
+  std::printf("topic       %s: %d partitions x %s = %s records, produced in %.2f s (%s msg/s)\n",
+              s.topic.c_str(), o.partitions, Thousands(static_cast<double>(per_partition)).c_str(),
+              Thousands(static_cast<double>(fill.records)).c_str(), fill.seconds,
+              Thousands(static_cast<double>(fill.records) / fill.seconds).c_str());
+  std::printf("record      key %.0f B, value %.0f B (JSON), %zu kbus headers %.0f B -> %.0f B in a v2 "
+              "batch (+61 B per batch)\n",
+              fill.key_bytes, fill.value_bytes, fill.headers, fill.header_bytes, fill.wire_bytes);
+  if (fill.batches > 0) {
+    std::printf("batches     %s producer batches, %.0f records each on average\n",
+                Thousands(static_cast<double>(fill.batches)).c_str(),
+                static_cast<double>(fill.records) / static_cast<double>(fill.batches));
+  }
+
+  int low_zero = 0, high_full = 0;
+  std::int64_t max_low = 0;
+  for (int p = 0; p < o.partitions; ++p) {
+    const auto [low, high] = producer.Watermarks(s.topic, p);
+    low_zero += low == 0;
+    high_full += high == static_cast<std::int64_t>(per_partition);
+    max_low = std::max(max_low, low);
+  }
+  std::printf("watermarks  low = 0 on %d/%d partitions, high = %s on %d/%d\n", low_zero, o.partitions,
+              Thousands(static_cast<double>(per_partition)).c_str(), high_full, o.partitions);
+  if (low_zero != o.partitions || high_full != o.partitions) {
+    throw std::runtime_error("the broker dropped records (highest low watermark " +
+                             std::to_string(max_low) + "): the results would be meaningless");
+  }
+  std::printf("consumers   fetch.wait.max.ms=%lld, session.timeout.ms=%lld, commits every %lld ms, "
+              "new group per pass,\n            queued.min.messages=10000000 and "
+              "queued.max.messages.kbytes=1048576 (room to prefetch a whole pass)\n",
+              static_cast<long long>(s.fetch_wait.count()), static_cast<long long>(s.session_timeout.count()),
+              static_cast<long long>(s.commit_interval.count()));
+  std::printf("per run     %d pass(es) x %s = %s messages; window = first to last message of each "
+              "pass; CPU = getrusage deltas over the windows\n\n",
+              s.passes, Thousands(static_cast<double>(s.per_pass)).c_str(),
+              Thousands(static_cast<double>(s.per_pass) * s.passes).c_str());
+
+  std::printf("%-4s %-7s %9s %9s %10s %13s %13s\n", "pair", "side", "messages", "window s", "msgs/s",
+              "CPU us/msg", "poll us/msg");
+  std::vector<double> ratios, a_rates, b_rates, a_cpu, b_cpu;
+  for (int pair = 1; pair <= o.pairs; ++pair) {
+    // a b, b a, a b, ...: a slow minute of this shared machine hits both sides.
+    const Side first = pair % 2 ? Side::kRaw : Side::kKbus;
+    const Side second = first == Side::kRaw ? Side::kKbus : Side::kRaw;
+    RunResult results[2];
+    for (Side side : {first, second}) {
+      if (!o.only.empty() && o.only != (side == Side::kRaw ? "a" : "b")) continue;
+      const RunResult r = RunOnce(side, s, pair);
+      results[side == Side::kRaw ? 0 : 1] = r;
+      std::printf("%-4d %-7s %9zu %9.3f %10s %13.2f %13.2f\n", pair, Name(side), r.messages, r.seconds,
+                  Thousands(r.Rate()).c_str(), r.CpuUs(), r.PollCpuUs());
+      std::fflush(stdout);
+    }
+    const RunResult& a = results[0];
+    const RunResult& b = results[1];
+    if (a.Rate() > 0 && b.Rate() > 0) {
+      ratios.push_back(b.Rate() / a.Rate());
+      std::printf("     b/a = %.3f\n", ratios.back());
+    }
+    a_rates.push_back(a.Rate());
+    b_rates.push_back(b.Rate());
+    a_cpu.push_back(a.CpuUs());
+    b_cpu.push_back(b.CpuUs());
+  }
+
+  std::printf("\nmedian      a %s msg/s, %.2f CPU us/msg | b %s msg/s, %.2f CPU us/msg | b/a %.3f "
+              "(pairs: ",
+              Thousands(Median(a_rates)).c_str(), Median(a_cpu), Thousands(Median(b_rates)).c_str(),
+              Median(b_cpu), Median(ratios));
+  for (std::size_t i = 0; i < ratios.size(); ++i) std::printf("%s%.3f", i ? " " : "", ratios[i]);
+  std::printf(")\n");
+  for (const auto& problem : g_problems) std::printf("PROBLEM     %s\n", problem.c_str());
+  std::printf("RESULT b/a median=%.3f a_msgs_per_s=%.0f b_msgs_per_s=%.0f a_cpu_us=%.2f b_cpu_us=%.2f\n",
+              Median(ratios), Median(a_rates), Median(b_rates), Median(a_cpu), Median(b_cpu));
+  std::fflush(stdout);
+
+  if (!embedded) DeleteTopic(producer.handle(), s.topic);
+  return g_problems.empty() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace bench
+
+int main(int argc, char** argv) {
+  namespace po = boost::program_options;
+  bench::Options o;
+  bool quick = false;
+  po::options_description desc(
+      "kbus-bench: a kbus Worker's consumer throughput against a plain librdkafka loop\nOptions");
+  desc.add_options()("help,h", "this help")
+      ("pairs", po::value(&o.pairs)->default_value(o.pairs), "alternating a/b pairs")
+      ("messages", po::value(&o.messages)->default_value(o.messages), "messages consumed per run")
+      ("partitions", po::value(&o.partitions)->default_value(o.partitions), "partitions of the topic")
+      ("brokers", po::value(&o.brokers)->default_value(o.brokers),
+       "\"embedded\" (an in-process mock cluster) or HOST:PORT of a real Kafka cluster")
+      ("batch", po::value(&o.batch)->default_value(o.batch), "records per producer batch when filling")
+      ("only", po::value(&o.only), "a or b: run one side only (for profilers); no ratio")
+      ("quick", po::bool_switch(&quick), "smoke test: 20,000 messages and 1 pair unless given");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kbus-bench: %s (see --help)\n", e.what());
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc << '\n';
+    return 0;
+  }
+  if (quick) {
+    if (vm["messages"].defaulted()) o.messages = 20000;
+    if (vm["pairs"].defaulted()) o.pairs = 1;
+  }
+  if (o.pairs < 1 || o.partitions < 1 || o.messages < static_cast<std::size_t>(o.partitions) || o.batch < 1 ||
+      (!o.only.empty() && o.only != "a" && o.only != "b")) {
+    std::fprintf(stderr, "kbus-bench: need --pairs >= 1, --partitions >= 1, --messages >= partitions, "
+                 "--batch >= 1, --only a|b\n");
+    return 2;
+  }
+  try {
+    return bench::Run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kbus-bench: %s\n", e.what());
+    return 1;
+  }
+}
