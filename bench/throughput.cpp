@@ -69,6 +69,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "rd_handles.hpp"
 #include "kbus/context.hpp"
 #include "kbus/handler_registry.hpp"
 #include "kbus/kafka/admin.hpp"
@@ -129,35 +130,18 @@ constexpr double kFillFraction = 0.85;  // of the measured capacity: batch-size 
 
 // ---- librdkafka handles -------------------------------------------------------------------------
 
-template <class T, void (*Destroy)(T*)>
-struct RdDeleter {
-  void operator()(T* p) const noexcept {
-    if (p) Destroy(p);
-  }
-};
-using RdKafkaPtr = std::unique_ptr<rd_kafka_t, RdDeleter<rd_kafka_t, &rd_kafka_destroy>>;
-using RdConfPtr = std::unique_ptr<rd_kafka_conf_t, RdDeleter<rd_kafka_conf_t, &rd_kafka_conf_destroy>>;
-using RdMessagePtr =
-    std::unique_ptr<rd_kafka_message_t, RdDeleter<rd_kafka_message_t, &rd_kafka_message_destroy>>;
-using RdListPtr =
-    std::unique_ptr<rd_kafka_topic_partition_list_t,
-                    RdDeleter<rd_kafka_topic_partition_list_t, &rd_kafka_topic_partition_list_destroy>>;
-using RdHeadersPtr = std::unique_ptr<rd_kafka_headers_t, RdDeleter<rd_kafka_headers_t, &rd_kafka_headers_destroy>>;
-using RdQueuePtr = std::unique_ptr<rd_kafka_queue_t, RdDeleter<rd_kafka_queue_t, &rd_kafka_queue_destroy>>;
-using RdEventPtr = std::unique_ptr<rd_kafka_event_t, RdDeleter<rd_kafka_event_t, &rd_kafka_event_destroy>>;
+// kbus's owning wrappers for librdkafka handles and its property-to-conf translation (a private
+// library header: this benchmark is in-tree).
+using kbus::kafka::detail::MakeConf;
+using kbus::kafka::detail::RdConfPtr;
+using kbus::kafka::detail::RdEventPtr;
+using kbus::kafka::detail::RdHeadersPtr;
+using kbus::kafka::detail::RdKafkaPtr;
+using kbus::kafka::detail::RdMessagePtr;
+using kbus::kafka::detail::RdQueuePtr;
+using RdListPtr = kbus::kafka::detail::RdPartitionListPtr;
 
 using Properties = std::vector<std::pair<std::string, std::string>>;
-
-RdConfPtr MakeConf(const Properties& properties) {
-  RdConfPtr conf(rd_kafka_conf_new());
-  char err[512];
-  for (const auto& [k, v] : properties) {
-    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      throw std::invalid_argument("librdkafka property '" + k + "' refused: " + err);
-    }
-  }
-  return conf;
-}
 
 RdKafkaPtr NewClient(rd_kafka_type_t type, RdConfPtr& conf) {
   char err[512];

@@ -14,4 +14,4 @@ build=${KBUS_BUILD_DIR:-build}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)"
 # Integration binaries mostly wait on group joins, so they overlap well even on 2 cores.
-ctest --test-dir "$build" --output-on-failure -j 4 --timeout 600 "$@"
+ctest --test-dir "$build" --output-on-failure --no-label-summary -j 4 --timeout 600 "$@"
