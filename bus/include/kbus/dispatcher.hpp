@@ -22,6 +22,10 @@ inline constexpr std::string_view kUnknownType = "unknown-type";
 inline constexpr std::string_view kRejected = "rejected";          // the handler said DeadLetter
 inline constexpr std::string_view kHandlerError = "handler-error";  // retries used up
 inline constexpr std::string_view kPublishError = "publish-error";  // outgoing sends kept failing
+inline constexpr std::string_view kMaxDeliveries = "max-deliveries";  // counted, never finished
+// Like max-deliveries, and the last owner died while delivering it: probably the record that
+// crashed it.
+inline constexpr std::string_view kSuspectedCrash = "suspected-crash";
 }  // namespace reason
 
 struct DispatchResult {

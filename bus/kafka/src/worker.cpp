@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -11,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "kbus/delivery_ledger.hpp"
 #include "kbus/dispatcher.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/log.hpp"
@@ -67,7 +70,11 @@ struct Worker::Impl {
     std::int64_t offset = 0;
     RdMessagePtr msg;
     State state = State::kQueued;
-    int attempts = 0;  // handler runs so far
+    // Deliveries counted in the ledger, by earlier owners too. A delivery is counted (leased)
+    // before the handler runs, so a crash during it still counts.
+    int deliveries = 0;
+    bool ticket = false;   // a lease for the next run is recorded; the run consumes it
+    bool suspect = false;  // delivered before an unclean takeover: runs alone, leased alone
     int pending_sends = 0;
     bool send_failed = false;
     bool dead_letter = false;  // the pending or next send is the dead-letter copy
@@ -85,6 +92,11 @@ struct Worker::Impl {
     std::int64_t committed = -1;      // last commit the broker accepted
     bool paused = false;
     std::uint64_t epoch = 0;  // unique per assignment: late delivery reports must not match
+    // The previous owner's ledger, read at assignment: counts per offset, and whether it left
+    // cleanly (a dirty ledger means deliveries may have been running when it died).
+    std::map<std::int64_t, int> prior;
+    bool dirty_takeover = false;
+    std::string committed_metadata;  // the ledger text of the last accepted commit
   };
 
   struct TpLess {
@@ -117,8 +129,11 @@ struct Worker::Impl {
   // (after a revocation, say); PumpDue then recomputes it. Kept so that the hot loop does not
   // scan every partition per record.
   Clock::time_point next_due = Clock::time_point::max();
-  // Timers (retries, commits) need millisecond precision, not a clock read per record.
-  static constexpr int kRecordsPerClockRead = 16;
+  static constexpr int kMaxWave = 1000;
+  // Records leased ahead per partition: a crash charges each of them one delivery.
+  static constexpr std::size_t kLeaseWindow = 1000;
+  // How soon to try again when the broker refused a lease commit (e.g. during a rebalance).
+  static constexpr std::chrono::milliseconds kLeaseRetry{100};
 
   // Fast path for the common case of many records in a row from one partition.
   const rd_kafka_topic_t* last_rkt = nullptr;
@@ -142,7 +157,6 @@ struct Worker::Impl {
     detail::RouteLogs(conf.get());
     rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::RebalanceTrampoline);
-    rd_kafka_conf_set_offset_commit_cb(conf.get(), &Impl::CommitTrampoline);
     consumer = detail::NewHandle(RD_KAFKA_CONSUMER, conf);
     // Serve logs, rebalances and commit results from rd_kafka_consumer_poll, on our thread.
     rd_kafka_poll_set_consumer(consumer.get());
@@ -173,19 +187,22 @@ struct Worker::Impl {
 
   // ---- the loop -----------------------------------------------------------------------------
 
+  // Records are taken in waves: what the consumer has ready, up to kMaxWave. One lease commit
+  // counts the wave's deliveries in the ledger before any of them runs.
   void Run() {
     next_commit = Clock::now() + config.commit_interval;
-    int since_clock = 0;
     while (!stop.load(std::memory_order_relaxed)) {
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), PollTimeoutMs());
-      if (m != nullptr) OnMessage(RdMessagePtr(m));
+      int taken = 0;
+      for (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), PollTimeoutMs());
+           m != nullptr; m = rd_kafka_consumer_poll(consumer.get(), 0)) {
+        OnMessage(RdMessagePtr(m));
+        if (++taken >= kMaxWave) break;
+      }
       if (pending_sends > 0) producer->Poll(std::chrono::milliseconds(0));
-      if (m != nullptr && ++since_clock < kRecordsPerClockRead) continue;
-      since_clock = 0;
       const auto now = Clock::now();
-      if (now >= next_due) PumpDue(now);
+      if (taken > 0 || now >= next_due) LeaseAndPump(now);
       if (now >= next_commit) {
-        CommitAll(/*async=*/true);
+        CommitAll(/*clean=*/false);
         next_commit = now + config.commit_interval;
       }
     }
@@ -223,25 +240,24 @@ struct Worker::Impl {
     }
     Partition* p = FindPartition(m.get());
     if (p == nullptr) return;  // no longer ours: the new owner reads it from the committed offset
-    if (p->entries.empty()) {
-      // Nothing ahead of it: handle it now; most records finish here without being buffered.
-      Entry e;
-      e.offset = m->offset;
-      e.msg = std::move(m);
-      Dispatch(*p, e);
-      if (e.state == Entry::State::kDone) {
-        p->commit_next = e.offset + 1;
-        return;
+    Entry e;
+    e.offset = m->offset;
+    e.msg = std::move(m);
+    if (!p->prior.empty()) {
+      if (auto it = p->prior.find(e.offset); it != p->prior.end()) {
+        e.deliveries = it->second;
+        e.suspect = p->dirty_takeover;
+        p->prior.erase(it);
       }
-      p->cursor = e.state == Entry::State::kSending ? 1 : 0;
-      p->entries.push_back(std::move(e));
-    } else {
-      Entry e;
-      e.offset = m->offset;
-      e.msg = std::move(m);
-      p->entries.push_back(std::move(e));
-      Pump(*p, Clock::now());
     }
+    if (e.deliveries >= config.max_deliveries) {
+      // Its deliveries are used up, some perhaps by crashes: dead-letter it without running.
+      e.dead_letter = true;
+      e.reason = e.suspect ? reason::kSuspectedCrash : reason::kMaxDeliveries;
+      e.error = "delivered " + std::to_string(e.deliveries) + " times without finishing" +
+                (e.suspect ? "; the last owner stopped uncleanly while it ran" : "");
+    }
+    p->entries.push_back(std::move(e));
     if (!p->paused && p->entries.size() >= config.max_buffered_per_partition) SetPaused(*p, true);
   }
 
@@ -249,26 +265,75 @@ struct Worker::Impl {
   void Pump(Partition& p, Clock::time_point now) {
     while (p.cursor < p.entries.size()) {
       Entry& e = p.entries[p.cursor];
-      if (e.state == Entry::State::kWaiting && e.due > now) return;  // holds back the rest
+      if (e.state == Entry::State::kWaiting && e.due > now) break;  // holds back the rest
       if (e.state == Entry::State::kQueued || e.state == Entry::State::kWaiting) {
+        if (!e.dead_letter && !e.ticket) break;  // not leased yet: never run uncounted
         Dispatch(p, e);
-        if (e.state == Entry::State::kWaiting) return;
+        if (e.state == Entry::State::kWaiting) break;
       }
       ++p.cursor;
     }
     AdvanceCommit(p);
   }
 
+  // Counts the next deliveries of every partition in one lease commit, then runs them. Records
+  // of a partition are leased in order from its cursor, up to kLeaseWindow, stopping at a record
+  // still waiting for its retry. A suspect (delivered before an unclean takeover) is leased
+  // alone, and nothing after it until it finished, so a record that kills the process is
+  // pinpointed and charges its neighbours nothing.
+  void LeaseAndPump(Clock::time_point now) {
+    std::vector<Entry*> leased;
+    RdPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+    for (auto& [key, p] : partitions) {
+      const std::size_t first_leased = leased.size();
+      std::size_t window = 0;
+      for (std::size_t i = p.cursor; i < p.entries.size() && window < kLeaseWindow; ++i) {
+        Entry& e = p.entries[i];
+        if (e.state == Entry::State::kSending || e.state == Entry::State::kDone || e.dead_letter) continue;
+        if (e.state == Entry::State::kWaiting && e.due > now) break;
+        ++window;
+        if (e.ticket) {
+          if (e.suspect) break;
+          continue;
+        }
+        if (e.suspect && leased.size() > first_leased) break;  // a suspect goes alone
+        e.ticket = true;
+        ++e.deliveries;
+        leased.push_back(&e);
+        if (e.suspect) break;
+      }
+      if (leased.size() == first_leased) continue;
+      std::string metadata = LedgerFor(p, /*clean=*/false);
+      // Keep the ledger within Kafka's metadata limit: lease fewer records this time.
+      while (metadata.size() > kMaxLedgerBytes && leased.size() > first_leased + 1) {
+        leased.back()->ticket = false;
+        --leased.back()->deliveries;
+        leased.pop_back();
+        metadata = LedgerFor(p, /*clean=*/false);
+      }
+      AddCommit(list.get(), p, std::move(metadata));
+    }
+    if (!leased.empty() && !Commit(list.get())) {
+      // Not recorded, so not run: take the leases back and try again shortly.
+      for (Entry* e : leased) {
+        e->ticket = false;
+        --e->deliveries;
+      }
+      next_due = std::min(next_due, now + kLeaseRetry);
+      return;
+    }
+    PumpDue(now);
+  }
+
   void PumpDue(Clock::time_point now) {
     next_due = Clock::time_point::max();
     for (auto& [key, p] : partitions) {
-      if (p.cursor < p.entries.size() && p.entries[p.cursor].state == Entry::State::kWaiting &&
-          p.entries[p.cursor].due <= now) {
-        Pump(p, now);
-      }
-      if (p.cursor < p.entries.size() && p.entries[p.cursor].state == Entry::State::kWaiting) {
-        NoteWaiting(p.entries[p.cursor].due);
-      }
+      Pump(p, now);
+      if (p.cursor >= p.entries.size()) continue;
+      const Entry& e = p.entries[p.cursor];
+      if (e.state == Entry::State::kWaiting) NoteWaiting(e.due);
+      // Past the lease window: lease the next records on the next turn of the loop.
+      if (e.state == Entry::State::kQueued && !e.ticket && !e.dead_letter) NoteWaiting(now);
     }
   }
 
@@ -292,8 +357,8 @@ struct Worker::Impl {
       return;
     }
     const InboundRecord record = ViewRecord(e.msg.get(), header_buf);
-    ++e.attempts;
-    DispatchResult r = dispatcher.Dispatch(record, e.attempts);
+    e.ticket = false;  // this run is the delivery the lease counted
+    DispatchResult r = dispatcher.Dispatch(record, e.deliveries);
     switch (r.kind) {
       case DispatchResult::Kind::kAck:
       case DispatchResult::Kind::kSkip:
@@ -306,19 +371,19 @@ struct Worker::Impl {
         }
         return;
       case DispatchResult::Kind::kRetry:
-        if (e.attempts >= config.max_deliveries) {
+        if (e.deliveries >= config.max_deliveries) {
           e.reason = reason::kHandlerError;
           e.error = std::move(r.error);
           SendDeadLetter(p, e);
         } else {
           Count(retried);
           e.state = Entry::State::kWaiting;
-          e.due = Clock::now() + std::max(r.retry_after, Backoff(e.attempts));
+          e.due = Clock::now() + std::max(r.retry_after, Backoff(e.deliveries));
           NoteWaiting(e.due);
           Log(LogLevel::kWarn, "handler failed, will retry",
               {{"topic", record.topic}, {"partition", record.partition},
                {"offset", record.offset}, {"message_id", MessageId(record)},
-               {"attempt", e.attempts}, {"error", r.error}});
+               {"attempt", e.deliveries}, {"error", r.error}});
         }
         return;
       case DispatchResult::Kind::kDeadLetter:
@@ -352,12 +417,12 @@ struct Worker::Impl {
     Log(LogLevel::kWarn, "dead-lettering record",
         {{"topic", record.topic}, {"partition", record.partition}, {"offset", record.offset},
          {"message_id", MessageId(record)}, {"reason", e.reason}, {"error", e.error},
-         {"attempts", e.attempts}});
+         {"attempts", e.deliveries}});
     e.dead_letter = true;
     e.state = Entry::State::kSending;
     e.send_failed = false;
     e.pending_sends = 1;
-    Send(p, e, MakeDeadLetter(record, DeadLetterInfo{config.group, e.reason, e.error, e.attempts, host}));
+    Send(p, e, MakeDeadLetter(record, DeadLetterInfo{config.group, e.reason, e.error, e.deliveries, host}));
     if (e.pending_sends == 0) SendsFinished(p, e);
   }
 
@@ -412,58 +477,97 @@ struct Worker::Impl {
     // same, so consumers can drop duplicates), or, for a dead-letter copy, send it again.
     Log(LogLevel::kError, e.dead_letter ? "dead-letter send failed, will retry" : "outgoing send failed",
         {{"topic", p.topic}, {"partition", p.partition}, {"offset", e.offset}, {"error", e.error}});
-    if (!e.dead_letter && e.attempts >= config.max_deliveries) {
+    if (!e.dead_letter && e.deliveries >= config.max_deliveries) {
       e.reason = reason::kPublishError;
       SendDeadLetter(p, e);
       return;
     }
     e.state = Entry::State::kWaiting;
-    e.due = Clock::now() + Backoff(e.attempts);
+    e.due = Clock::now() + Backoff(e.deliveries);
     NoteWaiting(e.due);
   }
 
   // ---- offsets ------------------------------------------------------------------------------
 
-  // Commits every partition whose finished prefix moved. Only partitions we own are listed.
-  void CommitAll(bool async) {
+  // Where the partition's next commit points: after the finished prefix, or at the first
+  // record we hold when nothing finished yet; -1 when there is nothing to say.
+  static std::int64_t CommitOffset(const Partition& p) {
+    if (p.commit_next >= 0) return p.commit_next;
+    return p.entries.empty() ? -1 : p.entries.front().offset;
+  }
+
+  // The ledger of the partition's counted, unfinished records. Clean when asked (revocation,
+  // shutdown) or when nothing counted is unfinished.
+  static std::string LedgerFor(const Partition& p, bool clean) {
+    DeliveryLedger ledger;
+    for (const auto& e : p.entries) {
+      if (e.state != Entry::State::kDone && e.deliveries > 0) ledger.deliveries[e.offset] = e.deliveries;
+    }
+    // Counts of an earlier owner for records not fetched yet must not be forgotten.
+    for (const auto& [offset, count] : p.prior) ledger.deliveries.emplace(offset, count);
+    ledger.clean = clean || ledger.deliveries.empty();
+    return ledger.Encode(CommitOffset(p));
+  }
+
+  static void AddCommit(rd_kafka_topic_partition_list_t* list, const Partition& p,
+                        std::string metadata) {
+    rd_kafka_topic_partition_t* tp = rd_kafka_topic_partition_list_add(list, p.topic.c_str(), p.partition);
+    tp->offset = CommitOffset(p);
+    if (!metadata.empty()) {
+      // librdkafka frees it with the list.
+      tp->metadata = std::malloc(metadata.size());
+      if (tp->metadata == nullptr) throw std::bad_alloc();
+      std::memcpy(tp->metadata, metadata.data(), metadata.size());
+      tp->metadata_size = metadata.size();
+    }
+  }
+
+  // Commits every partition whose offset or ledger changed since its last accepted commit.
+  // Only partitions we own are listed.
+  void CommitAll(bool clean) {
     RdPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
     for (auto& [key, p] : partitions) {
-      if (p.commit_next > p.committed) {
-        rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset = p.commit_next;
+      if (CommitOffset(p) < 0) continue;
+      std::string metadata = LedgerFor(p, clean);
+      if (CommitOffset(p) > p.committed || metadata != p.committed_metadata) {
+        AddCommit(list.get(), p, std::move(metadata));
       }
     }
-    Commit(list.get(), async);
+    Commit(list.get());
   }
 
-  void Commit(rd_kafka_topic_partition_list_t* list, bool async) {
-    if (list->cnt == 0) return;
-    const rd_kafka_resp_err_t err = rd_kafka_commit(consumer.get(), list, async ? 1 : 0);
-    if (!async) OnCommitted(err, list);
+  // Commits synchronously: one commit at a time, so a lease can never be overtaken by an older
+  // ledger. True when the broker accepted every partition of the list.
+  bool Commit(rd_kafka_topic_partition_list_t* list) {
+    if (list->cnt == 0) return true;
+    const rd_kafka_resp_err_t err = rd_kafka_commit(consumer.get(), list, 0);
+    return OnCommitted(err, list);
   }
 
-  static void CommitTrampoline(rd_kafka_t*, rd_kafka_resp_err_t err,
-                               rd_kafka_topic_partition_list_t* offsets, void* opaque) noexcept {
-    try {
-      static_cast<Impl*>(opaque)->OnCommitted(err, offsets);
-    } catch (...) {
-    }
-  }
 
-  void OnCommitted(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
-    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || offsets == nullptr) return;
-    bool any = false;
+  bool OnCommitted(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || offsets == nullptr) return true;
+    bool all = err == RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int i = 0; i < offsets->cnt; ++i) {
       const auto& tp = offsets->elems[i];
-      if (err || tp.err) continue;
-      any = true;
+      if (err || tp.err) {
+        all = false;
+        if (tp.err) err = tp.err;
+        continue;
+      }
       auto it = partitions.find(TpView(tp.topic, tp.partition));
-      if (it != partitions.end()) it->second.committed = std::max(it->second.committed, tp.offset);
+      if (it != partitions.end()) {
+        it->second.committed = std::max(it->second.committed, tp.offset);
+        it->second.committed_metadata.assign(static_cast<const char*>(tp.metadata), tp.metadata_size);
+      }
     }
-    if (any) Count(committed);
-    if (err) {
-      // Expected during rebalances (REBALANCE_IN_PROGRESS): the next commit covers it.
+    if (all) Count(committed);
+    if (!all) {
+      // Expected during rebalances (REBALANCE_IN_PROGRESS): the next commit covers it. Real
+      // Kafka also refuses metadata over offset.metadata.max.bytes, which the ledger stays under.
       Log(LogLevel::kInfo, "offset commit refused", {{"error", rd_kafka_err2str(err)}});
     }
+    return all;
   }
 
   // ---- group membership -----------------------------------------------------------------------
@@ -480,11 +584,34 @@ struct Worker::Impl {
   void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
     const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      // The previous owners' ledgers: how often each unfinished record was delivered already.
+      ReadLedgers(rk, parts);
       for (int i = 0; i < parts->cnt; ++i) {
+        const rd_kafka_topic_partition_t& tp = parts->elems[i];
         Partition p;
-        p.topic = parts->elems[i].topic;
-        p.partition = parts->elems[i].partition;
+        p.topic = tp.topic;
+        p.partition = tp.partition;
         p.epoch = next_epoch++;
+        if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.metadata_size > 0 && tp.offset >= 0) {
+          const std::string_view text(static_cast<const char*>(tp.metadata), tp.metadata_size);
+          auto ledger = DeliveryLedger::Decode(text, tp.offset);
+          if (ledger.ok()) {
+            p.prior = std::move(ledger->deliveries);
+            p.dirty_takeover = !ledger->clean;
+            p.committed = tp.offset;
+            p.committed_metadata = std::string(text);
+            if (!p.prior.empty()) {
+              Log(p.dirty_takeover ? LogLevel::kWarn : LogLevel::kInfo,
+                  p.dirty_takeover ? "taking over after an unclean stop: delivered records run one at a time"
+                                   : "taking over delivery counts",
+                  {{"topic", p.topic}, {"partition", p.partition}, {"records", p.prior.size()}});
+            }
+          } else {
+            // Loud, not fatal: the counts start over, so a poison record gets more deliveries.
+            Log(LogLevel::kError, "unreadable delivery ledger, counts start over",
+                {{"topic", p.topic}, {"partition", p.partition}, {"error", ledger.error().message()}});
+          }
+        }
         partitions.emplace(TpKey(p.topic, p.partition), std::move(p));
       }
       if (cooperative) {
@@ -518,8 +645,19 @@ struct Worker::Impl {
     assigned = static_cast<std::uint32_t>(partitions.size());
   }
 
+  // Reads committed offsets and their metadata (the ledgers) into `parts`. On failure the
+  // partitions start without counts, which is logged.
+  void ReadLedgers(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* parts) {
+    const rd_kafka_resp_err_t err = rd_kafka_committed(rk, parts, 10000);
+    if (err) {
+      Log(LogLevel::kError, "cannot read committed offsets, delivery counts start over",
+          {{"error", rd_kafka_err2str(err)}});
+    }
+  }
+
   // Before giving partitions away: let their outgoing sends finish (bounded by the grace
-  // period), then commit what is finished, so the next owner starts after it.
+  // period), then commit what is finished with a clean ledger (the counts of what is not
+  // finished go with it), so the next owner starts after it.
   void FinishBeforeRevoke(const rd_kafka_topic_partition_list_t* parts) {
     const auto deadline = Clock::now() + config.shutdown_grace;
     auto sending = [&] {
@@ -537,13 +675,15 @@ struct Worker::Impl {
     for (int i = 0; i < parts->cnt; ++i) {
       auto it = partitions.find(TpView(parts->elems[i].topic, parts->elems[i].partition));
       if (it == partitions.end()) continue;
-      AdvanceCommit(it->second);
-      if (it->second.commit_next > it->second.committed) {
-        rd_kafka_topic_partition_list_add(list.get(), it->second.topic.c_str(), it->second.partition)
-            ->offset = it->second.commit_next;
+      Partition& p = it->second;
+      AdvanceCommit(p);
+      if (CommitOffset(p) < 0) continue;
+      std::string metadata = LedgerFor(p, /*clean=*/true);
+      if (CommitOffset(p) > p.committed || metadata != p.committed_metadata) {
+        AddCommit(list.get(), p, std::move(metadata));
       }
     }
-    Commit(list.get(), /*async=*/false);
+    Commit(list.get());
   }
 
   void SetPaused(Partition& p, bool pause) {
@@ -562,7 +702,7 @@ struct Worker::Impl {
     while (pending_sends > 0 && Clock::now() < deadline) producer->Poll(std::chrono::milliseconds(10));
     for (auto& [key, p] : partitions) AdvanceCommit(p);
     // Commit while still a stable member: during the leave rebalance the broker may refuse it.
-    CommitAll(/*async=*/false);
+    CommitAll(/*clean=*/true);
     if (rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer.get())) {
       Log(LogLevel::kWarn, "consumer close failed", {{"error", rd_kafka_err2str(err)}});
     }

@@ -1,0 +1,77 @@
+#include "kbus/delivery_ledger.hpp"
+
+#include <charconv>
+
+namespace kbus {
+
+std::string DeliveryLedger::Encode(std::int64_t base) const {
+  std::string runs;
+  // Consecutive offsets with the same count become one range: a wave of fresh records is one.
+  auto it = deliveries.lower_bound(base);
+  while (it != deliveries.end()) {
+    const std::int64_t first = it->first;
+    const int count = it->second;
+    std::int64_t last = first;
+    auto next = std::next(it);
+    while (next != deliveries.end() && next->first == last + 1 && next->second == count) {
+      last = next->first;
+      ++next;
+    }
+    if (!runs.empty()) runs += ',';
+    runs += std::to_string(first - base);
+    if (last != first) runs += '-' + std::to_string(last - base);
+    runs += ':' + std::to_string(count);
+    it = next;
+  }
+  if (clean && runs.empty()) return {};
+  return std::string("v1;s=") + (clean ? "C" : "D") + ";a=" + runs;
+}
+
+namespace {
+template <class I>
+bool ParseInt(std::string_view text, I& out) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+Error Malformed(std::string_view text, std::string_view what) {
+  return Error(ErrorCode::kDecode, "delivery ledger '" + std::string(text.substr(0, 80)) + "': " +
+                                       std::string(what));
+}
+}  // namespace
+
+Result<DeliveryLedger> DeliveryLedger::Decode(std::string_view text, std::int64_t base) {
+  DeliveryLedger ledger;
+  if (text.empty()) return ledger;
+  if (text.substr(0, 3) != "v1;") return Malformed(text, "unknown version (this kbus reads v1)");
+  std::string_view rest = text.substr(3);
+  if (rest.substr(0, 2) != "s=" || rest.size() < 3 || (rest[2] != 'C' && rest[2] != 'D')) {
+    return Malformed(text, "expected s=C or s=D");
+  }
+  ledger.clean = rest[2] == 'C';
+  rest.remove_prefix(3);
+  if (rest.substr(0, 3) != ";a=") return Malformed(text, "expected ;a=");
+  rest.remove_prefix(3);
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    const std::string_view run = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    const auto colon = run.find(':');
+    if (colon == std::string_view::npos) return Malformed(text, "a run without ':'");
+    const std::string_view range = run.substr(0, colon);
+    const auto dash = range.find('-');
+    std::int64_t first = 0;
+    std::int64_t last = 0;
+    int count = 0;
+    if (!ParseInt(range.substr(0, dash), first) ||
+        (dash != std::string_view::npos && !ParseInt(range.substr(dash + 1), last)) ||
+        !ParseInt(run.substr(colon + 1), count) || first < 0 || count < 1) {
+      return Malformed(text, "a run is not DELTA[-DELTA]:COUNT");
+    }
+    if (dash == std::string_view::npos) last = first;
+    if (last < first || last - first > 1'000'000) return Malformed(text, "a range is reversed or huge");
+    for (std::int64_t d = first; d <= last; ++d) ledger.deliveries[base + d] = count;
+  }
+  return ledger;
+}
+
+}  // namespace kbus

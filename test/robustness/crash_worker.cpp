@@ -1,0 +1,58 @@
+// crash_worker: a worker whose handler abort()s the whole process on the "poison" tenant.
+//   crash_worker BROKERS GROUP TOPIC OUT_FILE
+// Every handled record appends "handled <id> <attempt>" to OUT_FILE with write(2), which
+// survives the abort; "dead-lettered <n>" follows the worker's count. Runs until SIGTERM.
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "it_support.hpp"
+#include "kbus/log.hpp"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnTerm(int) { g_stop = true; }
+
+void Append(int fd, const std::string& line) {
+  if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) std::abort();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 5) return 2;
+  const int out = ::open(argv[4], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (out < 0) return 2;
+  std::signal(SIGTERM, OnTerm);
+  kbus::SetLogLevel(kbus::LogLevel::kWarn);
+
+  kbus::HandlerRegistry handlers;
+  handlers.Handle<it::Work>(
+      [&](const it::Work& w, kbus::Context& ctx) {
+        if (w.tenant == "poison") std::abort();  // a bug that takes the process down
+        Append(out, "handled " + std::to_string(w.id) + " " + std::to_string(ctx.attempt()) + "\n");
+      },
+      {.topic = argv[3]});
+  kbus::kafka::WorkerConfig config;
+  config.client.brokers = argv[1];
+  config.group = argv[2];
+  config.session_timeout = std::chrono::seconds(6);
+  config.fetch_wait_max = std::chrono::milliseconds(10);
+  config.commit_interval = std::chrono::milliseconds(200);
+  kbus::kafka::Worker worker(config, handlers);
+  std::thread run([&] { worker.Run(); });
+  std::uint64_t reported = 0;
+  while (!g_stop) {
+    const auto n = worker.Stats().dead_lettered;
+    if (n != reported) Append(out, "dead-lettered " + std::to_string(reported = n) + "\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  worker.Stop();
+  run.join();
+  return 0;
+}
