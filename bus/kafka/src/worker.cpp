@@ -129,9 +129,9 @@ struct Worker::Impl {
   // (after a revocation, say); PumpDue then recomputes it. Kept so that the hot loop does not
   // scan every partition per record.
   Clock::time_point next_due = Clock::time_point::max();
-  static constexpr int kMaxWave = 1000;
+  static constexpr int kMaxWave = 4000;
   // Records leased ahead per partition: a crash charges each of them one delivery.
-  static constexpr std::size_t kLeaseWindow = 1000;
+  static constexpr std::size_t kLeaseWindow = 4000;
   // How soon to try again when the broker refused a lease commit (e.g. during a rebalance).
   static constexpr std::chrono::milliseconds kLeaseRetry{100};
 
