@@ -19,5 +19,11 @@ int RunTopicsCreate(const std::vector<std::string>& args);
 void PrintTopicsCreateHelp(std::ostream& os);
 int RunTopicsList(const std::vector<std::string>& args);
 void PrintTopicsListHelp(std::ostream& os);
+int RunDlqList(const std::vector<std::string>& args);
+void PrintDlqListHelp(std::ostream& os);
+int RunDlqShow(const std::vector<std::string>& args);
+void PrintDlqShowHelp(std::ostream& os);
+int RunDlqRedrive(const std::vector<std::string>& args);
+void PrintDlqRedriveHelp(std::ostream& os);
 
 }  // namespace kbus::cli

@@ -31,6 +31,11 @@ constexpr Command kCommands[] = {
     {"tail", "print a topic's records as JSON lines", &RunTail, &PrintTailHelp},
     {"topics create", "create topics (Kafka admin API)", &RunTopicsCreate, &PrintTopicsCreateHelp},
     {"topics list", "list topics and their partition counts", &RunTopicsList, &PrintTopicsListHelp},
+    {"dlq list", "print a group's dead letters as JSON lines", &RunDlqList, &PrintDlqListHelp},
+    {"dlq show", "print one dead letter: headers, payload, diagnostics", &RunDlqShow,
+     &PrintDlqShowHelp},
+    {"dlq redrive", "re-send a group's dead letters to where they came from", &RunDlqRedrive,
+     &PrintDlqRedriveHelp},
 };
 
 void PrintToolHelp(std::ostream& os) {
@@ -82,6 +87,11 @@ int Main(const std::vector<std::string>& args) {
   }
   if (first == "topics") {
     std::cerr << "kbus topics: name a subcommand: `kbus topics create` or `kbus topics list`\n";
+    return kExitUsage;
+  }
+  if (first == "dlq") {
+    std::cerr << "kbus dlq: name a subcommand: `kbus dlq list`, `kbus dlq show` or "
+                 "`kbus dlq redrive`\n";
     return kExitUsage;
   }
   std::cerr << "kbus: unknown command '" << first << "'; `kbus --help` lists the commands\n";

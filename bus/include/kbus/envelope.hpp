@@ -20,6 +20,9 @@ inline constexpr std::string_view kWorkflowId = "kbus-workflow-id";
 inline constexpr std::string_view kSentAt = "kbus-sent-at";  // Unix epoch milliseconds, decimal
 inline constexpr std::string_view kDeliveryCount = "kbus-delivery-count";  // prior deliveries
 inline constexpr std::string_view kTraceparent = "traceparent";            // W3C, passed through
+// Set by a sender to name the side effect a message asks for, so that two messages with
+// different ids can be deduplicated as one (kbus::IdempotencyKey; default: the message id).
+inline constexpr std::string_view kIdempotencyKey = "kbus-idempotency-key";
 inline constexpr std::string_view kDlqPrefix = "kbus-dlq-";
 inline constexpr std::string_view kDlqReason = "kbus-dlq-reason";
 inline constexpr std::string_view kDlqError = "kbus-dlq-error";
@@ -31,6 +34,8 @@ inline constexpr std::string_view kDlqGroup = "kbus-dlq-group";
 inline constexpr std::string_view kDlqAttempts = "kbus-dlq-attempts";
 inline constexpr std::string_view kDlqHost = "kbus-dlq-host";
 inline constexpr std::string_view kDlqAt = "kbus-dlq-at";
+// On a redriven copy: where it was re-sent from, "<dlq topic>/<partition>/<offset>".
+inline constexpr std::string_view kRedriveOf = "kbus-redrive-of";
 }  // namespace header
 
 // Envelope fields as views into the record's headers; empty when the header is absent.
