@@ -19,6 +19,7 @@
 #include "kbus/json.hpp"
 #include "kbus/kafka/config.hpp"
 #include "kbus/log.hpp"
+#include "consumer_errors.hpp"
 #include "options.hpp"
 
 namespace kbus::cli {
@@ -291,21 +292,7 @@ std::string FormatRecord(const rd_kafka_message_t& m) {
   return w.Take();
 }
 
-// What a consumer error means for tail: the end (an Error), or something to log and ride out.
-Status CheckConsumerError(rd_kafka_t* rk, const rd_kafka_message_t& m, const std::string& topic) {
-  if (m.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-      m.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
-    return Error(ErrorCode::kNotFound,
-                 "topic '" + topic + "' does not exist: " + rd_kafka_message_errstr(&m));
-  }
-  char reason[512];
-  if (rd_kafka_fatal_error(rk, reason, sizeof reason) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return Error(ErrorCode::kTransport, std::string("consumer failed: ") + reason);
-  }
-  Log(LogLevel::kWarn, "consumer error",
-      {{"topic", topic}, {"error", rd_kafka_message_errstr(&m)}});
-  return Ok();
-}
+using kafka::detail::CheckConsumerError;
 
 Status Tail(rd_kafka_t* rk, const TailArgs& args) {
   if (Status s = Subscribe(rk, args); !s.ok()) return s;

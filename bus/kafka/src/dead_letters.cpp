@@ -12,6 +12,7 @@
 #include "kbus/envelope.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/log.hpp"
+#include "consumer_errors.hpp"
 #include "rd_handles.hpp"
 
 namespace kbus::kafka {
@@ -187,21 +188,6 @@ DeadLetterRecord ToRecord(const rd_kafka_message_t& m) {
   return r;
 }
 
-// What a consumer error means here: the end (an Error), or something to log and ride out.
-Status CheckConsumerError(rd_kafka_t* rk, const rd_kafka_message_t& m, const std::string& topic) {
-  if (m.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-      m.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
-    return Error(ErrorCode::kNotFound,
-                 "topic '" + topic + "' does not exist: " + rd_kafka_message_errstr(&m));
-  }
-  char reason[512];
-  if (rd_kafka_fatal_error(rk, reason, sizeof reason) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return Error(ErrorCode::kTransport, std::string("consumer failed: ") + reason);
-  }
-  Log(LogLevel::kWarn, "consumer error",
-      {{"topic", topic}, {"partition", m.partition}, {"error", rd_kafka_message_errstr(&m)}});
-  return Ok();
-}
 
 Status Assign(rd_kafka_t* rk, const std::string& topic,
               const std::vector<std::pair<std::int32_t, std::int64_t>>& starts) {
@@ -239,7 +225,7 @@ Status ReadPartition(rd_kafka_t* rk, const std::string& topic, std::int32_t part
       continue;
     }
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (Status s = CheckConsumerError(rk, *m, topic); !s.ok()) return s;
+      if (Status s = detail::CheckConsumerError(rk, *m, topic); !s.ok()) return s;
       continue;
     }
     position = m->offset + 1;
@@ -541,7 +527,7 @@ Result<RedriveReport> Redrive(const ClientConfig& client, std::string_view group
       continue;
     }
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (Status s = CheckConsumerError(rk, *m, topic); !s.ok()) {
+      if (Status s = detail::CheckConsumerError(rk, *m, topic); !s.ok()) {
         failure = s.error();
         break;
       }
