@@ -4,8 +4,11 @@
 
 namespace kbus {
 
-std::string DeliveryLedger::Encode(std::int64_t base) const {
+std::string DeliveryLedger::Encode(std::int64_t base, std::size_t max_bytes,
+                                   std::int64_t* covered_until) const {
+  constexpr std::size_t kHeaderBytes = 9;  // "v1;s=D;a="
   std::string runs;
+  std::int64_t covered = base - 1;
   // Consecutive offsets with the same count become one range: a wave of fresh records is one.
   auto it = deliveries.lower_bound(base);
   while (it != deliveries.end()) {
@@ -17,12 +20,16 @@ std::string DeliveryLedger::Encode(std::int64_t base) const {
       last = next->first;
       ++next;
     }
-    if (!runs.empty()) runs += ',';
-    runs += std::to_string(first - base);
-    if (last != first) runs += '-' + std::to_string(last - base);
-    runs += ':' + std::to_string(count);
+    std::string run = runs.empty() ? "" : ",";
+    run += std::to_string(first - base);
+    if (last != first) run += '-' + std::to_string(last - base);
+    run += ':' + std::to_string(count);
+    if (kHeaderBytes + runs.size() + run.size() > max_bytes) break;  // the rest goes unrecorded
+    runs += run;
+    covered = last;
     it = next;
   }
+  if (covered_until != nullptr) *covered_until = covered;
   if (clean && runs.empty()) return {};
   return std::string("v1;s=") + (clean ? "C" : "D") + ";a=" + runs;
 }

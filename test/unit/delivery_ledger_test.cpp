@@ -38,6 +38,26 @@ TEST(DeliveryLedger, AWaveOfAThousandFreshRecordsIsOneShortRun) {
   EXPECT_EQ(l.Encode(50), "v1;s=D;a=0-999:1");
 }
 
+TEST(DeliveryLedger, StaysWithinItsByteBudgetKeepingTheLowestOffsets) {
+  DeliveryLedger l;
+  l.clean = false;
+  for (int i = 0; i < 2000; ++i) l.deliveries[i] = 1 + i % 2;  // no two neighbours share a count
+  std::int64_t covered = -5;
+  const std::string text = l.Encode(0, kbus::kMaxLedgerBytes, &covered);
+  EXPECT_LE(text.size(), kbus::kMaxLedgerBytes);
+  EXPECT_GT(covered, 300);
+  EXPECT_LT(covered, 1999);
+  auto back = DeliveryLedger::Decode(text, 0);
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(back->deliveries.size(), static_cast<std::size_t>(covered + 1));
+  EXPECT_EQ(back->deliveries.rbegin()->first, covered);
+  EXPECT_EQ(back->deliveries.at(covered), 1 + covered % 2);
+  std::int64_t none = 0;
+  EXPECT_EQ(l.Encode(0, 12, &none), "v1;s=D;a=0:1");
+  EXPECT_EQ(l.Encode(0, 11, &none), "v1;s=D;a=");
+  EXPECT_EQ(none, -1);
+}
+
 TEST(DeliveryLedger, RefusesWhatItDidNotWrite) {
   using kbus::ErrorCode;
   using ::testing::HasSubstr;

@@ -25,9 +25,12 @@ struct DeliveryLedger {
   bool clean = true;
   std::map<std::int64_t, int> deliveries;  // absolute offset -> deliveries counted (> 0)
 
-  // Writes the entries at or after `base` (the committed offset), ranges merged. Returns an
+  // Writes the entries at or after `base` (the committed offset), ranges merged, lowest offsets
+  // first, and stops before the text would pass `max_bytes`. `*covered_until` (when given)
+  // receives the highest offset whose count was written, base - 1 when none was. Returns an
   // empty string for a clean ledger without entries, so that idle commits carry no metadata.
-  std::string Encode(std::int64_t base) const;
+  std::string Encode(std::int64_t base, std::size_t max_bytes = kMaxLedgerBytes,
+                     std::int64_t* covered_until = nullptr) const;
 
   // Reads what Encode wrote, relative to `base`. Empty text is a clean, empty ledger. An unknown
   // version or malformed text is an error that says so (the caller decides how loudly to fail).

@@ -303,14 +303,15 @@ struct Worker::Impl {
         if (e.suspect) break;
       }
       if (leased.size() == first_leased) continue;
-      std::string metadata = LedgerFor(p, /*clean=*/false);
-      // Keep the ledger within Kafka's metadata limit: lease fewer records this time.
-      while (metadata.size() > kMaxLedgerBytes && leased.size() > first_leased + 1) {
+      std::int64_t covered = 0;
+      std::string metadata = LedgerFor(p, /*clean=*/false, &covered);
+      // A record whose count did not fit in the ledger is not leased: it waits for room.
+      while (leased.size() > first_leased && leased.back()->offset > covered) {
         leased.back()->ticket = false;
         --leased.back()->deliveries;
         leased.pop_back();
-        metadata = LedgerFor(p, /*clean=*/false);
       }
+      if (leased.size() == first_leased) continue;
       AddCommit(list.get(), p, std::move(metadata));
     }
     if (!leased.empty() && !Commit(list.get())) {
@@ -498,7 +499,9 @@ struct Worker::Impl {
 
   // The ledger of the partition's counted, unfinished records. Clean when asked (revocation,
   // shutdown) or when nothing counted is unfinished.
-  static std::string LedgerFor(const Partition& p, bool clean) {
+  // At most kMaxLedgerBytes: counts of the highest offsets are left out first, and
+  // `*covered_until` says up to where counts were written.
+  std::string LedgerFor(const Partition& p, bool clean, std::int64_t* covered_until = nullptr) {
     DeliveryLedger ledger;
     for (const auto& e : p.entries) {
       if (e.state != Entry::State::kDone && e.deliveries > 0) ledger.deliveries[e.offset] = e.deliveries;
@@ -506,8 +509,18 @@ struct Worker::Impl {
     // Counts of an earlier owner for records not fetched yet must not be forgotten.
     for (const auto& [offset, count] : p.prior) ledger.deliveries.emplace(offset, count);
     ledger.clean = clean || ledger.deliveries.empty();
-    return ledger.Encode(CommitOffset(p));
+    std::int64_t covered = 0;
+    std::string text = ledger.Encode(CommitOffset(p), kMaxLedgerBytes, &covered);
+    if (!ledger.deliveries.empty() && covered < ledger.deliveries.rbegin()->first && !ledger_full_logged) {
+      ledger_full_logged = true;  // once per worker: it repeats on every commit while it lasts
+      Log(LogLevel::kWarn, "delivery ledger full: counts past an offset are not recorded",
+          {{"topic", p.topic}, {"partition", p.partition}, {"covered_until", covered},
+           {"records", ledger.deliveries.size()}});
+    }
+    if (covered_until != nullptr) *covered_until = covered;
+    return text;
   }
+  bool ledger_full_logged = false;
 
   static void AddCommit(rd_kafka_topic_partition_list_t* list, const Partition& p,
                         std::string metadata) {
