@@ -10,6 +10,16 @@ void HandlerRegistry::Add(Route route) {
     throw std::logic_error("kbus: message type '" + route.type +
                            "' has no topic: set MessageTraits::kTopic or HandlerOptions::topic");
   }
+  const DeliveryPolicy& policy = route.policy;
+  if ((policy.max_deliveries && *policy.max_deliveries < 1) ||
+      (policy.retry_backoff_initial && policy.retry_backoff_initial->count() < 0) ||
+      (policy.retry_backoff_max && policy.retry_backoff_max->count() < 0) ||
+      (policy.retry_backoff_initial && policy.retry_backoff_max &&
+       *policy.retry_backoff_initial > *policy.retry_backoff_max)) {
+    throw std::logic_error("kbus: message type '" + route.type +
+                           "' has an impossible delivery policy: max_deliveries must be >= 1 and "
+                           "backoffs non-negative, initial <= max");
+  }
   if (routes_.contains(route.type)) {
     throw std::logic_error("kbus: message type '" + route.type +
                            "' already has a handler; register each type once per group");

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <vector>
+
 #include "it_support.hpp"
 #include "kbus/dispatcher.hpp"
 #include "kbus/envelope.hpp"
@@ -125,6 +128,40 @@ TEST(BadInput, AHandlerThatKeepsFailingIsDeadLetteredAfterMaxDeliveries) {
   EXPECT_EQ(failing_runs.load(), 4);
   ASSERT_TRUE(WaitFor([&] { return tally.Distinct() == 2; })) << "the record after the failing one waited forever";
   EXPECT_EQ(worker.Stats().retried, 3u);
+}
+
+TEST(BadInput, AMessageTypesPolicyOverridesTheWorkerAndItsBackoffIsRespected) {
+  const std::string topic = TestBroker::UniqueName("it-policy");
+  const std::string group = TestBroker::UniqueName("g");
+  TestBroker::Get().CreateTopic(topic, 1);
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> runs;
+  kbus::HandlerRegistry handlers;
+  handlers.Handle<it::Work>(
+      [&](const it::Work&, kbus::Context&) {
+        std::lock_guard lock(mu);
+        runs.push_back(std::chrono::steady_clock::now());
+        return kbus::Retry();
+      },
+      {.topic = topic,
+       .policy = {.max_deliveries = 3,
+                  .retry_backoff_initial = std::chrono::milliseconds(400),
+                  .retry_backoff_max = std::chrono::milliseconds(400)}});
+  auto config = it::WorkerConfigFor(group);
+  config.max_deliveries = 10;  // the type's 3 wins
+  it::RunningWorker worker(config, handlers);
+  kbus::kafka::Producer producer(it::ProducerConfig());
+  ASSERT_TRUE(producer.SendSync(kbus::BuildRecord(it::Work{1, "t", ""}, {.topic = topic})).ok());
+
+  const auto dlq = ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(group), 1);
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(dlq[0].FindHeader("kbus-dlq-attempts"), "3");
+  std::lock_guard lock(mu);
+  ASSERT_EQ(runs.size(), 3u);
+  // Equal jitter: at least half the backoff is fixed, so no retry comes sooner than 200 ms.
+  for (std::size_t i = 1; i < runs.size(); ++i) {
+    EXPECT_GE(runs[i] - runs[i - 1], std::chrono::milliseconds(200)) << "retry " << i << " came early";
+  }
 }
 
 }  // namespace

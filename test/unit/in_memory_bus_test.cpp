@@ -54,6 +54,23 @@ TEST(InMemoryBus, RetriesAFailingHandlerUpToMaxDeliveriesThenDeadLetters) {
   EXPECT_EQ(bus.DeadLetters()[0].FindHeader("kbus-dlq-attempts"), "3");
 }
 
+TEST(InMemoryBus, AMessageTypesOwnPolicyBeatsTheBusDefault) {
+  kbus::HandlerRegistry handlers;
+  int calls = 0;
+  handlers.Handle<kbus_test::EncodeVideo>(
+      [&](const kbus_test::EncodeVideo&, kbus::Context&) {
+        ++calls;
+        return kbus::Retry();
+      },
+      {.policy = {.max_deliveries = 2}});
+  kbus::testing::InMemoryBus bus(handlers, {.group = "g", .max_deliveries = 5});
+  bus.Send(kbus_test::EncodeVideo{.video_id = "v"});
+  bus.RunUntilIdle();
+  EXPECT_EQ(calls, 2);
+  ASSERT_EQ(bus.DeadLetters().size(), 1u);
+  EXPECT_EQ(bus.DeadLetters()[0].FindHeader("kbus-dlq-attempts"), "2");
+}
+
 TEST(InMemoryBus, AHandlerThatRecoversIsNotDeadLettered) {
   kbus::HandlerRegistry handlers;
   int calls = 0;

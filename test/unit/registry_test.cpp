@@ -36,6 +36,19 @@ TEST(HandlerRegistry, ListsTopicsAndKnowsWhichCarryCommands) {
   EXPECT_EQ(registry.Find("nope"), nullptr);
 }
 
+TEST(HandlerRegistry, RefusesAnImpossibleDeliveryPolicy) {
+  kbus::HandlerRegistry registry;
+  auto noop = [](const EncodeVideo&, kbus::Context&) {};
+  EXPECT_THROW(registry.Handle<EncodeVideo>(noop, {.policy = {.max_deliveries = 0}}), std::logic_error);
+  EXPECT_THROW(registry.Handle<EncodeVideo>(
+                   noop, {.policy = {.retry_backoff_initial = std::chrono::seconds(2),
+                                     .retry_backoff_max = std::chrono::seconds(1)}}),
+               std::logic_error);
+  EXPECT_EQ(registry.size(), 0u);
+  registry.Handle<EncodeVideo>(noop, {.policy = {.max_deliveries = 2}});
+  EXPECT_EQ(registry.Find("test.EncodeVideo")->policy.max_deliveries, 2);
+}
+
 TEST(HandlerRegistry, TopicCanBeOverriddenPerHandler) {
   kbus::HandlerRegistry registry;
   registry.Handle<EncodeVideo>([](const EncodeVideo&, kbus::Context&) {}, {.topic = "video.priority"});

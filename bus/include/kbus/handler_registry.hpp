@@ -6,9 +6,11 @@
 // Thread safety: register everything before a worker starts; lookups are then read-only and
 // safe from any thread.
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -24,8 +26,17 @@
 
 namespace kbus {
 
+// How failing deliveries of one message type are retried. Unset fields take the worker's
+// settings (WorkerConfig: max_deliveries, retry_backoff_initial, retry_backoff_max).
+struct DeliveryPolicy {
+  std::optional<int> max_deliveries;  // >= 1; then the dead-letter topic
+  std::optional<std::chrono::milliseconds> retry_backoff_initial;
+  std::optional<std::chrono::milliseconds> retry_backoff_max;
+};
+
 struct HandlerOptions {
   std::string topic;  // default: the message type's kTopic
+  DeliveryPolicy policy;
 };
 
 class HandlerRegistry {
@@ -38,11 +49,13 @@ class HandlerRegistry {
     MessageKind kind;
     std::string topic;
     Invoker invoke;
+    DeliveryPolicy policy;
   };
 
   // Registers `fn` for messages of type T. `fn` is callable as
   //   Outcome(const T&, Context&)   or   void(const T&, Context&)   (void means Ack).
-  // Throws std::logic_error when T's type name already has a handler.
+  // Throws std::logic_error when T's type name already has a handler, or when the policy is
+  // impossible (max_deliveries < 1, a negative backoff, initial above max).
   template <Message T, class Fn>
   void Handle(Fn fn, HandlerOptions options = {}) {
     using Traits = MessageTraits<T>;
@@ -57,7 +70,8 @@ class HandlerRegistry {
       }
     };
     std::string topic = options.topic.empty() ? std::string(Traits::kTopic) : options.topic;
-    Add(Route{std::string(Traits::kType), Traits::kKind, std::move(topic), std::move(invoke)});
+    Add(Route{std::string(Traits::kType), Traits::kKind, std::move(topic), std::move(invoke),
+              options.policy});
   }
 
   // The route for a type name, or nullptr.

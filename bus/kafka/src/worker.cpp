@@ -250,7 +250,7 @@ struct Worker::Impl {
         p->prior.erase(it);
       }
     }
-    if (e.deliveries >= config.max_deliveries) {
+    if (e.deliveries > 0 && e.deliveries >= MaxDeliveries(PolicyOf(*e.msg))) {
       // Its deliveries are used up, some perhaps by crashes: dead-letter it without running.
       e.dead_letter = true;
       e.reason = e.suspect ? reason::kSuspectedCrash : reason::kMaxDeliveries;
@@ -352,6 +352,27 @@ struct Worker::Impl {
 
   // ---- one record ---------------------------------------------------------------------------
 
+  // The delivery policy of a message type, or nullptr for the worker's settings. Looked up only
+  // on the paths that decide about a failure, never per handled record.
+  const DeliveryPolicy* PolicyOf(std::string_view type) const {
+    const HandlerRegistry::Route* route = type.empty() ? nullptr : handlers.Find(type);
+    return route == nullptr ? nullptr : &route->policy;
+  }
+  const DeliveryPolicy* PolicyOf(const rd_kafka_message_t& m) const {
+    rd_kafka_headers_t* hdrs = nullptr;
+    const void* value = nullptr;
+    size_t size = 0;
+    if (rd_kafka_message_headers(&m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, header::kType.data(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        value == nullptr) {
+      return nullptr;
+    }
+    return PolicyOf(std::string_view(static_cast<const char*>(value), size));
+  }
+  int MaxDeliveries(const DeliveryPolicy* policy) const {
+    return policy && policy->max_deliveries ? *policy->max_deliveries : config.max_deliveries;
+  }
+
   void Dispatch(Partition& p, Entry& e) {
     if (e.dead_letter) {  // a dead-letter send that failed before: send it again
       SendDeadLetter(p, e);
@@ -372,14 +393,14 @@ struct Worker::Impl {
         }
         return;
       case DispatchResult::Kind::kRetry:
-        if (e.deliveries >= config.max_deliveries) {
+        if (e.deliveries >= MaxDeliveries(PolicyOf(r.type))) {
           e.reason = reason::kHandlerError;
           e.error = std::move(r.error);
           SendDeadLetter(p, e);
         } else {
           Count(retried);
           e.state = Entry::State::kWaiting;
-          e.due = Clock::now() + std::max(r.retry_after, Backoff(e.deliveries));
+          e.due = Clock::now() + std::max(r.retry_after, Backoff(e.deliveries, PolicyOf(r.type)));
           NoteWaiting(e.due);
           Log(LogLevel::kWarn, "handler failed, will retry",
               {{"topic", record.topic}, {"partition", record.partition},
@@ -397,10 +418,13 @@ struct Worker::Impl {
 
   // Exponential backoff with "equal jitter": half fixed, half random, so retries of many
   // failing records spread out instead of arriving together.
-  std::chrono::milliseconds Backoff(int attempt) {
-    const double base = static_cast<double>(config.retry_backoff_initial.count()) *
-                        std::pow(2.0, std::max(0, attempt - 1));
-    const double capped = std::min(base, static_cast<double>(config.retry_backoff_max.count()));
+  std::chrono::milliseconds Backoff(int attempt, const DeliveryPolicy* policy) {
+    const auto initial = policy && policy->retry_backoff_initial ? *policy->retry_backoff_initial
+                                                                 : config.retry_backoff_initial;
+    const auto max = policy && policy->retry_backoff_max ? *policy->retry_backoff_max
+                                                         : config.retry_backoff_max;
+    const double base = static_cast<double>(initial.count()) * std::pow(2.0, std::max(0, attempt - 1));
+    const double capped = std::min(base, static_cast<double>(max.count()));
     std::uniform_real_distribution<double> jitter(0.0, capped / 2);
     return std::chrono::milliseconds(static_cast<std::int64_t>(capped / 2 + jitter(rng)));
   }
@@ -478,13 +502,14 @@ struct Worker::Impl {
     // same, so consumers can drop duplicates), or, for a dead-letter copy, send it again.
     Log(LogLevel::kError, e.dead_letter ? "dead-letter send failed, will retry" : "outgoing send failed",
         {{"topic", p.topic}, {"partition", p.partition}, {"offset", e.offset}, {"error", e.error}});
-    if (!e.dead_letter && e.deliveries >= config.max_deliveries) {
+    const DeliveryPolicy* policy = PolicyOf(*e.msg);
+    if (!e.dead_letter && e.deliveries >= MaxDeliveries(policy)) {
       e.reason = reason::kPublishError;
       SendDeadLetter(p, e);
       return;
     }
     e.state = Entry::State::kWaiting;
-    e.due = Clock::now() + Backoff(e.deliveries);
+    e.due = Clock::now() + Backoff(e.deliveries, policy);
     NoteWaiting(e.due);
   }
 

@@ -46,14 +46,19 @@ std::size_t InMemoryBus::RunUntilIdle(std::size_t max_deliveries) {
       case DispatchResult::Kind::kSkip:
         ++skipped_;
         break;
-      case DispatchResult::Kind::kRetry:
-        if (item.attempts < options_.max_deliveries) {
+      case DispatchResult::Kind::kRetry: {
+        const HandlerRegistry::Route* route = handlers_.Find(r.type);
+        const int max_deliveries = route != nullptr && route->policy.max_deliveries
+                                       ? *route->policy.max_deliveries
+                                       : options_.max_deliveries;
+        if (item.attempts < max_deliveries) {
           pending_.push_front(item);  // per-partition order: the retry goes first
         } else {
           Append(MakeDeadLetter(in, {options_.group, reason::kHandlerError, r.error, item.attempts,
                                      "in-memory"}));
         }
         break;
+      }
       case DispatchResult::Kind::kDeadLetter:
         Append(MakeDeadLetter(in, {options_.group, r.reason, r.error, item.attempts, "in-memory"}));
         break;

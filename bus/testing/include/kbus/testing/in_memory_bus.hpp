@@ -22,7 +22,7 @@ namespace kbus::testing {
 
 struct InMemoryOptions {
   std::string group = "test";
-  int max_deliveries = 5;
+  int max_deliveries = 5;  // unless the message type's DeliveryPolicy says otherwise
 };
 
 class InMemoryBus {
