@@ -1,0 +1,85 @@
+#pragma once
+// Shared pieces of the robustness tests: a topic's watermarks, read straight from the broker.
+
+#include <librdkafka/rdkafka.h>
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rb {
+
+struct Watermark {
+  std::int64_t low = -1;
+  std::int64_t high = -1;
+};
+
+// Low and high watermark of each of the topic's `partitions`. Throws when the broker does not
+// answer within 10 s per partition.
+inline std::vector<Watermark> Watermarks(const std::string& bootstrap, const std::string& topic,
+                                         int partitions) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err) != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(err);
+  }
+  rd_kafka_t* raw = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (raw == nullptr) {
+    rd_kafka_conf_destroy(conf);  // not taken when rd_kafka_new fails
+    throw std::runtime_error(err);
+  }
+  const std::unique_ptr<rd_kafka_t, void (*)(rd_kafka_t*)> rk(raw, &rd_kafka_destroy);
+  std::vector<Watermark> out(static_cast<std::size_t>(partitions));
+  for (int p = 0; p < partitions; ++p) {
+    Watermark& w = out[static_cast<std::size_t>(p)];
+    if (rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &w.low,
+                                                                 &w.high, 10000)) {
+      throw std::runtime_error("watermarks of " + topic + "/" + std::to_string(p) + ": " +
+                               rd_kafka_err2str(e));
+    }
+  }
+  return out;
+}
+
+// The offsets `group` has committed for the topic's `partitions` (-1001, RD_KAFKA_OFFSET_INVALID,
+// where it has none). Reads them without joining the group. Throws on failure.
+inline std::vector<std::int64_t> Committed(const std::string& bootstrap, const std::string& group,
+                                           const std::string& topic, int partitions) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err) != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(err);
+  }
+  rd_kafka_t* raw = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  if (raw == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(err);
+  }
+  const std::unique_ptr<rd_kafka_t, void (*)(rd_kafka_t*)> rk(raw, &rd_kafka_destroy);
+  const std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)>
+      list(rd_kafka_topic_partition_list_new(partitions), &rd_kafka_topic_partition_list_destroy);
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
+  if (rd_kafka_resp_err_t e = rd_kafka_committed(rk.get(), list.get(), 10000)) {
+    throw std::runtime_error("committed offsets of " + group + ": " + rd_kafka_err2str(e));
+  }
+  std::vector<std::int64_t> out(static_cast<std::size_t>(partitions), RD_KAFKA_OFFSET_INVALID);
+  for (int i = 0; i < list->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = list->elems[i];
+    if (tp.err) {
+      throw std::runtime_error("committed offset of " + topic + "/" + std::to_string(tp.partition) +
+                               ": " + rd_kafka_err2str(tp.err));
+    }
+    out[static_cast<std::size_t>(tp.partition)] = tp.offset;
+  }
+  rd_kafka_consumer_close(rk.get());
+  return out;
+}
+
+}  // namespace rb
