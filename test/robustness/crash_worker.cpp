@@ -14,6 +14,7 @@
 
 #include "it_support.hpp"
 #include "kbus/log.hpp"
+#include "rb_support.hpp"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -38,13 +39,7 @@ int main(int argc, char** argv) {
         Append(out, "handled " + std::to_string(w.id) + " " + std::to_string(ctx.attempt()) + "\n");
       },
       {.topic = argv[3]});
-  kbus::kafka::WorkerConfig config;
-  config.client.brokers = argv[1];
-  config.group = argv[2];
-  config.session_timeout = std::chrono::seconds(6);
-  config.fetch_wait_max = std::chrono::milliseconds(10);
-  config.commit_interval = std::chrono::milliseconds(200);
-  kbus::kafka::Worker worker(config, handlers);
+  kbus::kafka::Worker worker(rb::ChildWorkerConfig(argv[1], argv[2]), handlers);
   std::thread run([&] { worker.Run(); });
   std::uint64_t reported = 0;
   while (!g_stop) {

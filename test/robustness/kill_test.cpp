@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -22,7 +21,6 @@
 #include "it_support.hpp"
 #include "rb_support.hpp"
 
-extern char** environ;
 
 namespace {
 
@@ -47,15 +45,6 @@ constexpr std::int64_t kMaxBacklog = 20'000;
 constexpr auto kTakeoverDeadline = std::chrono::seconds(60);
 constexpr auto kDrainDeadline = std::chrono::seconds(180);
 constexpr int kMaxDeliveries = 5;  // WorkerConfig's default, which load_worker keeps
-
-pid_t Spawn(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return -1;
-  return pid;
-}
 
 // What one worker process wrote, read incrementally: each call parses only the complete lines
 // appended since the last call.
@@ -149,7 +138,7 @@ class Workers {
     logs_.emplace_back(path);
     Slot& s = slots_[static_cast<std::size_t>(slot)];
     s.log = logs_.size() - 1;
-    s.pid = Spawn({LOAD_WORKER_PATH, TestBroker::Get().bootstrap(), group_, topic_, path});
+    s.pid = rb::Spawn({LOAD_WORKER_PATH, TestBroker::Get().bootstrap(), group_, topic_, path});
     return s.pid > 0;
   }
 

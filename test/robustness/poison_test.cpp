@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <fstream>
@@ -13,9 +12,9 @@
 #include <sstream>
 
 #include "it_support.hpp"
+#include "rb_support.hpp"
 #include "kbus/dispatcher.hpp"
 
-extern char** environ;
 
 namespace {
 
@@ -45,15 +44,6 @@ Progress ReadProgress(const std::string& path) {
   return p;
 }
 
-pid_t Spawn(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return -1;
-  return pid;
-}
-
 TEST(Poison, ARecordThatCrashesTheProcessEndsInTheDeadLetterTopicAfterMaxDeliveries) {
   const std::string topic = TestBroker::UniqueName("rb-poison");
   const std::string group = TestBroker::UniqueName("g");
@@ -74,7 +64,7 @@ TEST(Poison, ARecordThatCrashesTheProcessEndsInTheDeadLetterTopicAfterMaxDeliver
   bool done = false;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
   while (!done && std::chrono::steady_clock::now() < deadline) {
-    const pid_t pid = Spawn({CRASH_WORKER_PATH, TestBroker::Get().bootstrap(), group, topic, out});
+    const pid_t pid = rb::Spawn({CRASH_WORKER_PATH, TestBroker::Get().bootstrap(), group, topic, out});
     ASSERT_GT(pid, 0);
     for (;;) {
       int status = 0;

@@ -1,7 +1,12 @@
 #pragma once
-// Shared pieces of the robustness tests: a topic's watermarks, read straight from the broker.
+// Shared pieces of the robustness tests: worker processes (started by the tests, configured by
+// the worker programs) and a topic's watermarks, read straight from the broker.
 
 #include <librdkafka/rdkafka.h>
+#include <spawn.h>
+#include <unistd.h>
+
+#include <chrono>
 
 #include <cstdint>
 #include <memory>
@@ -9,7 +14,33 @@
 #include <string>
 #include <vector>
 
+#include "kbus/kafka/worker.hpp"
+
+extern "C" char** environ;
+
 namespace rb {
+
+// Starts a worker program with this process's environment; returns its pid, or -1.
+inline pid_t Spawn(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  return pid;
+}
+
+// The configuration every worker program uses: test timings (a 6 s session, fast fetches and
+// commits), the library's defaults otherwise (max deliveries 5, backoff).
+inline kbus::kafka::WorkerConfig ChildWorkerConfig(const std::string& brokers, const std::string& group) {
+  kbus::kafka::WorkerConfig config;
+  config.client.brokers = brokers;
+  config.group = group;
+  config.session_timeout = std::chrono::seconds(6);
+  config.fetch_wait_max = std::chrono::milliseconds(10);
+  config.commit_interval = std::chrono::milliseconds(200);
+  return config;
+}
 
 struct Watermark {
   std::int64_t low = -1;
