@@ -28,7 +28,8 @@ DispatchResult SkipResult(std::string_view type) {
 
 }  // namespace
 
-DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt) const {
+DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt,
+                                    Visibility* visibility) const {
   const Envelope envelope = ParseEnvelope(record.headers);
 
   // Whether an unknown message is ours to dead-letter: the sender's kbus-kind says so, and
@@ -60,7 +61,7 @@ DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt) co
     return DeadLetterResult(envelope.type, reason::kDecodeError, parsed.error().message());
   }
 
-  Context ctx(record, envelope, attempt);
+  Context ctx(record, envelope, attempt, visibility);
   DispatchResult r;
   r.type = envelope.type;
   try {
@@ -84,6 +85,16 @@ DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt) co
   } catch (const std::exception& e) {
     r.kind = DispatchResult::Kind::kRetry;
     r.error = std::string("handler threw: ") + e.what();
+    bool final = false;
+    try {
+      final = route->policy.non_retryable && route->policy.non_retryable(e);
+    } catch (...) {
+      // A predicate that throws decides nothing: the failure is retried.
+    }
+    if (final) {
+      r.kind = DispatchResult::Kind::kDeadLetter;
+      r.reason = reason::kNonRetryable;
+    }
   } catch (...) {
     r.kind = DispatchResult::Kind::kRetry;
     r.error = "handler threw a non-standard exception";
@@ -97,28 +108,76 @@ std::string DeadLetterTopic(std::string_view group) {
   return t;
 }
 
+namespace {
+
+constexpr std::size_t kMaxErrorBytes = 4096;
+
+bool HasPrefix(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+// Where the record first came from: a record in a retry tier names its origin in headers.
+struct Origin {
+  std::string topic, partition, offset, timestamp;
+};
+Origin OriginOf(const InboundRecord& record) {
+  if (auto topic = record.FindHeader(header::kRetryTopic)) {
+    return {std::string(*topic), std::string(record.FindHeader(header::kRetryPartition).value_or("")),
+            std::string(record.FindHeader(header::kRetryOffset).value_or("")),
+            std::string(record.FindHeader(header::kRetryTimestamp).value_or(""))};
+  }
+  return {std::string(record.topic), std::to_string(record.partition), std::to_string(record.offset),
+          std::to_string(record.timestamp_ms)};
+}
+
+}  // namespace
+
+OutgoingRecord MakeRetry(const InboundRecord& record, const RetryInfo& info) {
+  OutgoingRecord r;
+  r.topic = std::string(info.topic);
+  r.key = std::string(record.key);
+  r.payload = std::string(record.payload);
+  r.headers.reserve(record.headers.size() + 7);
+  for (const auto& h : record.headers) {
+    if (HasPrefix(h.name, header::kRetryPrefix) || h.name == header::kDeliveryCount) continue;
+    r.headers.push_back({std::string(h.name), std::string(h.value)});
+  }
+  Origin origin = OriginOf(record);
+  r.headers.push_back({std::string(header::kDeliveryCount), std::to_string(info.deliveries)});
+  r.headers.push_back({std::string(header::kRetryDue), std::to_string(info.due_ms)});
+  r.headers.push_back({std::string(header::kRetryTopic), std::move(origin.topic)});
+  r.headers.push_back({std::string(header::kRetryPartition), std::move(origin.partition)});
+  r.headers.push_back({std::string(header::kRetryOffset), std::move(origin.offset)});
+  r.headers.push_back({std::string(header::kRetryTimestamp), std::move(origin.timestamp)});
+  r.headers.push_back({std::string(header::kRetryError), std::string(info.error.substr(0, kMaxErrorBytes))});
+  return r;
+}
+
 OutgoingRecord MakeDeadLetter(const InboundRecord& record, const DeadLetterInfo& info) {
-  constexpr std::size_t kMaxErrorBytes = 4096;
   OutgoingRecord r;
   r.topic = DeadLetterTopic(info.group);
   r.key = std::string(record.key);
   r.payload = std::string(record.payload);
   r.headers.reserve(record.headers.size() + 10);
+  const bool from_tier = record.FindHeader(header::kRetryTopic).has_value();
   for (const auto& h : record.headers) {
-    // A redriven message that fails again gets fresh diagnostics, not two sets.
-    if (h.name.substr(0, header::kDlqPrefix.size()) == header::kDlqPrefix) continue;
+    // A redriven message that fails again gets fresh diagnostics, not two sets; a record from a
+    // retry tier loses the headers of the tier (the dlq headers name its origin).
+    if (HasPrefix(h.name, header::kDlqPrefix) || HasPrefix(h.name, header::kRetryPrefix) ||
+        (from_tier && h.name == header::kDeliveryCount)) {
+      continue;
+    }
     r.headers.push_back({std::string(h.name), std::string(h.value)});
   }
+  Origin origin = OriginOf(record);
   std::string error(info.error.substr(0, kMaxErrorBytes));
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
   r.headers.push_back({std::string(header::kDlqReason), std::string(info.reason)});
   r.headers.push_back({std::string(header::kDlqError), std::move(error)});
-  r.headers.push_back({std::string(header::kDlqTopic), std::string(record.topic)});
-  r.headers.push_back({std::string(header::kDlqPartition), std::to_string(record.partition)});
-  r.headers.push_back({std::string(header::kDlqOffset), std::to_string(record.offset)});
-  r.headers.push_back({std::string(header::kDlqTimestamp), std::to_string(record.timestamp_ms)});
+  r.headers.push_back({std::string(header::kDlqTopic), std::move(origin.topic)});
+  r.headers.push_back({std::string(header::kDlqPartition), std::move(origin.partition)});
+  r.headers.push_back({std::string(header::kDlqOffset), std::move(origin.offset)});
+  r.headers.push_back({std::string(header::kDlqTimestamp), std::move(origin.timestamp)});
   r.headers.push_back({std::string(header::kDlqGroup), std::string(info.group)});
   r.headers.push_back({std::string(header::kDlqAttempts), std::to_string(info.attempts)});
   r.headers.push_back({std::string(header::kDlqHost), std::string(info.host)});

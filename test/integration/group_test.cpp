@@ -67,12 +67,15 @@ TEST(Group, AWorkerThatStopsCleanlyHandsOverItsPartitionsWithoutLoss) {
       {.topic = topic});
   const std::string group = TestBroker::UniqueName("g");
   constexpr std::int64_t kCount = 8'000;
-  auto a = std::make_unique<it::RunningWorker>(it::WorkerConfigFor(group), handlers);
+  // One handler thread, so the stream lasts longer than a rebalance.
+  auto config = it::WorkerConfigFor(group);
+  config.handler_threads = 1;
+  auto a = std::make_unique<it::RunningWorker>(config, handlers);
   ASSERT_TRUE(WaitFor([&] { return a->Stats().assigned_partitions == 4; }));
   SendWork(topic, 0, kCount);
   ASSERT_TRUE(WaitFor([&] { return tally.Distinct() >= 500; }));
 
-  it::RunningWorker b(it::WorkerConfigFor(group), handlers);
+  it::RunningWorker b(config, handlers);
   ASSERT_TRUE(WaitFor([&] { return b.Stats().assigned_partitions > 0; }));
   ASSERT_LT(tally.Distinct(), static_cast<std::size_t>(kCount)) << "handover came too late to test";
   a->Stop();  // clean stop mid-stream: B must get A's partitions and continue after A's commits

@@ -3,8 +3,11 @@
 // and Send/Publish for outgoing messages. Outgoing messages are buffered and leave only if the
 // handler's outcome is Ack; a failed attempt publishes nothing.
 //
-// Thread safety: a Context belongs to one delivery on one thread; it is not shared.
+// Thread safety: a Context belongs to one delivery on one thread; it is not shared. Its
+// Visibility is shared with the worker, which may abandon the delivery from another thread.
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -44,10 +47,42 @@ OutgoingRecord BuildRecord(const T& message, SendOptions options = {},
                      std::move(options), parent, index);
 }
 
+// How long one delivery may take. The worker gives each delivery a deadline (the visibility
+// timeout of its message type); when it passes, the worker abandons the delivery: it discards
+// the late result and outgoing messages, delivers the message again, and sets `cancelled` so a
+// cooperative handler can stop early. The handler may push the deadline back while it works.
+//
+// Thread safety: every member may be called from any thread.
+class Visibility {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit Visibility(Clock::time_point deadline = Clock::time_point::max())
+      : deadline_(deadline.time_since_epoch().count()) {}
+
+  Clock::time_point deadline() const {
+    return Clock::time_point(Clock::duration(deadline_.load(std::memory_order_acquire)));
+  }
+  // Sets the deadline to now + `timeout`. False, and no change, once the delivery was abandoned.
+  bool Extend(std::chrono::milliseconds timeout) {
+    if (cancelled()) return false;
+    deadline_.store((Clock::now() + timeout).time_since_epoch().count(), std::memory_order_release);
+    return !cancelled();
+  }
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+  void Cancel() { cancelled_.store(true, std::memory_order_release); }
+
+ private:
+  std::atomic<Clock::rep> deadline_;
+  std::atomic<bool> cancelled_{false};
+};
+
 class Context {
  public:
-  Context(const InboundRecord& record, const Envelope& envelope, int attempt)
-      : record_(record), envelope_(envelope), attempt_(attempt) {}
+  // `visibility` may be null: the delivery then has no deadline.
+  Context(const InboundRecord& record, const Envelope& envelope, int attempt,
+          Visibility* visibility = nullptr)
+      : record_(record), envelope_(envelope), attempt_(attempt), visibility_(visibility) {}
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
@@ -55,6 +90,21 @@ class Context {
   const InboundRecord& record() const { return record_; }
   // Which delivery of this message this is: 1 for the first.
   int attempt() const { return attempt_; }
+
+  // When the bus will abandon this delivery and deliver the message again; time_point::max()
+  // without a visibility timeout.
+  Visibility::Clock::time_point Deadline() const {
+    return visibility_ ? visibility_->deadline() : Visibility::Clock::time_point::max();
+  }
+  // Asks for `timeout` more from now (like SQS's ChangeMessageVisibility). Call it from a long
+  // handler that is still making progress. False when it is too late: the delivery was
+  // abandoned, and its result will be discarded.
+  bool ExtendVisibility(std::chrono::milliseconds timeout) {
+    return visibility_ == nullptr || visibility_->Extend(timeout);
+  }
+  // True once the delivery was abandoned (its deadline passed, or the worker is giving the
+  // partition away). A cooperative handler stops early; whatever it returns is discarded.
+  bool Cancelled() const { return visibility_ != nullptr && visibility_->cancelled(); }
 
   // Sends a command, sent only if this handler returns Ack.
   template <Command T>
@@ -82,6 +132,7 @@ class Context {
   const InboundRecord& record_;
   const Envelope& envelope_;
   int attempt_;
+  Visibility* visibility_;
   std::vector<OutgoingRecord> outgoing_;
 };
 

@@ -7,6 +7,7 @@
 // Thread safety: Dispatch is const and may run on several threads at once.
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,10 @@ inline constexpr std::string_view kMaxDeliveries = "max-deliveries";  // counted
 // Like max-deliveries, and the last owner died while delivering it: probably the record that
 // crashed it.
 inline constexpr std::string_view kSuspectedCrash = "suspected-crash";
+// The handler threw an exception its policy's `non_retryable` picks out.
+inline constexpr std::string_view kNonRetryable = "non-retryable";
+// The last delivery outlived its visibility timeout, and deliveries are used up.
+inline constexpr std::string_view kVisibilityTimeout = "visibility-timeout";
 }  // namespace reason
 
 struct DispatchResult {
@@ -47,8 +52,10 @@ class Dispatcher {
  public:
   explicit Dispatcher(const HandlerRegistry& registry) : registry_(registry) {}
 
-  // `attempt` is 1 for the first delivery of this record.
-  DispatchResult Dispatch(const InboundRecord& record, int attempt) const;
+  // `attempt` is 1 for the first delivery of this record. `visibility`, if given, is what the
+  // handler's Context reports as its deadline and cancellation.
+  DispatchResult Dispatch(const InboundRecord& record, int attempt,
+                          Visibility* visibility = nullptr) const;
 
  private:
   const HandlerRegistry& registry_;
@@ -62,6 +69,18 @@ struct DeadLetterInfo {
   int attempts = 0;
   std::string_view host;
 };
+
+// Facts a retry-tier copy carries besides the original record.
+struct RetryInfo {
+  std::string_view topic;  // the tier topic
+  int deliveries = 0;      // deliveries so far
+  std::int64_t due_ms = 0;  // Unix epoch milliseconds
+  std::string_view error;
+};
+
+// The copy of `record` for a retry tier topic: same key, value and headers, plus kbus-retry-*
+// headers. Where the record first came from is kept across tiers.
+OutgoingRecord MakeRetry(const InboundRecord& record, const RetryInfo& info);
 
 // "<group>.dlq"
 std::string DeadLetterTopic(std::string_view group);

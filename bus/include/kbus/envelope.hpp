@@ -36,6 +36,16 @@ inline constexpr std::string_view kDlqHost = "kbus-dlq-host";
 inline constexpr std::string_view kDlqAt = "kbus-dlq-at";
 // On a redriven copy: where it was re-sent from, "<dlq topic>/<partition>/<offset>".
 inline constexpr std::string_view kRedriveOf = "kbus-redrive-of";
+// On records in a retry tier topic ("<group>.retry.<delay>"): when the record is due (Unix epoch
+// milliseconds), where it first came from, and the last error. kbus-delivery-count says how
+// often it was delivered before.
+inline constexpr std::string_view kRetryPrefix = "kbus-retry-";
+inline constexpr std::string_view kRetryDue = "kbus-retry-due";
+inline constexpr std::string_view kRetryTopic = "kbus-retry-original-topic";
+inline constexpr std::string_view kRetryPartition = "kbus-retry-original-partition";
+inline constexpr std::string_view kRetryOffset = "kbus-retry-original-offset";
+inline constexpr std::string_view kRetryTimestamp = "kbus-retry-original-timestamp";
+inline constexpr std::string_view kRetryError = "kbus-retry-error";
 }  // namespace header
 
 // Envelope fields as views into the record's headers; empty when the header is absent.

@@ -7,6 +7,7 @@
 // safe from any thread.
 
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,12 +27,23 @@
 
 namespace kbus {
 
-// How failing deliveries of one message type are retried. Unset fields take the worker's
-// settings (WorkerConfig: max_deliveries, retry_backoff_initial, retry_backoff_max).
+// How deliveries of one message type are timed out and retried. Unset fields take the worker's
+// settings (WorkerConfig: max_deliveries, retry_backoff_*, visibility_timeout, retry_tiers,
+// local_attempts).
 struct DeliveryPolicy {
   std::optional<int> max_deliveries;  // >= 1; then the dead-letter topic
   std::optional<std::chrono::milliseconds> retry_backoff_initial;
   std::optional<std::chrono::milliseconds> retry_backoff_max;
+  // How long one delivery may run before it is abandoned and delivered again (> 0).
+  std::optional<std::chrono::milliseconds> visibility_timeout;
+  // Delay tiers for retries after `local_attempts` deliveries (see WorkerConfig::retry_tiers).
+  // An empty vector: every retry of this type happens in the worker.
+  std::optional<std::vector<std::chrono::milliseconds>> retry_tiers;
+  std::optional<int> local_attempts;  // >= 1
+  // Exceptions that retrying cannot fix (a bad argument, a permission refused): when this returns
+  // true for what a handler threw, the message goes to the dead-letter topic at once, with
+  // reason "non-retryable". Without it, every exception is retried.
+  std::function<bool(const std::exception&)> non_retryable;
 };
 
 struct HandlerOptions {
@@ -76,6 +88,8 @@ class HandlerRegistry {
 
   // The route for a type name, or nullptr.
   const Route* Find(std::string_view type) const;
+  // Every registered route, ordered by type name.
+  std::vector<const Route*> Routes() const;
   // Every topic a handler is registered on, sorted and without repeats.
   std::vector<std::string> Topics() const;
   // True when some command handler reads `topic`: unknown types there are dead-lettered, while

@@ -41,7 +41,49 @@ Status Validate(const WorkerConfig& c) {
     return Invalid("retry backoff: initial must be >= 0 and <= max");
   }
   if (c.max_buffered_per_partition < 1) return Invalid("max buffered per partition must be >= 1");
+  if (c.handler_threads < 1 || c.handler_threads > 1024) {
+    return Invalid("--handler-threads must be between 1 and 1024");
+  }
+  if (c.visibility_timeout < std::chrono::milliseconds(1)) {
+    return Invalid("--visibility-timeout-ms must be positive");
+  }
+  for (const auto& tier : c.retry_tiers) {
+    if (tier < std::chrono::milliseconds(1)) return Invalid("--retry-tier delays must be positive");
+  }
+  if (c.local_attempts < 1) return Invalid("--local-attempts must be at least 1");
   return Ok();
+}
+
+std::string_view OrderingName(Ordering ordering) {
+  switch (ordering) {
+    case Ordering::kKey: return "key";
+    case Ordering::kPartition: return "partition";
+    case Ordering::kUnordered: return "unordered";
+  }
+  return "key";
+}
+
+Result<Ordering> ParseOrdering(std::string_view name) {
+  if (name == "key") return Ordering::kKey;
+  if (name == "partition") return Ordering::kPartition;
+  if (name == "unordered") return Ordering::kUnordered;
+  return Error(ErrorCode::kInvalidArgument,
+               "--ordering '" + std::string(name) + "' is unknown: use key, partition or unordered");
+}
+
+std::string RetryTierTopic(std::string_view group, std::chrono::milliseconds delay) {
+  std::string label;
+  const auto ms = delay.count();
+  if (ms % 3600000 == 0) {
+    label = std::to_string(ms / 3600000) + "h";
+  } else if (ms % 60000 == 0) {
+    label = std::to_string(ms / 60000) + "m";
+  } else if (ms % 1000 == 0) {
+    label = std::to_string(ms / 1000) + "s";
+  } else {
+    label = std::to_string(ms) + "ms";
+  }
+  return std::string(group) + ".retry." + label;
 }
 
 std::map<std::string, std::string> ProducerProperties(const ProducerConfig& c) {

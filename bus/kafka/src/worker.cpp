@@ -2,15 +2,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <chrono>
 #include <deque>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "kbus/delivery_ledger.hpp"
@@ -56,42 +61,119 @@ std::string_view MessageId(const InboundRecord& r) {
   return r.FindHeader(header::kId).value_or(std::string_view());
 }
 
+// The last value of header `name`, if the message has it.
+std::optional<std::string_view> HeaderOf(const rd_kafka_message_t& m, std::string_view name) {
+  rd_kafka_headers_t* hdrs = nullptr;
+  const void* value = nullptr;
+  size_t size = 0;
+  if (rd_kafka_message_headers(&m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      rd_kafka_header_get_last(hdrs, std::string(name).c_str(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      value == nullptr) {
+    return std::nullopt;
+  }
+  return std::string_view(static_cast<const char*>(value), size);
+}
+
+std::optional<std::int64_t> ParseInt(std::optional<std::string_view> text) {
+  if (!text || text->empty() || text->size() > 19) return std::nullopt;
+  std::int64_t v = 0;
+  for (char c : *text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+std::int64_t EpochMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
 }  // namespace
 
 struct Worker::Impl {
+  using MessagePtr = std::shared_ptr<rd_kafka_message_t>;
+
+  // One delivery handed to the handler pool. The handler thread writes `result` and `ran`, then
+  // posts the attempt back; the poll thread reads them only after that.
+  struct Attempt {
+    explicit Attempt(std::shared_ptr<std::atomic<bool>> revoked_flag) : revoked(std::move(revoked_flag)) {}
+    Visibility visibility;  // deadline set when the handler starts
+    MessagePtr msg;         // keeps the record alive while it runs, even past a revocation
+    std::shared_ptr<std::atomic<bool>> revoked;  // the partition was given away: do not start
+    std::uint64_t epoch = 0;
+    std::int64_t offset = 0;
+    std::uint64_t run = 0;
+    int delivery = 0;
+    std::chrono::milliseconds timeout{0};
+    Clock::time_point started{};   // written by the handler thread under its slot's lock
+    bool ran = false;
+    DispatchResult result;
+    // Poll thread only:
+    bool abandoned = false;
+    Clock::time_point stuck_at = Clock::time_point::max();
+  };
+  using AttemptPtr = std::shared_ptr<Attempt>;
+
   // One consumed record that is not finished yet. Records of a partition stay in offset order.
   struct Entry {
     enum class State {
-      kQueued,   // waiting for its turn
-      kWaiting,  // a retry (of the handler, or of a dead-letter send) is due at `due`
-      kSending,  // the handler acked; waiting for the broker to acknowledge its sends
+      kQueued,   // not run yet: waiting for its key, a lease, or (in a retry tier) its time
+      kRunning,  // a handler thread has it
+      kWaiting,  // a retry (of the handler, or of a copy's send) is due at `due`
+      kSending,  // waiting for the broker to acknowledge its sends or its copy
       kDone,     // may be committed
     };
+    enum class Copy { kNone, kDeadLetter, kRetryTier };
     std::int64_t offset = 0;
-    RdMessagePtr msg;
+    MessagePtr msg;
     State state = State::kQueued;
     // Deliveries counted in the ledger, by earlier owners too. A delivery is counted (leased)
     // before the handler runs, so a crash during it still counts.
     int deliveries = 0;
-    bool ticket = false;   // a lease for the next run is recorded; the run consumes it
-    bool suspect = false;  // delivered before an unclean takeover: runs alone, leased alone
+    bool ticket = false;       // a lease for the next run is recorded; the run consumes it
+    bool suspect = false;      // delivered before an unclean takeover: runs alone, leased alone
+    bool suspect_out = false;  // counted in Partition::suspects_out
+    bool holds_key = false;    // owns its ordering key's slot
+    std::uint64_t run = 0;     // bumped per run; a result of an earlier run is stale
     int pending_sends = 0;
     bool send_failed = false;
-    bool dead_letter = false;  // the pending or next send is the dead-letter copy
+    Copy copy = Copy::kNone;  // what the pending or next send is, besides handler output
+    std::string tier_topic;
     std::string_view reason;
     std::string error;
     Clock::time_point due{};
+    Clock::time_point not_before{};  // records of a retry tier: their due time
+  };
+
+  // Who may run next for one ordering key: the holder, then the parked records in offset order.
+  struct KeySlot {
+    std::deque<Entry*> parked;
   };
 
   struct Partition {
     std::string topic;
     std::int32_t partition = 0;
+    bool tier = false;  // a retry tier topic of this group: records wait until due
     std::deque<Entry> entries;
-    std::size_t cursor = 0;           // entries before it have been dispatched successfully
+    std::size_t scan = 0;             // entries before it were looked at for dispatch
     std::int64_t commit_next = -1;    // next offset to commit; -1: nothing finished yet
     std::int64_t committed = -1;      // last commit the broker accepted
-    bool paused = false;
-    std::uint64_t epoch = 0;  // unique per assignment: late delivery reports must not match
+    bool paused = false;              // paused because too many records are buffered
+    bool head_wait = false;           // paused until the head of a retry tier is due
+    std::uint64_t epoch = 0;  // unique per assignment: late reports must not match
+    std::shared_ptr<std::atomic<bool>> revoked = std::make_shared<std::atomic<bool>>(false);
+    std::deque<Entry*> need_lease;  // may run once leased
+    std::vector<Entry*> waits;      // kWaiting
+    std::unordered_map<std::string, KeySlot, StringHash, std::equal_to<>> keys;  // held keys
+    int in_flight = 0;      // leased runs not finished (queued in the pool or running)
+    int suspects_out = 0;   // suspects leased and not finished: nothing else is leased meanwhile
     // The previous owner's ledger, read at assignment: counts per offset, and whether it left
     // cleanly (a dirty ledger means deliveries may have been running when it died).
     std::map<std::int64_t, int> prior;
@@ -109,39 +191,73 @@ struct Worker::Impl {
   using TpKey = std::pair<std::string, std::int32_t>;
   using TpView = std::pair<std::string_view, std::int32_t>;
 
+  // What one handler thread is running, for the visibility and stuck checks.
+  struct Slot {
+    std::mutex mu;
+    AttemptPtr current;
+  };
+
   Impl(WorkerConfig c, const HandlerRegistry& h)
-      : config(std::move(c)), handlers(h), dispatcher(h), rng(std::random_device{}()) {}
+      : config(std::move(c)), handlers(h), dispatcher(h), rng(std::random_device{}()) {
+    for (const auto& tier : config.retry_tiers) tier_topics.insert(RetryTierTopic(config.group, tier));
+    for (const auto& route : handlers.Routes()) {
+      const DeliveryPolicy& p = route->policy;
+      if (p.visibility_timeout) typed_visibility = true;
+      if (p.retry_tiers) {
+        for (const auto& tier : *p.retry_tiers) tier_topics.insert(RetryTierTopic(config.group, tier));
+      }
+    }
+  }
+
+  ~Impl() { StopPool(); }
 
   WorkerConfig config;
   const HandlerRegistry& handlers;
   Dispatcher dispatcher;
   std::string host;
   detail::RdKafkaPtr consumer;
+  detail::RdQueuePtr consumer_queue;  // to wake the poll thread when results arrive
   std::unique_ptr<Producer> producer;
   std::atomic<bool> stop{false};
   std::uint64_t next_epoch = 1;
   std::map<TpKey, Partition, TpLess> partitions;
+  std::unordered_map<std::uint64_t, Partition*> live;  // by epoch
+  std::set<std::string> tier_topics;
+  bool typed_visibility = false;  // some type sets its own visibility timeout
   std::vector<HeaderView> header_buf;
   std::mt19937_64 rng;
   int pending_sends = 0;
   Clock::time_point next_commit{};
-  // Earliest `due` of a waiting record, max() when none waits. It may be earlier than the truth
-  // (after a revocation, say); PumpDue then recomputes it. Kept so that the hot loop does not
-  // scan every partition per record.
+  // When LeaseAndPump must run next: the earliest due retry or tier head, max() when none.
   Clock::time_point next_due = Clock::time_point::max();
+  bool lease_wanted = false;  // a record became runnable
   static constexpr int kMaxWave = 4000;
-  // Records leased ahead per partition: a crash charges each of them one delivery.
-  static constexpr std::size_t kLeaseWindow = 4000;
+  // Leased runs per partition not finished yet: a crash charges each of them one delivery.
+  static constexpr int kMaxInFlight = 4000;
   // How soon to try again when the broker refused a lease commit (e.g. during a rebalance).
   static constexpr std::chrono::milliseconds kLeaseRetry{100};
+  // A handler still running this many visibility timeouts after it started is stuck.
+  static constexpr int kStuckFactor = 3;
 
   // Fast path for the common case of many records in a row from one partition.
   const rd_kafka_topic_t* last_rkt = nullptr;
   std::int32_t last_partition = -1;
   Partition* last = nullptr;  // reset whenever `partitions` changes
 
+  // The handler pool.
+  std::vector<std::thread> threads;
+  std::unique_ptr<Slot[]> slots;
+  std::mutex pool_mu;
+  std::condition_variable pool_cv;
+  std::deque<AttemptPtr> pool_queue;
+  bool pool_stop = false;
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  std::vector<AttemptPtr> done;
+
   // Written only by the poll thread, read by Stats() from any thread.
-  std::atomic<std::uint64_t> handled{0}, skipped{0}, retried{0}, dead_lettered{0}, committed{0};
+  std::atomic<std::uint64_t> handled{0}, skipped{0}, retried{0}, dead_lettered{0}, committed{0},
+      abandoned{0}, delayed{0};
   // One writer, so a plain load and store is enough, without a locked read-modify-write.
   static void Count(std::atomic<std::uint64_t>& counter) {
     counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -160,6 +276,7 @@ struct Worker::Impl {
     consumer = detail::NewHandle(RD_KAFKA_CONSUMER, conf);
     // Serve logs, rebalances and commit results from rd_kafka_consumer_poll, on our thread.
     rd_kafka_poll_set_consumer(consumer.get());
+    consumer_queue.reset(rd_kafka_queue_get_consumer(consumer.get()));
 
     ProducerConfig pc;
     pc.client = config.client;
@@ -169,6 +286,7 @@ struct Worker::Impl {
 
     std::vector<std::string> topics = handlers.Topics();
     for (const auto& t : config.extra_topics) topics.push_back(t);
+    for (const auto& t : tier_topics) topics.push_back(t);
     std::sort(topics.begin(), topics.end());
     topics.erase(std::unique(topics.begin(), topics.end()), topics.end());
     if (topics.empty()) {
@@ -179,16 +297,96 @@ struct Worker::Impl {
     if (rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer.get(), list.get())) {
       throw std::runtime_error(std::string("cannot subscribe: ") + rd_kafka_err2str(err));
     }
+
+    slots = std::make_unique<Slot[]>(static_cast<std::size_t>(config.handler_threads));
+    for (int i = 0; i < config.handler_threads; ++i) {
+      threads.emplace_back([this, i] { PoolLoop(slots[static_cast<std::size_t>(i)]); });
+    }
     std::string joined;
     for (const auto& t : topics) joined += (joined.empty() ? "" : ",") + t;
     Log(LogLevel::kInfo, "worker started",
-        {{"group", config.group}, {"topics", joined}, {"brokers", config.client.brokers}});
+        {{"group", config.group}, {"topics", joined}, {"brokers", config.client.brokers},
+         {"handler_threads", config.handler_threads}, {"ordering", OrderingName(config.ordering)}});
+  }
+
+  // ---- the handler pool -----------------------------------------------------------------------
+
+  void PoolLoop(Slot& slot) {
+    std::vector<HeaderView> headers;
+    for (;;) {
+      AttemptPtr a;
+      {
+        std::unique_lock lock(pool_mu);
+        pool_cv.wait(lock, [&] { return pool_stop || !pool_queue.empty(); });
+        if (pool_queue.empty()) return;  // stopping, and nothing left
+        a = std::move(pool_queue.front());
+        pool_queue.pop_front();
+      }
+      if (!a->revoked->load(std::memory_order_acquire)) {
+        {
+          std::lock_guard lock(slot.mu);
+          a->started = Clock::now();
+          a->visibility.Extend(a->timeout);
+          slot.current = a;
+        }
+        try {
+          a->result = dispatcher.Dispatch(ViewRecord(a->msg.get(), headers), a->delivery, &a->visibility);
+        } catch (const std::exception& e) {  // e.g. bad_alloc outside the handler
+          a->result = DispatchResult{};
+          a->result.kind = DispatchResult::Kind::kRetry;
+          a->result.error = std::string("dispatch failed: ") + e.what();
+        }
+        a->ran = true;
+        std::lock_guard lock(slot.mu);
+        slot.current.reset();
+      }
+      Post(std::move(a));
+    }
+  }
+
+  void Post(AttemptPtr a) {
+    bool was_empty = false;
+    {
+      std::lock_guard lock(done_mu);
+      was_empty = done.empty();
+      done.push_back(std::move(a));
+    }
+    if (was_empty) {
+      done_cv.notify_one();
+      rd_kafka_queue_yield(consumer_queue.get());  // the poll thread may be waiting for records
+    }
+  }
+
+  void Submit(std::vector<AttemptPtr>& batch) {
+    if (batch.empty()) return;
+    {
+      std::lock_guard lock(pool_mu);
+      for (auto& a : batch) pool_queue.push_back(std::move(a));
+    }
+    if (batch.size() == 1) {
+      pool_cv.notify_one();
+    } else {
+      pool_cv.notify_all();
+    }
+    batch.clear();
+  }
+
+  void StopPool() {
+    {
+      std::lock_guard lock(pool_mu);
+      pool_stop = true;
+    }
+    pool_cv.notify_all();
+    for (auto& t : threads) {
+      if (t.joinable()) t.join();
+    }
+    threads.clear();
   }
 
   // ---- the loop -----------------------------------------------------------------------------
 
   // Records are taken in waves: what the consumer has ready, up to kMaxWave. One lease commit
-  // counts the wave's deliveries in the ledger before any of them runs.
+  // counts the deliveries of what is about to run before any of it runs.
   void Run() {
     next_commit = Clock::now() + config.commit_interval;
     while (!stop.load(std::memory_order_relaxed)) {
@@ -198,9 +396,11 @@ struct Worker::Impl {
         OnMessage(RdMessagePtr(m));
         if (++taken >= kMaxWave) break;
       }
+      ProcessResults();
       if (pending_sends > 0) producer->Poll(std::chrono::milliseconds(0));
       const auto now = Clock::now();
-      if (taken > 0 || now >= next_due) LeaseAndPump(now);
+      CheckHandlers(now);
+      if (taken > 0 || lease_wanted || now >= next_due) LeaseAndPump(now);
       if (now >= next_commit) {
         CommitAll(/*clean=*/false);
         next_commit = now + config.commit_interval;
@@ -210,9 +410,11 @@ struct Worker::Impl {
   }
 
   int PollTimeoutMs() const {
-    // Wake for the earliest due retry; otherwise a short wait keeps Stop() responsive.
+    // Results wake the poll (rd_kafka_queue_yield). Otherwise a short wait keeps Stop() and the
+    // visibility checks responsive; wake earlier for the earliest due retry.
     auto wait = std::chrono::milliseconds(100);
     if (pending_sends > 0) wait = std::chrono::milliseconds(5);
+    if (lease_wanted) wait = std::chrono::milliseconds(0);
     if (next_due != Clock::time_point::max()) {
       const auto until = std::chrono::ceil<std::chrono::milliseconds>(next_due - Clock::now());
       wait = std::min(wait, std::max(until, std::chrono::milliseconds(0)));
@@ -230,6 +432,17 @@ struct Worker::Impl {
     return last;
   }
 
+  Partition* Live(std::uint64_t epoch) {
+    auto it = live.find(epoch);
+    return it == live.end() ? nullptr : it->second;
+  }
+
+  static Entry* FindEntry(Partition& p, std::int64_t offset) {
+    auto it = std::lower_bound(p.entries.begin(), p.entries.end(), offset,
+                               [](const Entry& e, std::int64_t o) { return e.offset < o; });
+    return it == p.entries.end() || it->offset != offset ? nullptr : &*it;
+  }
+
   void OnMessage(RdMessagePtr m) {
     if (m->err) {
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
@@ -242,17 +455,25 @@ struct Worker::Impl {
     if (p == nullptr) return;  // no longer ours: the new owner reads it from the committed offset
     Entry e;
     e.offset = m->offset;
-    e.msg = std::move(m);
+    e.msg = MessagePtr(m.release(), &rd_kafka_message_destroy);
+    if (p->tier) {
+      // A retry: it was delivered before, and waits until its due time.
+      e.deliveries = static_cast<int>(std::clamp<std::int64_t>(
+          ParseInt(HeaderOf(*e.msg, header::kDeliveryCount)).value_or(0), 0, 1000000));
+      const std::int64_t due_ms = ParseInt(HeaderOf(*e.msg, header::kRetryDue)).value_or(0);
+      e.not_before = Clock::now() + std::chrono::milliseconds(std::clamp<std::int64_t>(
+                                        due_ms - EpochMs(), 0, std::int64_t{24} * 3600 * 1000));
+    }
     if (!p->prior.empty()) {
       if (auto it = p->prior.find(e.offset); it != p->prior.end()) {
-        e.deliveries = it->second;
+        e.deliveries = std::max(e.deliveries, it->second);
         e.suspect = p->dirty_takeover;
         p->prior.erase(it);
       }
     }
     if (e.deliveries > 0 && e.deliveries >= MaxDeliveries(PolicyOf(*e.msg))) {
       // Its deliveries are used up, some perhaps by crashes: dead-letter it without running.
-      e.dead_letter = true;
+      e.copy = Entry::Copy::kDeadLetter;
       e.reason = e.suspect ? reason::kSuspectedCrash : reason::kMaxDeliveries;
       e.error = "delivered " + std::to_string(e.deliveries) + " times without finishing" +
                 (e.suspect ? "; the last owner stopped uncleanly while it ran" : "");
@@ -261,96 +482,359 @@ struct Worker::Impl {
     if (!p->paused && p->entries.size() >= config.max_buffered_per_partition) SetPaused(*p, true);
   }
 
-  // Runs every record of the partition whose turn it is.
-  void Pump(Partition& p, Clock::time_point now) {
-    while (p.cursor < p.entries.size()) {
-      Entry& e = p.entries[p.cursor];
-      if (e.state == Entry::State::kWaiting && e.due > now) break;  // holds back the rest
-      if (e.state == Entry::State::kQueued || e.state == Entry::State::kWaiting) {
-        if (!e.dead_letter && !e.ticket) break;  // not leased yet: never run uncounted
-        Dispatch(p, e);
-        if (e.state == Entry::State::kWaiting) break;
-      }
-      ++p.cursor;
+  // ---- choosing what runs -------------------------------------------------------------------
+
+  // The ordering key of a record, or nullopt when it may run at any time.
+  std::optional<std::string_view> OrderKey(const rd_kafka_message_t& m) const {
+    switch (config.ordering) {
+      case Ordering::kUnordered:
+        return std::nullopt;
+      case Ordering::kPartition:
+        return std::string_view();
+      case Ordering::kKey:
+        if (m.key == nullptr) return std::nullopt;
+        return std::string_view(static_cast<const char*>(m.key), m.key_len);
     }
-    AdvanceCommit(p);
+    return std::nullopt;
   }
 
-  // Counts the next deliveries of every partition in one lease commit, then runs them. Records
-  // of a partition are leased in order from its cursor, up to kLeaseWindow, stopping at a record
-  // still waiting for its retry. A suspect (delivered before an unclean takeover) is leased
-  // alone, and nothing after it until it finished, so a record that kills the process is
-  // pinpointed and charges its neighbours nothing.
-  void LeaseAndPump(Clock::time_point now) {
-    std::vector<Entry*> leased;
-    RdPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
-    for (auto& [key, p] : partitions) {
-      const std::size_t first_leased = leased.size();
-      std::size_t window = 0;
-      for (std::size_t i = p.cursor; i < p.entries.size() && window < kLeaseWindow; ++i) {
-        Entry& e = p.entries[i];
-        if (e.state == Entry::State::kSending || e.state == Entry::State::kDone || e.dead_letter) continue;
-        if (e.state == Entry::State::kWaiting && e.due > now) break;
-        ++window;
-        if (e.ticket) {
-          if (e.suspect) break;
+  // Looks at the records not looked at yet, in offset order: a record whose key is free takes
+  // it and may run once leased; one whose key is held parks behind the holder. In a retry tier
+  // the head waits for its due time, and the partition with it.
+  void Examine(Partition& p, Clock::time_point now) {
+    while (p.scan < p.entries.size()) {
+      Entry& e = p.entries[p.scan];
+      if (p.tier && e.not_before > now) {
+        if (!p.head_wait) {
+          p.head_wait = true;
+          if (!p.paused) SetPaused(p, true);
+        }
+        NoteWaiting(e.not_before);
+        return;
+      }
+      ++p.scan;
+      if (e.copy == Entry::Copy::kDeadLetter) {  // deliveries used up: no key, no lease
+        SendDeadLetter(p, e);
+        continue;
+      }
+      if (auto key = OrderKey(*e.msg)) {
+        auto it = p.keys.find(*key);
+        if (it != p.keys.end()) {
+          it->second.parked.push_back(&e);
           continue;
         }
-        if (e.suspect && leased.size() > first_leased) break;  // a suspect goes alone
-        e.ticket = true;
-        ++e.deliveries;
-        leased.push_back(&e);
-        if (e.suspect) break;
+        p.keys.emplace(std::string(*key), KeySlot{});
+        e.holds_key = true;
       }
-      if (leased.size() == first_leased) continue;
+      p.need_lease.push_back(&e);
+    }
+    if (p.head_wait) {
+      p.head_wait = false;
+      if (p.entries.size() < config.max_buffered_per_partition) SetPaused(p, false);
+    }
+  }
+
+  // The record gives up its key: the next parked record of that key may run.
+  void ReleaseKey(Partition& p, Entry& e) {
+    if (!e.holds_key) return;
+    e.holds_key = false;
+    auto it = p.keys.find(*OrderKey(*e.msg));
+    if (it == p.keys.end()) return;
+    if (it->second.parked.empty()) {
+      p.keys.erase(it);
+      return;
+    }
+    Entry* next = it->second.parked.front();
+    it->second.parked.pop_front();
+    next->holds_key = true;
+    p.need_lease.push_back(next);
+    lease_wanted = true;
+  }
+
+  // Counts the next deliveries of every partition in one lease commit, then hands them to the
+  // handler threads. Up to kMaxInFlight leased runs per partition. A suspect (delivered before
+  // an unclean takeover) is leased alone, and nothing else until it finished, so a record that
+  // kills the process is pinpointed and charges its neighbours nothing.
+  void LeaseAndPump(Clock::time_point now) {
+    lease_wanted = false;
+    next_due = Clock::time_point::max();
+    std::vector<std::pair<Partition*, Entry*>> leased;
+    RdPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+    for (auto& [key, p] : partitions) {
+      Examine(p, now);
+      const std::size_t first = leased.size();
+      auto lease = [&](Entry* e) {
+        e->ticket = true;
+        ++e->deliveries;
+        leased.emplace_back(&p, e);
+      };
+      for (Entry* w : p.waits) {
+        if (w->due > now) {
+          NoteWaiting(w->due);
+        } else if (w->copy != Entry::Copy::kNone) {
+          lease_wanted = true;  // a copy to send again: no lease needed, sent below
+        } else if (p.in_flight + static_cast<int>(leased.size() - first) < kMaxInFlight) {
+          lease(w);
+        }
+      }
+      if (p.suspects_out == 0) {
+        for (Entry* e : p.need_lease) {
+          if (p.in_flight + static_cast<int>(leased.size() - first) >= kMaxInFlight) break;
+          if (e->suspect) {
+            if (leased.size() == first) lease(e);
+            break;
+          }
+          lease(e);
+        }
+      }
+      if (leased.size() == first) continue;
       std::int64_t covered = 0;
       std::string metadata = LedgerFor(p, /*clean=*/false, &covered);
       // A record whose count did not fit in the ledger is not leased: it waits for room.
-      while (leased.size() > first_leased && leased.back()->offset > covered) {
-        leased.back()->ticket = false;
-        --leased.back()->deliveries;
-        leased.pop_back();
+      const auto beyond = std::stable_partition(leased.begin() + static_cast<std::ptrdiff_t>(first), leased.end(),
+                                                [&](const auto& pe) { return pe.second->offset <= covered; });
+      for (auto it = beyond; it != leased.end(); ++it) {
+        it->second->ticket = false;
+        --it->second->deliveries;
       }
-      if (leased.size() == first_leased) continue;
+      leased.erase(beyond, leased.end());
+      if (leased.size() == first) continue;
       AddCommit(list.get(), p, std::move(metadata));
     }
     if (!leased.empty() && !Commit(list.get())) {
       // Not recorded, so not run: take the leases back and try again shortly.
-      for (Entry* e : leased) {
+      for (auto& [p, e] : leased) {
         e->ticket = false;
         --e->deliveries;
       }
-      next_due = std::min(next_due, now + kLeaseRetry);
+      NoteWaiting(now + kLeaseRetry);
       return;
     }
-    PumpDue(now);
-  }
-
-  void PumpDue(Clock::time_point now) {
-    next_due = Clock::time_point::max();
+    std::vector<AttemptPtr> batch;
+    batch.reserve(leased.size());
     for (auto& [key, p] : partitions) {
-      Pump(p, now);
-      if (p.cursor >= p.entries.size()) continue;
-      const Entry& e = p.entries[p.cursor];
-      if (e.state == Entry::State::kWaiting) NoteWaiting(e.due);
-      // Past the lease window: lease the next records on the next turn of the loop.
-      if (e.state == Entry::State::kQueued && !e.ticket && !e.dead_letter) NoteWaiting(now);
+      std::erase_if(p.need_lease, [](const Entry* e) { return e->ticket; });
+      // Copies due to be sent again, and retries that were just leased, leave the wait list.
+      std::vector<Entry*> resend;
+      std::erase_if(p.waits, [&](Entry* e) {
+        if (e->ticket) return true;
+        if (e->copy != Entry::Copy::kNone && e->due <= now) {
+          resend.push_back(e);
+          return true;
+        }
+        return false;
+      });
+      for (Entry* e : resend) {
+        if (e->copy == Entry::Copy::kDeadLetter) {
+          SendDeadLetter(p, *e);
+        } else {
+          SendToTier(p, *e);
+        }
+      }
+      if (p.suspects_out == 0 && !p.need_lease.empty() && p.in_flight < kMaxInFlight) lease_wanted = true;
     }
+    for (auto& [p, e] : leased) batch.push_back(Start(*p, *e, now));
+    Submit(batch);
+    if (lease_wanted) NoteWaiting(now);
   }
 
   void NoteWaiting(Clock::time_point due) { next_due = std::min(next_due, due); }
+
+  // Hands a leased record to the pool.
+  AttemptPtr Start(Partition& p, Entry& e, Clock::time_point now) {
+    e.ticket = false;  // this run is the delivery the lease counted
+    if (e.suspect && !e.suspect_out) {
+      e.suspect_out = true;
+      ++p.suspects_out;
+    }
+    e.state = Entry::State::kRunning;
+    ++p.in_flight;
+    auto a = std::make_shared<Attempt>(p.revoked);
+    a->msg = e.msg;
+    a->epoch = p.epoch;
+    a->offset = e.offset;
+    a->run = ++e.run;
+    a->delivery = e.deliveries;
+    a->timeout = VisibilityTimeout(*e.msg);
+    a->started = now;
+    return a;
+  }
 
   // Pops the finished prefix: its last offset + 1 is what the next commit will say.
   void AdvanceCommit(Partition& p) {
     while (!p.entries.empty() && p.entries.front().state == Entry::State::kDone) {
       p.commit_next = p.entries.front().offset + 1;
       p.entries.pop_front();
-      if (p.cursor > 0) --p.cursor;
+      if (p.scan > 0) --p.scan;
     }
-    if (p.paused && p.entries.size() < config.max_buffered_per_partition / 2 + 1) SetPaused(p, false);
+    if (p.paused && !p.head_wait && p.entries.size() < config.max_buffered_per_partition / 2 + 1) {
+      SetPaused(p, false);
+    }
   }
 
-  // ---- one record ---------------------------------------------------------------------------
+  void Finish(Partition& p, Entry& e) {
+    ReleaseKey(p, e);
+    if (e.suspect_out) {
+      e.suspect_out = false;
+      if (--p.suspects_out == 0) lease_wanted = true;
+    }
+    e.state = Entry::State::kDone;
+    e.msg.reset();
+  }
+
+  // ---- results ------------------------------------------------------------------------------
+
+  void ProcessResults() {
+    std::vector<AttemptPtr> batch;
+    {
+      std::lock_guard lock(done_mu);
+      if (done.empty()) return;
+      batch.swap(done);
+    }
+    for (auto& a : batch) OnResult(*a);
+  }
+
+  void OnResult(Attempt& a) {
+    if (a.abandoned) return;  // already given up on; counted then
+    Partition* p = Live(a.epoch);
+    if (p == nullptr) return;  // revoked meanwhile: the new owner runs it again
+    --p->in_flight;
+    lease_wanted = true;
+    Entry* e = FindEntry(*p, a.offset);
+    if (e == nullptr || e->state != Entry::State::kRunning || e->run != a.run) return;
+    if (!a.ran) {  // skipped because the partition was being revoked
+      e->state = Entry::State::kQueued;
+      return;
+    }
+    DispatchResult& r = a.result;
+    switch (r.kind) {
+      case DispatchResult::Kind::kAck:
+      case DispatchResult::Kind::kSkip:
+        Count(r.kind == DispatchResult::Kind::kAck ? handled : skipped);
+        if (r.outgoing.empty()) {
+          Finish(*p, *e);
+          AdvanceCommit(*p);
+        } else {
+          // The key is free once the outgoing messages are queued: they leave in order.
+          ReleaseKey(*p, *e);
+          SendAll(*p, *e, std::move(r.outgoing));
+        }
+        return;
+      case DispatchResult::Kind::kRetry:
+        Failed(*p, *e, reason::kHandlerError, std::move(r.error), r.retry_after, PolicyOf(r.type));
+        return;
+      case DispatchResult::Kind::kDeadLetter:
+        ReleaseKey(*p, *e);
+        e->reason = r.reason;
+        e->error = std::move(r.error);
+        SendDeadLetter(*p, *e);
+        return;
+    }
+  }
+
+  // A delivery failed: wait and run it again in the worker, move it to a retry tier, or, with
+  // its deliveries used up, dead-letter it with `final_reason`.
+  void Failed(Partition& p, Entry& e, std::string_view final_reason, std::string error,
+              std::chrono::milliseconds after, const DeliveryPolicy* policy) {
+    if (e.deliveries >= MaxDeliveries(policy)) {
+      ReleaseKey(p, e);
+      e.reason = final_reason;
+      e.error = std::move(error);
+      SendDeadLetter(p, e);
+      return;
+    }
+    Count(retried);
+    const auto& tiers = policy && policy->retry_tiers ? *policy->retry_tiers : config.retry_tiers;
+    const int local = policy && policy->local_attempts ? *policy->local_attempts : config.local_attempts;
+    const InboundRecord record = ViewRecord(e.msg.get(), header_buf);
+    if (!tiers.empty() && (p.tier || e.deliveries >= local)) {
+      // Later attempts wait in a tier topic, so this partition moves on meanwhile.
+      const int step = std::max(0, e.deliveries - local);
+      const auto delay = tiers[static_cast<std::size_t>(std::min<int>(step, static_cast<int>(tiers.size()) - 1))];
+      ReleaseKey(p, e);
+      e.tier_topic = RetryTierTopic(config.group, delay);
+      e.error = std::move(error);
+      e.due = Clock::now() + delay;  // as a wall-clock time in the copy's header
+      Log(LogLevel::kWarn, "handler failed, will retry from a tier",
+          {{"topic", record.topic}, {"partition", record.partition}, {"offset", record.offset},
+           {"message_id", MessageId(record)}, {"attempt", e.deliveries}, {"tier", e.tier_topic},
+           {"error", e.error}});
+      SendToTier(p, e);
+      return;
+    }
+    e.state = Entry::State::kWaiting;
+    e.due = Clock::now() + std::max(after, Backoff(e.deliveries, policy));
+    p.waits.push_back(&e);
+    NoteWaiting(e.due);
+    Log(LogLevel::kWarn, "handler failed, will retry",
+        {{"topic", record.topic}, {"partition", record.partition}, {"offset", record.offset},
+         {"message_id", MessageId(record)}, {"attempt", e.deliveries}, {"error", error}});
+  }
+
+  // ---- visibility ---------------------------------------------------------------------------
+
+  // Abandons runs past their deadline; exits the process when one is stuck for good.
+  void CheckHandlers(Clock::time_point now) {
+    for (int i = 0; i < config.handler_threads; ++i) {
+      Slot& slot = slots[static_cast<std::size_t>(i)];
+      AttemptPtr a;
+      {
+        std::lock_guard lock(slot.mu);
+        a = slot.current;
+      }
+      if (!a) continue;
+      if (a->abandoned) {
+        if (now >= a->stuck_at) ExitStuck(*a);
+        continue;
+      }
+      if (a->visibility.deadline() > now) continue;
+      Abandon(*a, "visibility timeout of " + std::to_string(a->timeout.count()) +
+                      " ms passed before the handler finished; its result is discarded");
+    }
+  }
+
+  // Gives up on a running delivery. With `decide`, its record is retried or dead-lettered now;
+  // without (the partition is being given away), the next owner decides, from the ledger.
+  void Abandon(Attempt& a, std::string why, bool decide = true) {
+    a.visibility.Cancel();
+    a.abandoned = true;
+    a.stuck_at = a.started + (a.visibility.deadline() - a.started) * kStuckFactor;
+    Count(abandoned);
+    Partition* p = Live(a.epoch);
+    if (p == nullptr) return;
+    --p->in_flight;
+    if (!decide) return;
+    lease_wanted = true;
+    Entry* e = FindEntry(*p, a.offset);
+    if (e == nullptr || e->state != Entry::State::kRunning || e->run != a.run) return;
+    ++e->run;  // its result, when it comes, is stale
+    const InboundRecord record = ViewRecord(e->msg.get(), header_buf);
+    Log(LogLevel::kWarn, "delivery abandoned",
+        {{"topic", record.topic}, {"partition", record.partition}, {"offset", record.offset},
+         {"message_id", MessageId(record)}, {"attempt", e->deliveries}, {"error", why}});
+    Failed(*p, *e, reason::kVisibilityTimeout, std::move(why), std::chrono::milliseconds(0),
+           PolicyOf(*e->msg));
+  }
+
+  // A handler ignored its deadline for kStuckFactor visibility timeouts. A thread cannot be
+  // killed safely, and leaking it would leak its memory and whatever it holds, so the worker
+  // records what it can and exits for its supervisor to restart it. The stuck record's delivery
+  // is already counted, so it cannot stall the group forever.
+  [[noreturn]] void ExitStuck(const Attempt& a) {
+    std::string where = "epoch " + std::to_string(a.epoch);
+    if (Partition* p = Live(a.epoch)) where = p->topic + "/" + std::to_string(p->partition);
+    Log(LogLevel::kError, "handler stuck past its visibility timeout; committing and exiting",
+        {{"partition", where}, {"offset", a.offset}, {"attempt", a.delivery},
+         {"visibility_timeout_ms", a.timeout.count()}, {"exit_code", kExitStuckHandler}});
+    ProcessResults();
+    const auto deadline = Clock::now() + std::min(config.shutdown_grace, std::chrono::milliseconds(5000));
+    while (pending_sends > 0 && Clock::now() < deadline) producer->Poll(std::chrono::milliseconds(10));
+    for (auto& [key, p] : partitions) AdvanceCommit(p);
+    CommitAll(/*clean=*/false);
+    std::_Exit(kExitStuckHandler);
+  }
+
+  // ---- policies -----------------------------------------------------------------------------
 
   // The delivery policy of a message type, or nullptr for the worker's settings. Looked up only
   // on the paths that decide about a failure, never per handled record.
@@ -359,61 +843,16 @@ struct Worker::Impl {
     return route == nullptr ? nullptr : &route->policy;
   }
   const DeliveryPolicy* PolicyOf(const rd_kafka_message_t& m) const {
-    rd_kafka_headers_t* hdrs = nullptr;
-    const void* value = nullptr;
-    size_t size = 0;
-    if (rd_kafka_message_headers(&m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(hdrs, header::kType.data(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        value == nullptr) {
-      return nullptr;
-    }
-    return PolicyOf(std::string_view(static_cast<const char*>(value), size));
+    auto type = HeaderOf(m, header::kType);
+    return type ? PolicyOf(*type) : nullptr;
   }
   int MaxDeliveries(const DeliveryPolicy* policy) const {
     return policy && policy->max_deliveries ? *policy->max_deliveries : config.max_deliveries;
   }
-
-  void Dispatch(Partition& p, Entry& e) {
-    if (e.dead_letter) {  // a dead-letter send that failed before: send it again
-      SendDeadLetter(p, e);
-      return;
-    }
-    const InboundRecord record = ViewRecord(e.msg.get(), header_buf);
-    e.ticket = false;  // this run is the delivery the lease counted
-    DispatchResult r = dispatcher.Dispatch(record, e.deliveries);
-    switch (r.kind) {
-      case DispatchResult::Kind::kAck:
-      case DispatchResult::Kind::kSkip:
-        Count(r.kind == DispatchResult::Kind::kAck ? handled : skipped);
-        if (r.outgoing.empty()) {
-          e.state = Entry::State::kDone;
-          e.msg.reset();
-        } else {
-          SendAll(p, e, std::move(r.outgoing));
-        }
-        return;
-      case DispatchResult::Kind::kRetry:
-        if (e.deliveries >= MaxDeliveries(PolicyOf(r.type))) {
-          e.reason = reason::kHandlerError;
-          e.error = std::move(r.error);
-          SendDeadLetter(p, e);
-        } else {
-          Count(retried);
-          e.state = Entry::State::kWaiting;
-          e.due = Clock::now() + std::max(r.retry_after, Backoff(e.deliveries, PolicyOf(r.type)));
-          NoteWaiting(e.due);
-          Log(LogLevel::kWarn, "handler failed, will retry",
-              {{"topic", record.topic}, {"partition", record.partition},
-               {"offset", record.offset}, {"message_id", MessageId(record)},
-               {"attempt", e.deliveries}, {"error", r.error}});
-        }
-        return;
-      case DispatchResult::Kind::kDeadLetter:
-        e.reason = r.reason;
-        e.error = std::move(r.error);
-        SendDeadLetter(p, e);
-        return;
-    }
+  std::chrono::milliseconds VisibilityTimeout(const rd_kafka_message_t& m) const {
+    if (!typed_visibility) return config.visibility_timeout;
+    const DeliveryPolicy* policy = PolicyOf(m);
+    return policy && policy->visibility_timeout ? *policy->visibility_timeout : config.visibility_timeout;
   }
 
   // Exponential backoff with "equal jitter": half fixed, half random, so retries of many
@@ -429,8 +868,11 @@ struct Worker::Impl {
     return std::chrono::milliseconds(static_cast<std::int64_t>(capped / 2 + jitter(rng)));
   }
 
+  // ---- sends --------------------------------------------------------------------------------
+
   void SendAll(Partition& p, Entry& e, std::vector<OutgoingRecord> outgoing) {
     e.state = Entry::State::kSending;
+    e.copy = Entry::Copy::kNone;
     e.send_failed = false;
     e.pending_sends = static_cast<int>(outgoing.size());
     for (const auto& rec : outgoing) Send(p, e, rec);
@@ -443,21 +885,37 @@ struct Worker::Impl {
         {{"topic", record.topic}, {"partition", record.partition}, {"offset", record.offset},
          {"message_id", MessageId(record)}, {"reason", e.reason}, {"error", e.error},
          {"attempts", e.deliveries}});
-    e.dead_letter = true;
+    SendCopy(p, e, Entry::Copy::kDeadLetter,
+             MakeDeadLetter(record, DeadLetterInfo{config.group, e.reason, e.error, e.deliveries, host}));
+  }
+
+  void SendToTier(Partition& p, Entry& e) {
+    const InboundRecord record = ViewRecord(e.msg.get(), header_buf);
+    const auto due_ms = EpochMs() + std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::max(Clock::duration(0), e.due - Clock::now()))
+                                        .count();
+    SendCopy(p, e, Entry::Copy::kRetryTier,
+             MakeRetry(record, RetryInfo{e.tier_topic, e.deliveries, due_ms, e.error}));
+  }
+
+  // Sends a copy of the record (to the dead-letter topic or a retry tier); the record is
+  // finished when the broker acknowledged it.
+  void SendCopy(Partition& p, Entry& e, Entry::Copy copy, const OutgoingRecord& rec) {
+    e.copy = copy;
     e.state = Entry::State::kSending;
     e.send_failed = false;
     e.pending_sends = 1;
-    Send(p, e, MakeDeadLetter(record, DeadLetterInfo{config.group, e.reason, e.error, e.deliveries, host}));
+    Send(p, e, rec);
     if (e.pending_sends == 0) SendsFinished(p, e);
   }
 
   // Queues one send for `e`. A refusal is recorded in `e` at once; a delivery report arrives
-  // later through OnSent. `e` may not be in `p.entries` yet (the fast path in OnMessage).
+  // later through OnSent.
   void Send(Partition& p, Entry& e, const OutgoingRecord& rec) {
     Status queued = producer->Produce(
-        rec, [this, epoch = p.epoch, topic = p.topic, part = p.partition, offset = e.offset](const Status& s) {
+        rec, [this, epoch = p.epoch, offset = e.offset](const Status& s) {
           --pending_sends;
-          OnSent(epoch, topic, part, offset, s);
+          OnSent(epoch, offset, s);
         });
     if (queued.ok()) {
       ++pending_sends;
@@ -468,49 +926,45 @@ struct Worker::Impl {
     }
   }
 
-  // A delivery report for a record sent on behalf of (topic, partition, offset).
-  void OnSent(std::uint64_t epoch, const std::string& topic, std::int32_t part, std::int64_t offset,
-              const Status& s) {
-    auto it = partitions.find(TpView(topic, part));
+  // A delivery report for a record sent on behalf of the record at `offset`.
+  void OnSent(std::uint64_t epoch, std::int64_t offset, const Status& s) {
+    Partition* p = Live(epoch);
     // Revoked meanwhile (perhaps assigned again since): the owner redoes the record anyway.
-    if (it == partitions.end() || it->second.epoch != epoch) return;
-    Partition& p = it->second;
-    auto e_it = std::lower_bound(p.entries.begin(), p.entries.end(), offset,
-                                 [](const Entry& e, std::int64_t o) { return e.offset < o; });
-    if (e_it == p.entries.end() || e_it->offset != offset) return;
-    Entry& e = *e_it;
+    if (p == nullptr) return;
+    Entry* e = FindEntry(*p, offset);
+    if (e == nullptr || e->state != Entry::State::kSending) return;
     if (!s.ok()) {
-      e.send_failed = true;
-      e.error = s.error().message();
+      e->send_failed = true;
+      e->error = s.error().message();
     }
-    if (--e.pending_sends > 0) return;
-    const std::size_t index = static_cast<std::size_t>(e_it - p.entries.begin());
-    SendsFinished(p, e);
-    if (e.state == Entry::State::kWaiting) p.cursor = std::min(p.cursor, index);
-    AdvanceCommit(p);
+    if (--e->pending_sends > 0) return;
+    SendsFinished(*p, *e);
+    AdvanceCommit(*p);
   }
 
   // Every send of `e` has its verdict.
   void SendsFinished(Partition& p, Entry& e) {
     if (!e.send_failed) {
-      if (e.dead_letter) Count(dead_lettered);
-      e.state = Entry::State::kDone;
-      e.msg.reset();
+      if (e.copy == Entry::Copy::kDeadLetter) Count(dead_lettered);
+      if (e.copy == Entry::Copy::kRetryTier) Count(delayed);
+      Finish(p, e);
       return;
     }
-    // A send failed. Never commit past it: run the handler again (its outgoing ids are the
-    // same, so consumers can drop duplicates), or, for a dead-letter copy, send it again.
-    Log(LogLevel::kError, e.dead_letter ? "dead-letter send failed, will retry" : "outgoing send failed",
+    Log(LogLevel::kError, e.copy != Entry::Copy::kNone ? "copy send failed, will retry" : "outgoing send failed",
         {{"topic", p.topic}, {"partition", p.partition}, {"offset", e.offset}, {"error", e.error}});
     const DeliveryPolicy* policy = PolicyOf(*e.msg);
-    if (!e.dead_letter && e.deliveries >= MaxDeliveries(policy)) {
-      e.reason = reason::kPublishError;
-      SendDeadLetter(p, e);
-      return;
-    }
     e.state = Entry::State::kWaiting;
     e.due = Clock::now() + Backoff(e.deliveries, policy);
+    p.waits.push_back(&e);
     NoteWaiting(e.due);
+    if (e.copy != Entry::Copy::kNone) return;  // the copy is sent again when due
+    // Never commit past a failed send: run the handler again (its outgoing ids are the same,
+    // so consumers can drop duplicates), unless its deliveries are used up.
+    if (e.deliveries >= MaxDeliveries(policy)) {
+      p.waits.pop_back();
+      e.reason = reason::kPublishError;
+      SendDeadLetter(p, e);
+    }
   }
 
   // ---- offsets ------------------------------------------------------------------------------
@@ -522,14 +976,15 @@ struct Worker::Impl {
     return p.entries.empty() ? -1 : p.entries.front().offset;
   }
 
-  // The ledger of the partition's counted, unfinished records. Clean when asked (revocation,
-  // shutdown) or when nothing counted is unfinished.
+  // The ledger of the partition's counted records past the committed offset: unfinished ones,
+  // and finished ones that wait for an earlier record (the next owner runs those again, so their
+  // count must carry over too). Clean when asked (revocation, shutdown) or when it is empty.
   // At most kMaxLedgerBytes: counts of the highest offsets are left out first, and
   // `*covered_until` says up to where counts were written.
   std::string LedgerFor(const Partition& p, bool clean, std::int64_t* covered_until = nullptr) {
     DeliveryLedger ledger;
     for (const auto& e : p.entries) {
-      if (e.state != Entry::State::kDone && e.deliveries > 0) ledger.deliveries[e.offset] = e.deliveries;
+      if (e.deliveries > 0) ledger.deliveries[e.offset] = e.deliveries;
     }
     // Counts of an earlier owner for records not fetched yet must not be forgotten.
     for (const auto& [offset, count] : p.prior) ledger.deliveries.emplace(offset, count);
@@ -582,7 +1037,6 @@ struct Worker::Impl {
     return OnCommitted(err, list);
   }
 
-
   bool OnCommitted(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || offsets == nullptr) return true;
     bool all = err == RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -629,6 +1083,7 @@ struct Worker::Impl {
         Partition p;
         p.topic = tp.topic;
         p.partition = tp.partition;
+        p.tier = tier_topics.contains(p.topic);
         p.epoch = next_epoch++;
         if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.metadata_size > 0 && tp.offset >= 0) {
           const std::string_view text(static_cast<const char*>(tp.metadata), tp.metadata_size);
@@ -650,7 +1105,11 @@ struct Worker::Impl {
                 {{"topic", p.topic}, {"partition", p.partition}, {"error", ledger.error().message()}});
           }
         }
-        partitions.emplace(TpKey(p.topic, p.partition), std::move(p));
+        if (auto old = partitions.find(TpView(p.topic, p.partition)); old != partitions.end()) {
+          live.erase(old->second.epoch);
+        }
+        auto [it, inserted] = partitions.insert_or_assign(TpKey(p.topic, p.partition), std::move(p));
+        live[it->second.epoch] = &it->second;
       }
       if (cooperative) {
         if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, parts)) {
@@ -663,10 +1122,13 @@ struct Worker::Impl {
       Log(LogLevel::kInfo, "partitions assigned", {{"count", parts->cnt}, {"group", config.group}});
     } else {
       const bool lost = rd_kafka_assignment_lost(rk);
-      if (!lost) FinishBeforeRevoke(parts);
+      FinishBeforeRevoke(parts, /*commit=*/!lost);
       for (int i = 0; i < parts->cnt; ++i) {
         auto it = partitions.find(TpView(parts->elems[i].topic, parts->elems[i].partition));
-        if (it != partitions.end()) partitions.erase(it);
+        if (it != partitions.end()) {
+          live.erase(it->second.epoch);
+          partitions.erase(it);
+        }
       }
       if (cooperative) {
         if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, parts)) {
@@ -693,32 +1155,69 @@ struct Worker::Impl {
     }
   }
 
-  // Before giving partitions away: let their outgoing sends finish (bounded by the grace
-  // period), then commit what is finished with a clean ledger (the counts of what is not
-  // finished go with it), so the next owner starts after it.
-  void FinishBeforeRevoke(const rd_kafka_topic_partition_list_t* parts) {
-    const auto deadline = Clock::now() + config.shutdown_grace;
-    auto sending = [&] {
-      for (int i = 0; i < parts->cnt; ++i) {
-        auto it = partitions.find(TpView(parts->elems[i].topic, parts->elems[i].partition));
-        if (it == partitions.end()) continue;
-        for (const auto& e : it->second.entries) {
-          if (e.state == Entry::State::kSending) return true;
+  std::vector<Partition*> Find(const rd_kafka_topic_partition_list_t* parts) {
+    std::vector<Partition*> out;
+    for (int i = 0; i < parts->cnt; ++i) {
+      auto it = partitions.find(TpView(parts->elems[i].topic, parts->elems[i].partition));
+      if (it != partitions.end()) out.push_back(&it->second);
+    }
+    return out;
+  }
+
+  // Stops starting runs of `ps`, and waits up to `grace` for the running ones and then for the
+  // outgoing sends, serving results meanwhile. Runs still going after that are abandoned.
+  void Drain(const std::vector<Partition*>& ps, std::chrono::milliseconds grace) {
+    for (Partition* p : ps) p->revoked->store(true, std::memory_order_release);
+    const auto deadline = Clock::now() + grace;
+    auto busy = [&](bool sends) {
+      for (Partition* p : ps) {
+        if (!sends && p->in_flight > 0) return true;
+        if (sends) {
+          for (const auto& e : p->entries) {
+            if (e.state == Entry::State::kSending) return true;
+          }
         }
       }
       return false;
     };
-    while (sending() && Clock::now() < deadline) producer->Poll(std::chrono::milliseconds(10));
+    while (busy(false) && Clock::now() < deadline) {
+      {
+        std::unique_lock lock(done_mu);
+        done_cv.wait_for(lock, std::chrono::milliseconds(10), [&] { return !done.empty(); });
+      }
+      ProcessResults();
+      if (pending_sends > 0) producer->Poll(std::chrono::milliseconds(0));
+    }
+    for (int i = 0; i < config.handler_threads; ++i) {
+      Slot& slot = slots[static_cast<std::size_t>(i)];
+      AttemptPtr a;
+      {
+        std::lock_guard lock(slot.mu);
+        a = slot.current;
+      }
+      if (a && !a->abandoned && Live(a->epoch) != nullptr &&
+          std::find(ps.begin(), ps.end(), Live(a->epoch)) != ps.end()) {
+        Abandon(*a, "the worker gave the partition up while the handler still ran", /*decide=*/false);
+      }
+    }
+    while (busy(true) && Clock::now() < deadline) producer->Poll(std::chrono::milliseconds(10));
+  }
+
+  // Before giving partitions away: let their running handlers and outgoing sends finish
+  // (bounded by the grace period), then commit what is finished with a clean ledger (the counts
+  // of what is not finished go with it), so the next owner starts after it. Lost partitions are
+  // not committed: another member may own them already.
+  void FinishBeforeRevoke(const rd_kafka_topic_partition_list_t* parts, bool commit) {
+    const std::vector<Partition*> ps = Find(parts);
+    Drain(ps, commit ? config.revoke_grace : std::chrono::milliseconds(0));
+    if (!commit) return;
     RdPartitionListPtr list(rd_kafka_topic_partition_list_new(parts->cnt));
-    for (int i = 0; i < parts->cnt; ++i) {
-      auto it = partitions.find(TpView(parts->elems[i].topic, parts->elems[i].partition));
-      if (it == partitions.end()) continue;
-      Partition& p = it->second;
-      AdvanceCommit(p);
-      if (CommitOffset(p) < 0) continue;
-      std::string metadata = LedgerFor(p, /*clean=*/true);
-      if (CommitOffset(p) > p.committed || metadata != p.committed_metadata) {
-        AddCommit(list.get(), p, std::move(metadata));
+    for (Partition* p : ps) {
+      AdvanceCommit(*p);
+      if (CommitOffset(*p) < 0) continue;
+      std::string metadata = LedgerFor(*p, /*clean=*/true);
+      if (CommitOffset(*p) > p->committed || metadata != p->committed_metadata) {
+        AddCommit(list.get(), *p, std::move(metadata));
       }
     }
     Commit(list.get());
@@ -736,14 +1235,39 @@ struct Worker::Impl {
 
   void Shutdown() {
     Log(LogLevel::kInfo, "worker stopping", {{"group", config.group}});
-    const auto deadline = Clock::now() + config.shutdown_grace;
-    while (pending_sends > 0 && Clock::now() < deadline) producer->Poll(std::chrono::milliseconds(10));
+    std::vector<Partition*> all;
+    for (auto& [key, p] : partitions) all.push_back(&p);
+    Drain(all, config.shutdown_grace);
     for (auto& [key, p] : partitions) AdvanceCommit(p);
     // Commit while still a stable member: during the leave rebalance the broker may refuse it.
     CommitAll(/*clean=*/true);
     if (rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer.get())) {
       Log(LogLevel::kWarn, "consumer close failed", {{"error", rd_kafka_err2str(err)}});
     }
+    // Handlers abandoned above may still run: wait for them, but not for a stuck one.
+    {
+      std::lock_guard lock(pool_mu);
+      pool_stop = true;
+    }
+    pool_cv.notify_all();
+    for (;;) {
+      bool running = false;
+      for (int i = 0; i < config.handler_threads; ++i) {
+        Slot& slot = slots[static_cast<std::size_t>(i)];
+        AttemptPtr a;
+        {
+          std::lock_guard lock(slot.mu);
+          a = slot.current;
+        }
+        if (!a) continue;
+        running = true;
+        if (!a->abandoned) Abandon(*a, "the worker is stopping", /*decide=*/false);
+        if (Clock::now() >= a->stuck_at) ExitStuck(*a);
+      }
+      if (!running) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    StopPool();
     Log(LogLevel::kInfo, "worker stopped",
         {{"group", config.group}, {"handled", handled.load()}, {"dead_lettered", dead_lettered.load()}});
   }
@@ -770,6 +1294,8 @@ WorkerStats Worker::Stats() const {
   s.retried = impl_->retried.load();
   s.dead_lettered = impl_->dead_lettered.load();
   s.committed = impl_->committed.load();
+  s.abandoned = impl_->abandoned.load();
+  s.delayed = impl_->delayed.load();
   s.assigned_partitions = impl_->assigned.load();
   return s;
 }

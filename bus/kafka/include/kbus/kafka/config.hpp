@@ -45,6 +45,17 @@ struct ProducerConfig {
   bool background_poll = true;
 };
 
+// Which records of a partition may run at the same time.
+enum class Ordering {
+  kKey,        // one record per key at a time, in offset order (records without a key: any time)
+  kPartition,  // one record per partition at a time, in offset order
+  kUnordered,  // any record at any time; only the commit follows offset order
+};
+
+// "key", "partition", "unordered"
+std::string_view OrderingName(Ordering ordering);
+Result<Ordering> ParseOrdering(std::string_view name);
+
 struct WorkerConfig {
   ClientConfig client;
   std::string group;                      // consumer group id; required
@@ -54,15 +65,33 @@ struct WorkerConfig {
   std::chrono::milliseconds session_timeout{10000};
   std::chrono::milliseconds fetch_wait_max{100};
   std::chrono::milliseconds commit_interval{500};
+  // Handler threads: records run in parallel on this many threads, within `ordering`.
+  int handler_threads = 8;
+  Ordering ordering = Ordering::kKey;
+  // How long one delivery may run before it is abandoned and the record delivered again.
+  // A handler may extend it (Context::ExtendVisibility); a message type may set its own.
+  std::chrono::milliseconds visibility_timeout{30000};
   int max_deliveries = 5;  // then the dead-letter topic
   std::chrono::milliseconds retry_backoff_initial{200};
   std::chrono::milliseconds retry_backoff_max{10000};
+  // Delay tiers for retries that should not hold anything back: after `local_attempts`
+  // deliveries in the worker, a failing record moves to "<group>.retry.<delay>" (e.g.
+  // "orders.retry.10s"), the next tier on each further failure, the last tier repeating, until
+  // max_deliveries. Empty: every retry happens in the worker.
+  std::vector<std::chrono::milliseconds> retry_tiers;
+  int local_attempts = 3;
   // Records fetched but not yet finished, per partition; past it the partition is paused.
   std::size_t max_buffered_per_partition = 5000;
   // At shutdown and on revocation: how long outgoing sends may take before we give up on them.
   std::chrono::milliseconds shutdown_grace{10000};
+  // On revocation: how long running handlers may take before they are abandoned (the group
+  // waits for this member meanwhile).
+  std::chrono::milliseconds revoke_grace{3000};
   std::string host;  // for kbus-dlq-host; default: this machine's host name
 };
+
+// "<group>.retry.<delay>", the delay written as 500ms, 10s, 5m or 1h (whole units only).
+std::string RetryTierTopic(std::string_view group, std::chrono::milliseconds delay);
 
 // Checks a worker configuration. The error names the option and the remedy.
 Status Validate(const WorkerConfig& config);

@@ -1,15 +1,22 @@
 #pragma once
 // Worker: a member of a Kafka consumer group that runs the registered handlers.
 //
-// Delivery (docs/delivery.md): at-least-once. A record's offset is committed only after its
-// handler finished and everything it sent, or its dead-letter copy, was acknowledged by the
-// broker. Records of one partition are handled in order; a failing record is retried with
-// exponential backoff and jitter up to max_deliveries, holding back only its own partition, then
-// dead-lettered. Undecodable records, unknown command types and DeadLetter outcomes go to
-// "<group>.dlq" at once; event types nobody here handles are skipped and counted.
+// Delivery (docs/delivery.md): at-least-once. Handlers run on a pool of `handler_threads`
+// threads; records of one key run one at a time in offset order (WorkerConfig::ordering). A
+// record's offset is committed only after its handler finished and everything it sent, or its
+// dead-letter or retry copy, was acknowledged by the broker, and every record before it too.
+// Each delivery is counted in the commit metadata before it runs, so counts survive crashes.
+// A delivery that outlives its visibility timeout is abandoned and delivered again; a failing
+// record is retried with backoff in the worker, then through retry tier topics if configured,
+// up to max_deliveries, then dead-lettered. Undecodable records, unknown command types and
+// DeadLetter outcomes go to "<group>.dlq" at once; event types nobody here handles are skipped.
 //
-// Thread safety: Run() on one thread (the poll thread, where handlers run); Stop() and Stats()
-// from any thread, Stop() also from a signal handler (it only sets an atomic).
+// A handler still running kStuckFactor (3) visibility timeouts after it started cannot be
+// stopped safely: the worker commits what it can and exits the process with
+// kExitStuckHandler, for its supervisor to restart it.
+//
+// Thread safety: Run() on one thread (the poll thread); handlers on the pool's threads; Stop()
+// and Stats() from any thread, Stop() also from a signal handler (it only sets an atomic).
 
 #include <atomic>
 #include <cstdint>
@@ -26,8 +33,13 @@ struct WorkerStats {
   std::uint64_t retried = 0;        // deliveries that failed and were scheduled again
   std::uint64_t dead_lettered = 0;  // copies acknowledged by the dead-letter topic
   std::uint64_t committed = 0;      // successful offset commits
+  std::uint64_t abandoned = 0;      // deliveries that outlived their visibility timeout
+  std::uint64_t delayed = 0;        // copies acknowledged by a retry tier topic
   std::uint32_t assigned_partitions = 0;
 };
+
+// The process exit code when a handler is stuck (EX_SOFTWARE).
+inline constexpr int kExitStuckHandler = 70;
 
 class Worker {
  public:
