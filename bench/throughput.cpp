@@ -11,7 +11,11 @@
 //             with one cached 1-element list per partition (perf-baseline §5.1 explains why one
 //             list must not be reused across partitions); auto-commit.
 //   (b) kbus: a Worker with a no-op typed handler for EncodeVideo (the 208-byte payload of
-//             perf-baseline §2.2: 8 fields, one of them a nested struct).
+//             perf-baseline §2.2: 8 fields, one of them a nested struct), on the default 8
+//             handler threads, ordered per key.
+// Then (c) against (d): the same Worker with a handler that sleeps 1 ms, on 16 handler threads
+// against 1, over the first 4,000 records; the ratio c/d shows what the pool buys for handlers
+// that wait.
 // Both add one decoded field to a checksum, so each pass proves it saw every produced record.
 // Both use the same consumer settings: a new group per pass (auto.offset.reset=earliest),
 // fetch.wait.max.ms=10, session.timeout.ms=6000 with heartbeats every 1.2 s, range assignment,
@@ -21,8 +25,8 @@
 //
 // Measurement: from the first message consumed to the N-th, so the group join (3.1 s on the
 // embedded broker) is not counted. CPU is the getrusage(RUSAGE_SELF) delta over that window, so it
-// includes librdkafka's threads and, on the embedded broker, the broker's thread; the poll
-// thread's own share (RUSAGE_THREAD) is shown too. Runs go a b, b a, a b, ... (ABBA, so a drift
+// includes librdkafka's threads and, on the embedded broker, the broker's thread; for (a) the
+// poll thread's own share (RUSAGE_THREAD) is shown too. Runs go a b, b a, a b, ... (ABBA, so a drift
 // of this noisy machine's speed hits both sides alike); the verdict is the median of the
 // per-pair ratios b/a. The program exits 1 when a correctness check fails or a pass times out;
 // it never fails on the ratio itself (an A/A test on this machine spreads 0.90-1.28).
@@ -52,6 +56,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -556,12 +561,15 @@ PassResult RunRawPass(const Settings& s, const std::string& group, std::size_t t
 
 // ---- (b) the kbus Worker ------------------------------------------------------------------------
 
-PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t target) {
-  // Touched only by the handler, which runs on this thread (Worker::Run's).
+// `threads` handler threads; each handler sleeps `sleep` (0: a no-op handler).
+PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t target, int threads = 8,
+                       std::chrono::microseconds sleep = std::chrono::microseconds(0)) {
+  // Handlers run on the worker's pool threads: the counters are atomic, and the thread that
+  // counts the first (last) message starts (stops) the window.
   struct Progress {
     std::size_t target = 0;
-    std::size_t messages = 0;
-    std::int64_t checksum = 0;
+    std::atomic<std::size_t> messages{0};
+    std::atomic<std::int64_t> checksum{0};
     Window window;
     kbus::kafka::Worker* worker = nullptr;
   } progress;
@@ -569,10 +577,13 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
 
   kbus::HandlerRegistry handlers;
   handlers.Handle<EncodeVideo>(
-      [&progress](const EncodeVideo& v, kbus::Context&) {
-        if (progress.messages == 0) progress.window.Start();
-        progress.checksum += v.params.bitrate;
-        if (++progress.messages == progress.target) {
+      [&progress, sleep](const EncodeVideo& v, kbus::Context&) {
+        if (sleep.count() > 0) std::this_thread::sleep_for(sleep);
+        const std::size_t n = progress.messages.fetch_add(1, std::memory_order_relaxed);
+        if (n >= progress.target) return;  // past the target: the pass is stopping
+        if (n == 0) progress.window.Start();
+        progress.checksum.fetch_add(v.params.bitrate, std::memory_order_relaxed);
+        if (n + 1 == progress.target) {
           progress.window.Stop();
           progress.worker->Stop();
         }
@@ -586,6 +597,7 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
   config.session_timeout = s.session_timeout;
   config.fetch_wait_max = s.fetch_wait;
   config.commit_interval = s.commit_interval;
+  config.handler_threads = threads;
   for (const auto& [k, v] : PrefetchProperties()) config.client.properties[k] = v;
   kbus::kafka::Worker worker(config, handlers);
   progress.worker = &worker;
@@ -611,13 +623,14 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
   watchdog.join();
 
   PassResult r;
-  r.messages = progress.messages;
-  r.checksum = progress.checksum;
-  r.timed_out = timed_out || progress.messages < target;
+  r.messages = std::min(progress.messages.load(), target);
+  r.checksum = progress.checksum.load();
+  r.timed_out = timed_out || progress.messages.load() < target;
   const kbus::kafka::WorkerStats stats = worker.Stats();
   r.decode_errors = static_cast<std::size_t>(stats.dead_lettered + stats.retried);
   r.wrong_type = static_cast<std::size_t>(stats.skipped);
   if (!r.timed_out) r.Take(progress.window);
+  r.poll_cpu = 0;  // the window opens and closes on handler threads: no one thread to measure
   return r;
 }
 
@@ -687,6 +700,8 @@ struct Options {
   std::string brokers = "embedded";
   std::size_t batch = 500;
   std::string only;  // "a" or "b": run one side only, for profiling
+  std::size_t sleep_messages = 4000;  // for (c) and (d); 0: skip them
+  int sleep_pairs = 3;
 };
 
 void DeleteTopic(rd_kafka_t* rk, const std::string& topic) {
@@ -826,9 +841,41 @@ int Run(const Options& o) {
               Median(b_cpu), Median(ratios));
   for (std::size_t i = 0; i < ratios.size(); ++i) std::printf("%s%.3f", i ? " " : "", ratios[i]);
   std::printf(")\n");
-  for (const auto& problem : g_problems) std::printf("PROBLEM     %s\n", problem.c_str());
   std::printf("RESULT b/a median=%.3f a_msgs_per_s=%.0f b_msgs_per_s=%.0f a_cpu_us=%.2f b_cpu_us=%.2f\n",
               Median(ratios), Median(a_rates), Median(b_rates), Median(a_cpu), Median(b_cpu));
+
+  // (c) against (d): handlers that wait 1 ms (a call to another service, say), on 16 handler
+  // threads against 1, on the same records. Ordered per key, and every record has its own key.
+  if (o.sleep_messages > 0) {
+    const std::size_t n = std::min(o.sleep_messages, s.per_pass);
+    std::printf("\n(c) 16 handler threads against (d) 1, each handler sleeping 1 ms, the first %s records "
+                "of the topic\n", Thousands(static_cast<double>(n)).c_str());
+    std::vector<double> cd;
+    for (int pair = 1; pair <= o.sleep_pairs; ++pair) {
+      double rate[2] = {0, 0};
+      for (int threads : {16, 1}) {
+        const std::string group = "kbus-bench-" + std::to_string(getpid()) + "-sleep" +
+                                  std::to_string(threads) + "-r" + std::to_string(pair);
+        const PassResult p = RunKbusPass(s, group, n, threads, std::chrono::microseconds(1000));
+        if (p.timed_out) {
+          g_problems.push_back("sleep pass with " + std::to_string(threads) + " threads timed out after " +
+                               std::to_string(p.messages) + " messages");
+          continue;
+        }
+        const double r = p.seconds > 0 ? static_cast<double>(p.messages) / p.seconds : 0;
+        rate[threads == 16 ? 0 : 1] = r;
+        std::printf("%-4d %-7s %9zu %9.3f %10s %13.2f\n", pair, threads == 16 ? "c 16" : "d 1", p.messages,
+                    p.seconds, Thousands(r).c_str(), p.messages ? p.cpu * 1e6 / static_cast<double>(p.messages) : 0);
+        std::fflush(stdout);
+      }
+      if (rate[0] > 0 && rate[1] > 0) {
+        cd.push_back(rate[0] / rate[1]);
+        std::printf("     c/d = %.2f\n", cd.back());
+      }
+    }
+    std::printf("RESULT c/d median=%.2f (16 threads against 1; the ideal is 16)\n", Median(cd));
+  }
+  for (const auto& problem : g_problems) std::printf("PROBLEM     %s\n", problem.c_str());
   std::fflush(stdout);
 
   if (!embedded) DeleteTopic(producer.handle(), s.topic);
@@ -852,6 +899,9 @@ int main(int argc, char** argv) {
        "\"embedded\" (an in-process mock cluster) or HOST:PORT of a real Kafka cluster")
       ("batch", po::value(&o.batch)->default_value(o.batch), "records per producer batch when filling")
       ("only", po::value(&o.only), "a or b: run one side only (for profilers); no ratio")
+      ("sleep-messages", po::value(&o.sleep_messages)->default_value(o.sleep_messages),
+       "records for (c) 16 handler threads against (d) 1, each handler sleeping 1 ms; 0 skips them")
+      ("sleep-pairs", po::value(&o.sleep_pairs)->default_value(o.sleep_pairs), "c/d pairs")
       ("quick", po::bool_switch(&quick), "smoke test: 20,000 messages and 1 pair unless given");
   po::variables_map vm;
   try {
@@ -868,6 +918,8 @@ int main(int argc, char** argv) {
   if (quick) {
     if (vm["messages"].defaulted()) o.messages = 20000;
     if (vm["pairs"].defaulted()) o.pairs = 1;
+    if (vm["sleep-messages"].defaulted()) o.sleep_messages = 500;
+    if (vm["sleep-pairs"].defaulted()) o.sleep_pairs = 1;
   }
   if (o.pairs < 1 || o.partitions < 1 || o.messages < static_cast<std::size_t>(o.partitions) || o.batch < 1 ||
       (!o.only.empty() && o.only != "a" && o.only != "b")) {

@@ -1,33 +1,54 @@
 #include "kbus/delivery_ledger.hpp"
 
 #include <charconv>
+#include <vector>
 
 namespace kbus {
 
 std::string DeliveryLedger::Encode(std::int64_t base, std::size_t max_bytes,
                                    std::int64_t* covered_until) const {
+  std::vector<std::pair<std::int64_t, int>> sorted(deliveries.lower_bound(base), deliveries.end());
+  return EncodeSorted(clean, sorted, base, max_bytes, covered_until);
+}
+
+std::string DeliveryLedger::EncodeSorted(bool clean, std::span<const std::pair<std::int64_t, int>> sorted,
+                                         std::int64_t base, std::size_t max_bytes,
+                                         std::int64_t* covered_until) {
   constexpr std::size_t kHeaderBytes = 9;  // "v1;s=D;a="
   std::string runs;
   std::int64_t covered = base - 1;
+  std::size_t i = 0;
+  while (i < sorted.size() && sorted[i].first < base) ++i;
   // Consecutive offsets with the same count become one range: a wave of fresh records is one.
-  auto it = deliveries.lower_bound(base);
-  while (it != deliveries.end()) {
-    const std::int64_t first = it->first;
-    const int count = it->second;
+  std::string run;
+  auto append_number = [&run](std::int64_t v) {
+    char digits[24];
+    const auto r = std::to_chars(digits, digits + sizeof digits, v);
+    run.append(digits, r.ptr);
+  };
+  while (i < sorted.size()) {
+    const std::int64_t first = sorted[i].first;
+    const int count = sorted[i].second;
     std::int64_t last = first;
-    auto next = std::next(it);
-    while (next != deliveries.end() && next->first == last + 1 && next->second == count) {
-      last = next->first;
+    std::size_t next = i + 1;
+    while (next < sorted.size() && sorted[next].first == last + 1 && sorted[next].second == count) {
+      last = sorted[next].first;
       ++next;
     }
-    std::string run = runs.empty() ? "" : ",";
-    run += std::to_string(first - base);
-    if (last != first) run += '-' + std::to_string(last - base);
-    run += ':' + std::to_string(count);
-    if (kHeaderBytes + runs.size() + run.size() > max_bytes) break;  // the rest goes unrecorded
+    run.clear();
+    if (!runs.empty()) run += ',';
+    append_number(first - base);
+    if (last != first) {
+      run += '-';
+      append_number(last - base);
+    }
+    run += ':';
+    append_number(count);
+    const std::size_t size = run.size();
+    if (kHeaderBytes + runs.size() + size > max_bytes) break;  // the rest goes unrecorded
     runs += run;
     covered = last;
-    it = next;
+    i = next;
   }
   if (covered_until != nullptr) *covered_until = covered;
   if (clean && runs.empty()) return {};

@@ -53,10 +53,12 @@ DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt,
   // allocates a 64 KiB chunk per parse, and freeing it makes glibc consolidate its free lists on
   // every record. Larger payloads spill into heap chunks.
   alignas(std::max_align_t) char value_buffer[4096];
-  alignas(std::max_align_t) char stack_buffer[1024];
+  alignas(std::max_align_t) char stack_buffer[2048];
   rapidjson::MemoryPoolAllocator<> value_allocator(value_buffer, sizeof value_buffer);
   rapidjson::MemoryPoolAllocator<> stack_allocator(stack_buffer, sizeof stack_buffer);
-  detail::PooledDocument doc(&value_allocator, sizeof stack_buffer, &stack_allocator);
+  // The parser's stack asks for less than the buffer: the allocator keeps its own header in the
+  // buffer too, and a request that does not fit costs a 64 KiB heap chunk per parse.
+  detail::PooledDocument doc(&value_allocator, sizeof stack_buffer / 2, &stack_allocator);
   if (Status parsed = ParseJson(doc, record.payload); !parsed.ok()) {
     return DeadLetterResult(envelope.type, reason::kDecodeError, parsed.error().message());
   }

@@ -13,7 +13,9 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <span>
 #include <string_view>
+#include <utility>
 
 #include "kbus/result.hpp"
 
@@ -31,6 +33,12 @@ struct DeliveryLedger {
   // empty string for a clean ledger without entries, so that idle commits carry no metadata.
   std::string Encode(std::int64_t base, std::size_t max_bytes = kMaxLedgerBytes,
                      std::int64_t* covered_until = nullptr) const;
+
+  // Encode for counts already sorted by offset (no allocation per entry): what a worker holds
+  // in offset order anyway.
+  static std::string EncodeSorted(bool clean, std::span<const std::pair<std::int64_t, int>> sorted,
+                                  std::int64_t base, std::size_t max_bytes = kMaxLedgerBytes,
+                                  std::int64_t* covered_until = nullptr);
 
   // Reads what Encode wrote, relative to `base`. Empty text is a clean, empty ledger. An unknown
   // version or malformed text is an error that says so (the caller decides how loudly to fail).

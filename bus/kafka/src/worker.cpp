@@ -1,5 +1,7 @@
 #include "kbus/kafka/worker.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cmath>
 #include <chrono>
@@ -153,8 +155,11 @@ struct Worker::Impl {
   };
 
   // Who may run next for one ordering key: the holder, then the parked records in offset order.
+  // (A vector and a head index, not a deque: a deque allocates when constructed, and nearly
+  // every key comes and goes without parking anything.)
   struct KeySlot {
-    std::deque<Entry*> parked;
+    std::vector<Entry*> parked;
+    std::size_t head = 0;
   };
 
   struct Partition {
@@ -195,6 +200,9 @@ struct Worker::Impl {
   struct Slot {
     std::mutex mu;
     AttemptPtr current;
+    std::vector<AttemptPtr> pending;  // the chunk it took; [next, end) not started yet
+    std::size_t next = 0;
+    std::vector<AttemptPtr> finished;  // runs of the chunk done, not posted yet
   };
 
   Impl(WorkerConfig c, const HandlerRegistry& h)
@@ -249,11 +257,14 @@ struct Worker::Impl {
   std::unique_ptr<Slot[]> slots;
   std::mutex pool_mu;
   std::condition_variable pool_cv;
-  std::deque<AttemptPtr> pool_queue;
+  std::deque<AttemptPtr> pool_queue;  // only the queue itself: chunks are taken in order
+  std::atomic<std::size_t> queued_runs{0};  // pool_queue.size(), readable without the lock
   bool pool_stop = false;
   std::mutex done_mu;
   std::condition_variable done_cv;
   std::vector<AttemptPtr> done;
+  std::atomic<bool> results_ready{false};  // `done` may be non-empty
+  std::atomic<bool> poll_idle{false};      // the poll thread is (about to be) blocked in poll
 
   // Written only by the poll thread, read by Stats() from any thread.
   std::atomic<std::uint64_t> handled{0}, skipped{0}, retried{0}, dead_lettered{0}, committed{0},
@@ -311,62 +322,136 @@ struct Worker::Impl {
 
   // ---- the handler pool -----------------------------------------------------------------------
 
+  // A handler thread takes a few queued runs at a time (a share of the queue, at most
+  // kMaxChunk) into its slot, so that the queue's lock is taken once per chunk. Runs of the chunk
+  // that have not started when one of them turns out slow are taken back by the poll thread
+  // (Reclaim), so a slow or stuck handler holds back nothing but itself.
+  static constexpr std::size_t kMaxChunk = 16;
+  static constexpr std::chrono::milliseconds kReclaimAfter{2};
+
   void PoolLoop(Slot& slot) {
+    pthread_setname_np(pthread_self(), "kbus-handler");  // at most 15 characters
     std::vector<HeaderView> headers;
+    std::vector<AttemptPtr> chunk;
     for (;;) {
-      AttemptPtr a;
       {
         std::unique_lock lock(pool_mu);
         pool_cv.wait(lock, [&] { return pool_stop || !pool_queue.empty(); });
         if (pool_queue.empty()) return;  // stopping, and nothing left
-        a = std::move(pool_queue.front());
-        pool_queue.pop_front();
+        const std::size_t share = pool_queue.size() / (2 * static_cast<std::size_t>(config.handler_threads));
+        const std::size_t n = std::clamp<std::size_t>(share, 1, kMaxChunk);
+        for (std::size_t i = 0; i < n; ++i) {
+          chunk.push_back(std::move(pool_queue.front()));
+          pool_queue.pop_front();
+        }
+        queued_runs.store(pool_queue.size(), std::memory_order_relaxed);
       }
-      if (!a->revoked->load(std::memory_order_acquire)) {
+      {
+        std::lock_guard lock(slot.mu);
+        slot.pending.swap(chunk);
+        slot.next = 0;
+      }
+      for (;;) {
+        AttemptPtr a;
         {
           std::lock_guard lock(slot.mu);
+          if (slot.next >= slot.pending.size()) {
+            slot.pending.clear();
+            slot.next = 0;
+            chunk.swap(slot.finished);  // posted below, outside the slot's lock
+            break;
+          }
+          a = std::move(slot.pending[slot.next++]);
+          if (a->revoked->load(std::memory_order_acquire)) {  // not run: the partition is going
+            slot.finished.push_back(std::move(a));
+            continue;
+          }
           a->started = Clock::now();
           a->visibility.Extend(a->timeout);
           slot.current = a;
         }
-        try {
-          a->result = dispatcher.Dispatch(ViewRecord(a->msg.get(), headers), a->delivery, &a->visibility);
-        } catch (const std::exception& e) {  // e.g. bad_alloc outside the handler
-          a->result = DispatchResult{};
-          a->result.kind = DispatchResult::Kind::kRetry;
-          a->result.error = std::string("dispatch failed: ") + e.what();
-        }
-        a->ran = true;
+        RunOne(*a, headers);
         std::lock_guard lock(slot.mu);
-        slot.current.reset();
+        slot.current = nullptr;
+        slot.finished.push_back(std::move(a));
       }
-      Post(std::move(a));
+      Post(chunk);
     }
   }
 
-  void Post(AttemptPtr a) {
+  void RunOne(Attempt& a, std::vector<HeaderView>& headers) {
+    try {
+      a.result = dispatcher.Dispatch(ViewRecord(a.msg.get(), headers), a.delivery, &a.visibility);
+    } catch (const std::exception& e) {  // e.g. bad_alloc outside the handler
+      a.result = DispatchResult{};
+      a.result.kind = DispatchResult::Kind::kRetry;
+      a.result.error = std::string("dispatch failed: ") + e.what();
+    }
+    a.ran = true;
+  }
+
+  // Hands finished runs to the poll thread, and wakes it only if it is blocked waiting for
+  // records.
+  void Post(std::vector<AttemptPtr>& finished) {
+    if (finished.empty()) return;
     bool was_empty = false;
     {
       std::lock_guard lock(done_mu);
       was_empty = done.empty();
-      done.push_back(std::move(a));
+      for (auto& a : finished) done.push_back(std::move(a));
     }
-    if (was_empty) {
-      done_cv.notify_one();
-      rd_kafka_queue_yield(consumer_queue.get());  // the poll thread may be waiting for records
+    finished.clear();
+    results_ready.store(true);  // seq_cst, paired with poll_idle in Run()
+    if (was_empty) done_cv.notify_one();
+    if (poll_idle.load()) rd_kafka_queue_yield(consumer_queue.get());
+  }
+
+  // When a slot's current run is slow: its chunk's runs that have not started go back to the
+  // head of the queue, for the other threads, and the finished ones are taken (returned), so a
+  // slow or stuck handler holds back nothing but itself. Poll thread only.
+  std::vector<AttemptPtr> Reclaim(Slot& slot, Clock::time_point now) {
+    std::vector<AttemptPtr> finished;
+    std::vector<AttemptPtr> back;
+    {
+      std::lock_guard lock(slot.mu);
+      if (!slot.current || now - slot.current->started < kReclaimAfter) return finished;
+      for (std::size_t i = slot.next; i < slot.pending.size(); ++i) back.push_back(std::move(slot.pending[i]));
+      slot.pending.resize(slot.next);
+      finished.swap(slot.finished);
+    }
+    if (!back.empty()) {
+      {
+        std::lock_guard lock(pool_mu);
+        for (auto it = back.rbegin(); it != back.rend(); ++it) pool_queue.push_front(std::move(*it));
+        queued_runs.store(pool_queue.size(), std::memory_order_relaxed);
+      }
+      pool_cv.notify_all();
+    }
+    return finished;
+  }
+
+  void ReclaimAll(Clock::time_point now) {
+    for (int i = 0; i < config.handler_threads; ++i) {
+      for (auto& a : Reclaim(slots[static_cast<std::size_t>(i)], now)) OnResult(*a);
     }
   }
 
   void Submit(std::vector<AttemptPtr>& batch) {
     if (batch.empty()) return;
+    std::size_t queued = 0;
     {
       std::lock_guard lock(pool_mu);
       for (auto& a : batch) pool_queue.push_back(std::move(a));
+      queued = pool_queue.size();
+      queued_runs.store(queued, std::memory_order_relaxed);
     }
-    if (batch.size() == 1) {
-      pool_cv.notify_one();
-    } else {
+    // Wake as many threads as there are chunks to take, no more.
+    const std::size_t wake = std::min<std::size_t>(static_cast<std::size_t>(config.handler_threads),
+                                                   (queued + kMaxChunk - 1) / kMaxChunk);
+    if (wake >= static_cast<std::size_t>(config.handler_threads)) {
       pool_cv.notify_all();
+    } else {
+      for (std::size_t i = 0; i < std::max<std::size_t>(wake, 1); ++i) pool_cv.notify_one();
     }
     batch.clear();
   }
@@ -391,8 +476,14 @@ struct Worker::Impl {
     next_commit = Clock::now() + config.commit_interval;
     while (!stop.load(std::memory_order_relaxed)) {
       int taken = 0;
-      for (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), PollTimeoutMs());
-           m != nullptr; m = rd_kafka_consumer_poll(consumer.get(), 0)) {
+      int timeout = PollTimeoutMs();
+      if (timeout > 0) {
+        poll_idle.store(true);
+        if (results_ready.load()) timeout = 0;  // posted before poll_idle was seen
+      }
+      rd_kafka_message_t* first = rd_kafka_consumer_poll(consumer.get(), timeout);
+      poll_idle.store(false, std::memory_order_relaxed);
+      for (rd_kafka_message_t* m = first; m != nullptr; m = rd_kafka_consumer_poll(consumer.get(), 0)) {
         OnMessage(RdMessagePtr(m));
         if (++taken >= kMaxWave) break;
       }
@@ -400,7 +491,7 @@ struct Worker::Impl {
       if (pending_sends > 0) producer->Poll(std::chrono::milliseconds(0));
       const auto now = Clock::now();
       CheckHandlers(now);
-      if (taken > 0 || lease_wanted || now >= next_due) LeaseAndPump(now);
+      if (((taken > 0 || lease_wanted) && PoolHungry()) || now >= next_due) LeaseAndPump(now);
       if (now >= next_commit) {
         CommitAll(/*clean=*/false);
         next_commit = now + config.commit_interval;
@@ -409,12 +500,19 @@ struct Worker::Impl {
     Shutdown();
   }
 
+  // Lease rounds cost a commit each, so records are leased in batches: when the pool's queue
+  // runs low, not whenever one record could run.
+  bool PoolHungry() const {
+    const std::size_t low_water = 1024 + static_cast<std::size_t>(config.handler_threads) * kMaxChunk;
+    return queued_runs.load(std::memory_order_relaxed) < low_water;
+  }
+
   int PollTimeoutMs() const {
     // Results wake the poll (rd_kafka_queue_yield). Otherwise a short wait keeps Stop() and the
     // visibility checks responsive; wake earlier for the earliest due retry.
     auto wait = std::chrono::milliseconds(100);
     if (pending_sends > 0) wait = std::chrono::milliseconds(5);
-    if (lease_wanted) wait = std::chrono::milliseconds(0);
+    if (lease_wanted && PoolHungry()) wait = std::chrono::milliseconds(0);
     if (next_due != Clock::time_point::max()) {
       const auto until = std::chrono::ceil<std::chrono::milliseconds>(next_due - Clock::now());
       wait = std::min(wait, std::max(until, std::chrono::milliseconds(0)));
@@ -540,12 +638,12 @@ struct Worker::Impl {
     e.holds_key = false;
     auto it = p.keys.find(*OrderKey(*e.msg));
     if (it == p.keys.end()) return;
-    if (it->second.parked.empty()) {
+    KeySlot& slot = it->second;
+    if (slot.head == slot.parked.size()) {
       p.keys.erase(it);
       return;
     }
-    Entry* next = it->second.parked.front();
-    it->second.parked.pop_front();
+    Entry* next = slot.parked[slot.head++];
     next->holds_key = true;
     p.need_lease.push_back(next);
     lease_wanted = true;
@@ -558,7 +656,8 @@ struct Worker::Impl {
   void LeaseAndPump(Clock::time_point now) {
     lease_wanted = false;
     next_due = Clock::time_point::max();
-    std::vector<std::pair<Partition*, Entry*>> leased;
+    std::vector<std::pair<Partition*, Entry*>>& leased = leased_buf;
+    leased.clear();
     RdPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
     for (auto& [key, p] : partitions) {
       Examine(p, now);
@@ -610,8 +709,7 @@ struct Worker::Impl {
       NoteWaiting(now + kLeaseRetry);
       return;
     }
-    std::vector<AttemptPtr> batch;
-    batch.reserve(leased.size());
+    std::vector<AttemptPtr>& batch = batch_buf;
     for (auto& [key, p] : partitions) {
       std::erase_if(p.need_lease, [](const Entry* e) { return e->ticket; });
       // Copies due to be sent again, and retries that were just leased, leave the wait list.
@@ -635,8 +733,10 @@ struct Worker::Impl {
     }
     for (auto& [p, e] : leased) batch.push_back(Start(*p, *e, now));
     Submit(batch);
-    if (lease_wanted) NoteWaiting(now);
   }
+
+  std::vector<std::pair<Partition*, Entry*>> leased_buf;
+  std::vector<AttemptPtr> batch_buf;
 
   void NoteWaiting(Clock::time_point due) { next_due = std::min(next_due, due); }
 
@@ -685,14 +785,17 @@ struct Worker::Impl {
   // ---- results ------------------------------------------------------------------------------
 
   void ProcessResults() {
-    std::vector<AttemptPtr> batch;
+    std::vector<AttemptPtr>& batch = results_buf;  // swapped with `done`: both keep their capacity
     {
       std::lock_guard lock(done_mu);
+      results_ready.store(false, std::memory_order_relaxed);
       if (done.empty()) return;
       batch.swap(done);
     }
     for (auto& a : batch) OnResult(*a);
+    batch.clear();
   }
+  std::vector<AttemptPtr> results_buf;
 
   void OnResult(Attempt& a) {
     if (a.abandoned) return;  // already given up on; counted then
@@ -775,6 +878,7 @@ struct Worker::Impl {
 
   // Abandons runs past their deadline; exits the process when one is stuck for good.
   void CheckHandlers(Clock::time_point now) {
+    ReclaimAll(now);
     for (int i = 0; i < config.handler_threads; ++i) {
       Slot& slot = slots[static_cast<std::size_t>(i)];
       AttemptPtr a;
@@ -982,24 +1086,30 @@ struct Worker::Impl {
   // At most kMaxLedgerBytes: counts of the highest offsets are left out first, and
   // `*covered_until` says up to where counts were written.
   std::string LedgerFor(const Partition& p, bool clean, std::int64_t* covered_until = nullptr) {
-    DeliveryLedger ledger;
+    // Entries are in offset order, and the earlier owner's counts are for records not fetched
+    // yet (a fetched record takes its count over): merge the two sorted sequences.
+    std::vector<std::pair<std::int64_t, int>>& counts = ledger_buf;
+    counts.clear();
+    auto prior = p.prior.begin();
     for (const auto& e : p.entries) {
-      if (e.deliveries > 0) ledger.deliveries[e.offset] = e.deliveries;
+      if (e.deliveries <= 0) continue;
+      for (; prior != p.prior.end() && prior->first < e.offset; ++prior) counts.emplace_back(*prior);
+      counts.emplace_back(e.offset, e.deliveries);
     }
-    // Counts of an earlier owner for records not fetched yet must not be forgotten.
-    for (const auto& [offset, count] : p.prior) ledger.deliveries.emplace(offset, count);
-    ledger.clean = clean || ledger.deliveries.empty();
+    for (; prior != p.prior.end(); ++prior) counts.emplace_back(*prior);
     std::int64_t covered = 0;
-    std::string text = ledger.Encode(CommitOffset(p), kMaxLedgerBytes, &covered);
-    if (!ledger.deliveries.empty() && covered < ledger.deliveries.rbegin()->first && !ledger_full_logged) {
+    std::string text = DeliveryLedger::EncodeSorted(clean || counts.empty(), counts, CommitOffset(p),
+                                                    kMaxLedgerBytes, &covered);
+    if (!counts.empty() && covered < counts.back().first && !ledger_full_logged) {
       ledger_full_logged = true;  // once per worker: it repeats on every commit while it lasts
       Log(LogLevel::kWarn, "delivery ledger full: counts past an offset are not recorded",
           {{"topic", p.topic}, {"partition", p.partition}, {"covered_until", covered},
-           {"records", ledger.deliveries.size()}});
+           {"records", counts.size()}});
     }
     if (covered_until != nullptr) *covered_until = covered;
     return text;
   }
+  std::vector<std::pair<std::int64_t, int>> ledger_buf;
   bool ledger_full_logged = false;
 
   static void AddCommit(rd_kafka_topic_partition_list_t* list, const Partition& p,
@@ -1187,6 +1297,8 @@ struct Worker::Impl {
       }
       ProcessResults();
       if (pending_sends > 0) producer->Poll(std::chrono::milliseconds(0));
+      // Runs queued behind a slow handler in its chunk: let another thread skip them.
+      ReclaimAll(Clock::now());
     }
     for (int i = 0; i < config.handler_threads; ++i) {
       Slot& slot = slots[static_cast<std::size_t>(i)];
