@@ -1,5 +1,6 @@
-// crash_worker: a worker whose handler abort()s the whole process on the "poison" tenant.
-//   crash_worker BROKERS GROUP TOPIC OUT_FILE
+// crash_worker: a worker whose handler abort()s the whole process on the "poison" tenant, and
+// never returns on the "stuck" tenant (ignoring its deadline and cancellation).
+//   crash_worker BROKERS GROUP TOPIC OUT_FILE [VISIBILITY_MS MAX_DELIVERIES BACKOFF_MS]
 // Every handled record appends "handled <id> <attempt>" to OUT_FILE with write(2), which
 // survives the abort; "dead-lettered <n>" follows the worker's count. Runs until SIGTERM.
 
@@ -26,7 +27,7 @@ void Append(int fd, const std::string& line) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) return 2;
+  if (argc != 5 && argc != 8) return 2;
   const int out = ::open(argv[4], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (out < 0) return 2;
   std::signal(SIGTERM, OnTerm);
@@ -36,10 +37,19 @@ int main(int argc, char** argv) {
   handlers.Handle<it::Work>(
       [&](const it::Work& w, kbus::Context& ctx) {
         if (w.tenant == "poison") std::abort();  // a bug that takes the process down
+        if (w.tenant == "stuck") {
+          for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // a deadlock, say
+        }
         Append(out, "handled " + std::to_string(w.id) + " " + std::to_string(ctx.attempt()) + "\n");
       },
       {.topic = argv[3]});
-  kbus::kafka::Worker worker(rb::ChildWorkerConfig(argv[1], argv[2]), handlers);
+  auto config = rb::ChildWorkerConfig(argv[1], argv[2]);
+  if (argc == 8) {
+    config.visibility_timeout = std::chrono::milliseconds(std::stoll(argv[5]));
+    config.max_deliveries = std::stoi(argv[6]);
+    config.retry_backoff_initial = config.retry_backoff_max = std::chrono::milliseconds(std::stoll(argv[7]));
+  }
+  kbus::kafka::Worker worker(config, handlers);
   std::thread run([&] { worker.Run(); });
   std::uint64_t reported = 0;
   while (!g_stop) {

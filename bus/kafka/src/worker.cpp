@@ -995,9 +995,11 @@ struct Worker::Impl {
 
   void SendToTier(Partition& p, Entry& e) {
     const InboundRecord record = ViewRecord(e.msg.get(), header_buf);
-    const auto due_ms = EpochMs() + std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::max(Clock::duration(0), e.due - Clock::now()))
-                                        .count();
+    // Rounded up, so the copy never runs before its delay passed.
+    const auto due_ms = std::chrono::ceil<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch() +
+                            std::max(Clock::duration(0), e.due - Clock::now()))
+                            .count();
     SendCopy(p, e, Entry::Copy::kRetryTier,
              MakeRetry(record, RetryInfo{e.tier_topic, e.deliveries, due_ms, e.error}));
   }
