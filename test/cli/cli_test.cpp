@@ -411,6 +411,12 @@ TEST(WorkerFlags, AWorkerRefusesBadSettingsNamingTheFlagOrVariable) {
   expect({}, {"KBUS_ASSIGNMENT_STRATEGY=sticky"}, {"KBUS_ASSIGNMENT_STRATEGY", "'sticky'"});
   expect({"--group", ""}, {}, {"--group"});
   expect({"-X", "nonsense"}, {}, {"-X", "nonsense"});
+  expect({"--handler-threads", "0"}, {}, {"--handler-threads"});
+  expect({"--ordering", "sideways"}, {}, {"--ordering", "'sideways'", "key, partition or unordered"});
+  expect({"--retry-tier", "10s,10x"}, {}, {"--retry-tier", "'10x'"});
+  expect({}, {"KBUS_RETRY_TIER=5"}, {"KBUS_RETRY_TIER", "'5'"});
+  expect({"--visibility-timeout-ms", "0"}, {}, {"--visibility-timeout-ms"});
+  expect({"--local-attempts", "0"}, {}, {"--local-attempts"});
 }
 
 TEST(KbusFlags, HelpListsEveryOptionOfTheToolAndOfEachCommand) {

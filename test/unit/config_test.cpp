@@ -45,6 +45,43 @@ TEST(WorkerConfig, ValidationNamesTheOption) {
   EXPECT_THAT(kbus::kafka::Validate(c), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--session-timeout-ms")));
 }
 
+TEST(WorkerConfig, PoolOrderingVisibilityAndTiersAreChecked) {
+  auto c = Valid();
+  EXPECT_EQ(c.handler_threads, 8);
+  EXPECT_EQ(c.ordering, kbus::kafka::Ordering::kKey);
+  EXPECT_EQ(c.visibility_timeout, std::chrono::seconds(30));
+  c.handler_threads = 0;
+  EXPECT_THAT(kbus::kafka::Validate(c), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--handler-threads")));
+  c = Valid();
+  c.visibility_timeout = std::chrono::milliseconds(0);
+  EXPECT_THAT(kbus::kafka::Validate(c), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--visibility-timeout-ms")));
+  c = Valid();
+  c.retry_tiers = {std::chrono::seconds(10), std::chrono::milliseconds(0)};
+  EXPECT_THAT(kbus::kafka::Validate(c), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--retry-tier")));
+  c = Valid();
+  c.local_attempts = 0;
+  EXPECT_THAT(kbus::kafka::Validate(c), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--local-attempts")));
+}
+
+TEST(WorkerConfig, OrderingNamesRoundTripAndUnknownOnesAreRefused) {
+  for (auto o : {kbus::kafka::Ordering::kKey, kbus::kafka::Ordering::kPartition, kbus::kafka::Ordering::kUnordered}) {
+    auto parsed = kbus::kafka::ParseOrdering(kbus::kafka::OrderingName(o));
+    ASSERT_THAT(parsed, IsOk());
+    EXPECT_EQ(*parsed, o);
+  }
+  EXPECT_THAT(kbus::kafka::ParseOrdering("Key"), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("'Key'")));
+}
+
+TEST(WorkerConfig, RetryTierTopicsNameTheirDelayInTheLargestWholeUnit) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(kbus::kafka::RetryTierTopic("orders", milliseconds(10000)), "orders.retry.10s");
+  EXPECT_EQ(kbus::kafka::RetryTierTopic("orders", milliseconds(60000)), "orders.retry.1m");
+  EXPECT_EQ(kbus::kafka::RetryTierTopic("orders", milliseconds(600000)), "orders.retry.10m");
+  EXPECT_EQ(kbus::kafka::RetryTierTopic("orders", milliseconds(7200000)), "orders.retry.2h");
+  EXPECT_EQ(kbus::kafka::RetryTierTopic("orders", milliseconds(90000)), "orders.retry.90s");
+  EXPECT_EQ(kbus::kafka::RetryTierTopic("orders", milliseconds(1500)), "orders.retry.1500ms");
+}
+
 TEST(WorkerConfig, ConsumerCommitsOnlyWhatKbusMarksFinished) {
   auto props = kbus::kafka::ConsumerProperties(Valid());
   EXPECT_EQ(props["enable.auto.commit"], "false");

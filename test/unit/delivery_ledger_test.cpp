@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "kbus/testing/matchers.hpp"
 
 namespace {
@@ -56,6 +58,23 @@ TEST(DeliveryLedger, StaysWithinItsByteBudgetKeepingTheLowestOffsets) {
   EXPECT_EQ(l.Encode(0, 12, &none), "v1;s=D;a=0:1");
   EXPECT_EQ(l.Encode(0, 11, &none), "v1;s=D;a=");
   EXPECT_EQ(none, -1);
+}
+
+TEST(DeliveryLedger, EncodingSortedCountsWritesWhatTheMapEncodingWrites) {
+  DeliveryLedger l;
+  l.clean = false;
+  std::vector<std::pair<std::int64_t, int>> sorted;
+  for (std::int64_t i = 95; i < 1800; ++i) {
+    const int count = i < 400 ? 1 : 1 + static_cast<int>(i % 3);
+    l.deliveries[i] = count;
+    sorted.emplace_back(i, count);
+  }
+  for (std::size_t budget : {std::size_t{12}, std::size_t{100}, kbus::kMaxLedgerBytes}) {
+    std::int64_t a = 0, b = 0;
+    EXPECT_EQ(DeliveryLedger::EncodeSorted(false, sorted, 100, budget, &b), l.Encode(100, budget, &a));
+    EXPECT_EQ(a, b);
+  }
+  EXPECT_EQ(DeliveryLedger::EncodeSorted(true, {}, 7), "");
 }
 
 TEST(DeliveryLedger, RefusesWhatItDidNotWrite) {

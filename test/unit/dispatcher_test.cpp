@@ -274,4 +274,96 @@ TEST(DeadLetter, KeepsTheOriginalRecordAndAddsDiagnostics) {
   EXPECT_EQ(reasons, 1) << "old diagnostics are replaced, not repeated";
 }
 
+TEST_F(DispatcherTest, AnExceptionThePolicyCallsNonRetryableIsDeadLetteredAtOnce) {
+  registry.Handle<EncodeVideo>(
+      [](const EncodeVideo& v, kbus::Context&) {
+        if (v.video_id == "bad") throw std::invalid_argument("codec 'xyz' is not supported");
+        throw std::runtime_error("storage unavailable");
+      },
+      {.policy = {.non_retryable = [](const std::exception& e) {
+         return dynamic_cast<const std::invalid_argument*>(&e) != nullptr;
+       }}});
+  FakeRecord bad = RecordOf(EncodeVideo{.video_id = "bad"});
+  DispatchResult r = dispatcher.Dispatch(bad.View(), 1);
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kDeadLetter);
+  EXPECT_EQ(r.reason, kbus::reason::kNonRetryable);
+  EXPECT_THAT(r.error, HasSubstr("codec 'xyz' is not supported"));
+  FakeRecord flaky = RecordOf(EncodeVideo{.video_id = "v"});
+  EXPECT_EQ(dispatcher.Dispatch(flaky.View(), 1).kind, DispatchResult::Kind::kRetry);
+}
+
+TEST_F(DispatcherTest, APredicateThatThrowsLeavesTheFailureRetryable) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo&, kbus::Context&) { throw std::runtime_error("x"); },
+                               {.policy = {.non_retryable = [](const std::exception&) -> bool {
+                                  throw std::logic_error("buggy predicate");
+                                }}});
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v"});
+  EXPECT_EQ(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kRetry);
+}
+
+TEST_F(DispatcherTest, TheHandlerSeesItsDeadlineAndCancellation) {
+  kbus::Visibility visibility(std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  bool extended = false, cancelled_seen = false;
+  registry.Handle<EncodeVideo>([&](const EncodeVideo&, kbus::Context& ctx) {
+    const auto before = ctx.Deadline();
+    extended = ctx.ExtendVisibility(std::chrono::seconds(60)) && ctx.Deadline() > before;
+    visibility.Cancel();  // as the worker does when it abandons the delivery
+    cancelled_seen = ctx.Cancelled() && !ctx.ExtendVisibility(std::chrono::seconds(60));
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v"});
+  dispatcher.Dispatch(rec.View(), 1, &visibility);
+  EXPECT_TRUE(extended);
+  EXPECT_TRUE(cancelled_seen);
+}
+
+TEST_F(DispatcherTest, WithoutAVisibilityAHandlerHasNoDeadline) {
+  bool ok = false;
+  registry.Handle<EncodeVideo>([&](const EncodeVideo&, kbus::Context& ctx) {
+    ok = ctx.Deadline() == std::chrono::steady_clock::time_point::max() && !ctx.Cancelled() &&
+         ctx.ExtendVisibility(std::chrono::seconds(1));
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v"});
+  dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_TRUE(ok);
+}
+
+TEST(RetryCopies, KeepTheRecordAndTheFirstOriginAcrossTiersAndTheDeadLetterNamesIt) {
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v"});
+  rec.headers.push_back({"traceparent", "00-abc-def-01"});
+  const kbus::OutgoingRecord first =
+      kbus::MakeRetry(rec.View(), {.topic = "g.retry.10s", .deliveries = 3, .due_ms = 1234, .error = "boom"});
+  EXPECT_EQ(first.topic, "g.retry.10s");
+  EXPECT_EQ(first.key, rec.key);
+  EXPECT_EQ(first.payload, rec.payload);
+  auto header = [](const kbus::OutgoingRecord& r, std::string_view name) {
+    std::vector<std::string> values;
+    for (const auto& h : r.headers) {
+      if (h.name == name) values.push_back(h.value);
+    }
+    return values;
+  };
+  EXPECT_THAT(header(first, "traceparent"), ::testing::ElementsAre("00-abc-def-01"));
+  EXPECT_THAT(header(first, kbus::header::kRetryTopic), ::testing::ElementsAre("test.commands"));
+  EXPECT_THAT(header(first, kbus::header::kRetryOffset), ::testing::ElementsAre("42"));
+  EXPECT_THAT(header(first, kbus::header::kDeliveryCount), ::testing::ElementsAre("3"));
+  EXPECT_THAT(header(first, kbus::header::kRetryDue), ::testing::ElementsAre("1234"));
+
+  // Consumed from the tier (another topic and offset), it fails again: the origin stays.
+  FakeRecord in_tier{"g.retry.10s", first.key, first.payload, first.headers, {}};
+  const kbus::OutgoingRecord second =
+      kbus::MakeRetry(in_tier.View(), {.topic = "g.retry.1m", .deliveries = 4, .due_ms = 5678, .error = "again"});
+  EXPECT_THAT(header(second, kbus::header::kRetryTopic), ::testing::ElementsAre("test.commands"));
+  EXPECT_THAT(header(second, kbus::header::kDeliveryCount), ::testing::ElementsAre("4"));
+  EXPECT_THAT(header(second, kbus::header::kRetryError), ::testing::ElementsAre("again"));
+
+  FakeRecord last{"g.retry.1m", second.key, second.payload, second.headers, {}};
+  const kbus::OutgoingRecord dead = kbus::MakeDeadLetter(
+      last.View(), {.group = "g", .reason = kbus::reason::kHandlerError, .error = "e", .attempts = 5, .host = "h"});
+  EXPECT_THAT(header(dead, kbus::header::kDlqTopic), ::testing::ElementsAre("test.commands"));
+  EXPECT_THAT(header(dead, kbus::header::kDlqOffset), ::testing::ElementsAre("42"));
+  EXPECT_THAT(header(dead, kbus::header::kRetryTopic), ::testing::IsEmpty());
+  EXPECT_THAT(header(dead, kbus::header::kDeliveryCount), ::testing::IsEmpty());
+  EXPECT_THAT(header(dead, "traceparent"), ::testing::ElementsAre("00-abc-def-01"));
+}
+
 }  // namespace

@@ -44,6 +44,12 @@ TEST(HandlerRegistry, RefusesAnImpossibleDeliveryPolicy) {
                    noop, {.policy = {.retry_backoff_initial = std::chrono::seconds(2),
                                      .retry_backoff_max = std::chrono::seconds(1)}}),
                std::logic_error);
+  EXPECT_THROW(registry.Handle<EncodeVideo>(noop, {.policy = {.visibility_timeout = std::chrono::milliseconds(0)}}),
+               std::logic_error);
+  EXPECT_THROW(registry.Handle<EncodeVideo>(noop, {.policy = {.local_attempts = 0}}), std::logic_error);
+  EXPECT_THROW(registry.Handle<EncodeVideo>(
+                   noop, {.policy = {.retry_tiers = std::vector<std::chrono::milliseconds>{std::chrono::milliseconds(-1)}}}),
+               std::logic_error);
   EXPECT_EQ(registry.size(), 0u);
   registry.Handle<EncodeVideo>(noop, {.policy = {.max_deliveries = 2}});
   EXPECT_EQ(registry.Find("test.EncodeVideo")->policy.max_deliveries, 2);

@@ -188,7 +188,35 @@ void AddWorkerOptions(po::options_description& desc, WorkerOptions& options,
       "how often finished offsets are committed")(
       "assignment-strategy",
       po::value(&options.assignment_strategy)->default_value(defaults.assignment_strategy),
-      "range, roundrobin or cooperative-sticky; the same for every member of a group");
+      "range, roundrobin or cooperative-sticky; the same for every member of a group")(
+      "handler-threads", po::value(&options.handler_threads)->default_value(defaults.handler_threads),
+      "threads running handlers in parallel")(
+      "ordering", po::value(&options.ordering)->default_value(std::string(kafka::OrderingName(defaults.ordering))),
+      "which records may run at once: key (one per key, in order), partition (one per partition) "
+      "or unordered")(
+      "visibility-timeout-ms",
+      po::value(&options.visibility_timeout_ms)->default_value(ms(defaults.visibility_timeout)),
+      "how long a delivery may run before it is abandoned and delivered again")(
+      "retry-tier", po::value(&options.retry_tiers)->composing(),
+      "a delay tier for retries (500ms, 10s, 5m, 1h; repeatable or comma-separated): after "
+      "--local-attempts, a failing record waits in <group>.retry.<delay>")(
+      "local-attempts", po::value(&options.local_attempts)->default_value(defaults.local_attempts),
+      "deliveries made in the worker before a failing record moves to a retry tier");
+}
+
+Result<std::chrono::milliseconds> ParseDelay(std::string_view spec, std::string_view flag) {
+  std::size_t digits = 0;
+  while (digits < spec.size() && spec[digits] >= '0' && spec[digits] <= '9') ++digits;
+  const std::string_view unit = spec.substr(digits);
+  std::int64_t value = 0;
+  const bool number = digits > 0 && digits <= 9 &&
+                      std::from_chars(spec.data(), spec.data() + digits, value).ec == std::errc();
+  const std::int64_t scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : 0;
+  if (!number || scale == 0 || value <= 0) {
+    return Usage(std::string(flag) + " '" + std::string(spec) +
+                 "': expected a positive number and a unit, e.g. 500ms, 10s, 5m or 1h");
+  }
+  return std::chrono::milliseconds(value * scale);
 }
 
 Status ApplyWorkerOptions(const WorkerOptions& options, const ParsedArgs& parsed,
@@ -198,7 +226,8 @@ Status ApplyWorkerOptions(const WorkerOptions& options, const ParsedArgs& parsed
   for (const auto& [name, value] : {std::pair{"retry-backoff-initial-ms", options.retry_backoff_initial_ms},
                                     {"retry-backoff-max-ms", options.retry_backoff_max_ms},
                                     {"session-timeout-ms", options.session_timeout_ms},
-                                    {"commit-interval-ms", options.commit_interval_ms}}) {
+                                    {"commit-interval-ms", options.commit_interval_ms},
+                                    {"visibility-timeout-ms", options.visibility_timeout_ms}}) {
     if (value < 0) return Usage(parsed.Spelling(name) + " must not be negative");
   }
   config.group = options.group;
@@ -208,6 +237,24 @@ Status ApplyWorkerOptions(const WorkerOptions& options, const ParsedArgs& parsed
   config.session_timeout = std::chrono::milliseconds(options.session_timeout_ms);
   config.commit_interval = std::chrono::milliseconds(options.commit_interval_ms);
   config.assignment_strategy = options.assignment_strategy;
+  config.handler_threads = options.handler_threads;
+  config.visibility_timeout = std::chrono::milliseconds(options.visibility_timeout_ms);
+  config.local_attempts = options.local_attempts;
+  auto ordering = kafka::ParseOrdering(options.ordering);
+  if (!ordering.ok()) return Usage(parsed.Spelling("ordering") + " '" + options.ordering +
+                                   "' is unknown: use key, partition or unordered");
+  config.ordering = *ordering;
+  config.retry_tiers.clear();
+  for (const auto& value : options.retry_tiers) {
+    std::string_view rest = value;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      auto delay = ParseDelay(rest.substr(0, comma), parsed.Spelling("retry-tier"));
+      if (!delay.ok()) return delay.error();
+      config.retry_tiers.push_back(*delay);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+  }
   // Validation names the option by its flag; report the spelling the user used.
   if (Status s = kafka::Validate(config); !s.ok()) {
     std::string message = s.error().message();

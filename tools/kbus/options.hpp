@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <set>
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,6 +79,11 @@ struct WorkerOptions {
   std::int64_t session_timeout_ms = 0;
   std::int64_t commit_interval_ms = 0;
   std::string assignment_strategy;
+  int handler_threads = 0;
+  std::string ordering;
+  std::int64_t visibility_timeout_ms = 0;
+  std::vector<std::string> retry_tiers;  // "10s", "1m,10m", ...
+  int local_attempts = 0;
 };
 // Adds --brokers, -X, --log-level, --group and the worker settings, defaulting to `defaults`.
 void AddWorkerOptions(po::options_description& desc, WorkerOptions& options,
@@ -86,6 +92,9 @@ void AddWorkerOptions(po::options_description& desc, WorkerOptions& options,
 // the caller starts the broker (kafka::StartEmbeddedIfRequested).
 Status ApplyWorkerOptions(const WorkerOptions& options, const ParsedArgs& parsed,
                           kafka::WorkerConfig& config);
+
+// A delay written as a number and a unit: 500ms, 10s, 5m, 1h. `flag` names the option.
+Result<std::chrono::milliseconds> ParseDelay(std::string_view spec, std::string_view flag);
 
 // "key=value" (the value may contain '=' and be empty; the key may not be empty). `flag` names
 // the option in the error.
