@@ -72,7 +72,9 @@ TEST(Stuck, AHandlerThatNeverReturnsMakesTheWorkerExitAndEndsInTheDeadLetterTopi
       EXPECT_EQ(committed[0], 1);
     } else {
       // The second delivery was the last: dead-lettered at its timeout, and committed past.
-      EXPECT_EQ(committed[0], 3);
+      // (Record 2 is a suspect too, so it runs after record 1 is settled; whether it finished
+      // before the exit depends on how fast the broker acknowledged the dead letter.)
+      EXPECT_GE(committed[0], 2);
     }
   }
   const auto dlq = ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(group), 1);

@@ -329,6 +329,11 @@ struct Worker::Impl {
   static constexpr std::size_t kMaxChunk = 16;
   static constexpr std::chrono::milliseconds kReclaimAfter{2};
 
+  // How many runs a thread takes from a queue of `queued`: a share, so all threads get some.
+  std::size_t ChunkSize(std::size_t queued) const {
+    return std::clamp<std::size_t>(queued / (2 * static_cast<std::size_t>(config.handler_threads)), 1, kMaxChunk);
+  }
+
   void PoolLoop(Slot& slot) {
     pthread_setname_np(pthread_self(), "kbus-handler");  // at most 15 characters
     std::vector<HeaderView> headers;
@@ -338,8 +343,7 @@ struct Worker::Impl {
         std::unique_lock lock(pool_mu);
         pool_cv.wait(lock, [&] { return pool_stop || !pool_queue.empty(); });
         if (pool_queue.empty()) return;  // stopping, and nothing left
-        const std::size_t share = pool_queue.size() / (2 * static_cast<std::size_t>(config.handler_threads));
-        const std::size_t n = std::clamp<std::size_t>(share, 1, kMaxChunk);
+        const std::size_t n = ChunkSize(pool_queue.size());
         for (std::size_t i = 0; i < n; ++i) {
           chunk.push_back(std::move(pool_queue.front()));
           pool_queue.pop_front();
@@ -445,9 +449,11 @@ struct Worker::Impl {
       queued = pool_queue.size();
       queued_runs.store(queued, std::memory_order_relaxed);
     }
-    // Wake as many threads as there are chunks to take, no more.
+    // Wake as many threads as there are chunks to take (ChunkSize), no more: a thread that
+    // takes one run may be stuck in it, so every run needs a thread of its own to be awake.
+    const std::size_t chunk = ChunkSize(queued);
     const std::size_t wake = std::min<std::size_t>(static_cast<std::size_t>(config.handler_threads),
-                                                   (queued + kMaxChunk - 1) / kMaxChunk);
+                                                   (queued + chunk - 1) / chunk);
     if (wake >= static_cast<std::size_t>(config.handler_threads)) {
       pool_cv.notify_all();
     } else {
