@@ -111,6 +111,10 @@ struct Worker::Impl {
     std::shared_ptr<std::atomic<bool>> revoked;  // the partition was given away: do not start
     std::uint64_t epoch = 0;
     std::int64_t offset = 0;
+    // Valid while the partition of `epoch` is assigned and the run is not abandoned: only a
+    // finished entry leaves its partition, and a running one finishes only through its result
+    // or its abandonment.
+    void* entry = nullptr;
     std::uint64_t run = 0;
     int delivery = 0;
     std::chrono::milliseconds timeout{0};
@@ -622,12 +626,11 @@ struct Worker::Impl {
         continue;
       }
       if (auto key = OrderKey(*e.msg)) {
-        auto it = p.keys.find(*key);
-        if (it != p.keys.end()) {
+        auto [it, inserted] = p.keys.try_emplace(std::string(*key));
+        if (!inserted) {
           it->second.parked.push_back(&e);
           continue;
         }
-        p.keys.emplace(std::string(*key), KeySlot{});
         e.holds_key = true;
       }
       p.need_lease.push_back(&e);
@@ -759,6 +762,7 @@ struct Worker::Impl {
     a->msg = e.msg;
     a->epoch = p.epoch;
     a->offset = e.offset;
+    a->entry = &e;
     a->run = ++e.run;
     a->delivery = e.deliveries;
     a->timeout = VisibilityTimeout(*e.msg);
@@ -809,8 +813,8 @@ struct Worker::Impl {
     if (p == nullptr) return;  // revoked meanwhile: the new owner runs it again
     --p->in_flight;
     lease_wanted = true;
-    Entry* e = FindEntry(*p, a.offset);
-    if (e == nullptr || e->state != Entry::State::kRunning || e->run != a.run) return;
+    Entry* e = static_cast<Entry*>(a.entry);
+    if (e->state != Entry::State::kRunning || e->run != a.run) return;
     if (!a.ran) {  // skipped because the partition was being revoked
       e->state = Entry::State::kQueued;
       return;
