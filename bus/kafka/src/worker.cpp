@@ -105,10 +105,11 @@ struct Worker::Impl {
   // One delivery handed to the handler pool. The handler thread writes `result` and `ran`, then
   // posts the attempt back; the poll thread reads them only after that.
   struct Attempt {
-    explicit Attempt(std::shared_ptr<std::atomic<bool>> revoked_flag) : revoked(std::move(revoked_flag)) {}
+    explicit Attempt(const std::atomic<bool>* revoked_flag) : revoked(revoked_flag) {}
     Visibility visibility;  // deadline set when the handler starts
     MessagePtr msg;         // keeps the record alive while it runs, even past a revocation
-    std::shared_ptr<std::atomic<bool>> revoked;  // the partition was given away: do not start
+    // The partition was given away: do not start. Flags live as long as the worker (revoked_flags).
+    const std::atomic<bool>* revoked;
     std::uint64_t epoch = 0;
     std::int64_t offset = 0;
     // Valid while the partition of `epoch` is assigned and the run is not abandoned: only a
@@ -235,6 +236,9 @@ struct Worker::Impl {
   std::map<TpKey, Partition, TpLess> partitions;
   std::unordered_map<std::uint64_t, Partition*> live;  // by epoch
   std::set<std::string> tier_topics;
+  // Every assignment's revoked flag, kept for the worker's life: runs queued for a partition
+  // that is gone still read theirs (one flag per assignment, so a few bytes per rebalance).
+  std::vector<std::shared_ptr<std::atomic<bool>>> revoked_flags;
   bool typed_visibility = false;  // some type sets its own visibility timeout
   std::vector<HeaderView> header_buf;
   std::mt19937_64 rng;
@@ -377,12 +381,11 @@ struct Worker::Impl {
           }
           a->started = Clock::now();
           a->visibility.Extend(a->timeout);
-          slot.current = a;
+          slot.current = std::move(a);  // moved, not copied: no reference count per run
         }
-        RunOne(*a, headers);
+        RunOne(*slot.current, headers);  // only this thread replaces slot.current
         std::lock_guard lock(slot.mu);
-        slot.current = nullptr;
-        slot.finished.push_back(std::move(a));
+        slot.finished.push_back(std::move(slot.current));
       }
       Post(chunk);
     }
@@ -782,7 +785,7 @@ struct Worker::Impl {
     }
     e.state = Entry::State::kRunning;
     ++p.in_flight;
-    auto a = std::make_shared<Attempt>(p.revoked);
+    auto a = std::make_shared<Attempt>(p.revoked.get());
     a->msg = e.msg;
     a->epoch = p.epoch;
     a->offset = e.offset;
@@ -1254,6 +1257,7 @@ struct Worker::Impl {
         if (auto old = partitions.find(TpView(p.topic, p.partition)); old != partitions.end()) {
           live.erase(old->second.epoch);
         }
+        revoked_flags.push_back(p.revoked);
         auto [it, inserted] = partitions.insert_or_assign(TpKey(p.topic, p.partition), std::move(p));
         live[it->second.epoch] = &it->second;
       }
