@@ -164,4 +164,31 @@ TEST(BadInput, AMessageTypesPolicyOverridesTheWorkerAndItsBackoffIsRespected) {
   }
 }
 
+TEST(BadInput, MessagesThatCanNeverBeSentAreSentAgainWithoutRerunningTheHandlerThenDeadLettered) {
+  const std::string topic = TestBroker::UniqueName("it-unsendable");
+  const std::string group = TestBroker::UniqueName("g");
+  TestBroker::Get().CreateTopic(topic, 1);
+  std::atomic<int> runs{0};
+  kbus::HandlerRegistry handlers;
+  handlers.Handle<it::Work>(
+      [&](const it::Work& w, kbus::Context& ctx) {
+        ++runs;
+        // Larger than any broker takes (message.max.bytes): no round of sends can succeed.
+        ctx.SendRaw("it.Huge", kbus::MessageKind::kEvent, "\"" + std::string(2 << 20, 'x') + "\"",
+                    {.topic = topic + "-out"});
+        (void)w;
+      },
+      {.topic = topic, .policy = {.max_deliveries = 3}});
+  it::RunningWorker worker(it::WorkerConfigFor(group), handlers);
+  kbus::kafka::Producer producer(it::ProducerConfig());
+  ASSERT_TRUE(producer.SendSync(kbus::BuildRecord(it::Work{5, "t", ""}, {.topic = topic})).ok());
+
+  const auto dlq = ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(group), 1);
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(dlq[0].FindHeader("kbus-dlq-reason"), "publish-error");
+  EXPECT_NE(dlq[0].FindHeader("kbus-dlq-error").value_or("").find("3 rounds"), std::string::npos)
+      << dlq[0].FindHeader("kbus-dlq-error").value_or("");
+  EXPECT_EQ(runs.load(), 1) << "the handler ran again although only its sends failed";
+}
+
 }  // namespace

@@ -2,7 +2,7 @@
 // Idempotency guards for a handler's own side effects (charge a card, send an e-mail).
 //
 // kbus delivers at-least-once: a handler may run twice for one message (redelivery after a
-// crash or a rebalance, a retry after its outgoing sends failed). Outgoing kbus messages get
+// crash or a rebalance, a retry after its visibility timeout). Outgoing kbus messages get
 // deterministic ids, so their consumers can drop duplicates; a side effect outside kbus needs
 // this guard instead:
 //
@@ -22,8 +22,8 @@
 // of the handler, and truly exactly-once needs the side effect's own idempotency: pass the key
 // to the payment API (most have an idempotency-key parameter) or make the write conditional.
 //
-// Send and Publish after RunOnce, not inside the side effect: a delivery retried because its
-// outgoing sends failed finds the key done and skips the side effect, and must still send. A
+// Send and Publish after RunOnce, not inside the side effect: a delivery that runs again after
+// a crash finds the key done and skips the side effect, and must still send. A
 // duplicate sends messages with the same ids as the first delivery did, which their consumers
 // can drop.
 //

@@ -137,7 +137,8 @@ struct Worker::Impl {
       kSending,  // waiting for the broker to acknowledge its sends or its copy
       kDone,     // may be committed
     };
-    enum class Copy { kNone, kDeadLetter, kRetryTier };
+    // What the pending or next send is: the handler's outgoing messages, or a copy of the record.
+    enum class Copy { kNone, kOutgoing, kDeadLetter, kRetryTier };
     std::int64_t offset = 0;
     MessagePtr msg;
     State state = State::kQueued;
@@ -151,7 +152,9 @@ struct Worker::Impl {
     std::uint64_t run = 0;     // bumped per run; a result of an earlier run is stale
     int pending_sends = 0;
     bool send_failed = false;
-    Copy copy = Copy::kNone;  // what the pending or next send is, besides handler output
+    Copy copy = Copy::kNone;
+    std::vector<OutgoingRecord> outgoing;  // kept until acknowledged, to be sent again
+    int send_rounds = 0;                   // failed rounds of sending `outgoing`
     std::string tier_topic;
     std::string_view reason;
     std::string error;
@@ -253,6 +256,8 @@ struct Worker::Impl {
   static constexpr int kMaxInFlight = 4000;
   // How soon to try again when the broker refused a lease commit (e.g. during a rebalance).
   static constexpr std::chrono::milliseconds kLeaseRetry{100};
+  // The shortest wait before a failed send (outgoing messages, or a copy) is sent again.
+  static constexpr std::chrono::milliseconds kMinSendRetry{1000};
   // A handler still running this many visibility timeouts after it started is stuck.
   static constexpr int kStuckFactor = 3;
 
@@ -760,8 +765,10 @@ struct Worker::Impl {
       for (Entry* e : resend) {
         if (e->copy == Entry::Copy::kDeadLetter) {
           SendDeadLetter(p, *e);
-        } else {
+        } else if (e->copy == Entry::Copy::kRetryTier) {
           SendToTier(p, *e);
+        } else {
+          SendOutgoing(p, *e);
         }
       }
       if (p.suspects_out == 0 && !p.need_lease.empty() && p.in_flight < kMaxInFlight) lease_wanted = true;
@@ -1012,11 +1019,19 @@ struct Worker::Impl {
   // ---- sends --------------------------------------------------------------------------------
 
   void SendAll(Partition& p, Entry& e, std::vector<OutgoingRecord> outgoing) {
+    e.outgoing = std::move(outgoing);
+    e.send_rounds = 0;
+    SendOutgoing(p, e);
+  }
+
+  // Sends (again) the messages the handler produced. A round that fails is sent again whole,
+  // with the same message ids, so consumers can drop what arrived twice.
+  void SendOutgoing(Partition& p, Entry& e) {
     e.state = Entry::State::kSending;
-    e.copy = Entry::Copy::kNone;
+    e.copy = Entry::Copy::kOutgoing;
     e.send_failed = false;
-    e.pending_sends = static_cast<int>(outgoing.size());
-    for (const auto& rec : outgoing) Send(p, e, rec);
+    e.pending_sends = static_cast<int>(e.outgoing.size());
+    for (const auto& rec : e.outgoing) Send(p, e, rec);
     if (e.pending_sends == 0) SendsFinished(p, e);  // every send was refused at once
   }
 
@@ -1090,24 +1105,34 @@ struct Worker::Impl {
     if (!e.send_failed) {
       if (e.copy == Entry::Copy::kDeadLetter) Count(dead_lettered);
       if (e.copy == Entry::Copy::kRetryTier) Count(delayed);
+      e.outgoing.clear();
       Finish(p, e);
       return;
     }
-    Log(LogLevel::kError, e.copy != Entry::Copy::kNone ? "copy send failed, will retry" : "outgoing send failed",
-        {{"topic", p.topic}, {"partition", p.partition}, {"offset", e.offset}, {"error", e.error}});
     const DeliveryPolicy* policy = PolicyOf(*e.msg);
+    if (e.copy == Entry::Copy::kOutgoing && ++e.send_rounds >= MaxDeliveries(policy)) {
+      // The handler did its part; its messages cannot be sent. Never commit past them.
+      Log(LogLevel::kError, "outgoing messages could not be sent, dead-lettering the record",
+          {{"topic", p.topic}, {"partition", p.partition}, {"offset", e.offset}, {"rounds", e.send_rounds},
+           {"error", e.error}});
+      e.outgoing.clear();
+      e.reason = reason::kPublishError;
+      e.error = "the handler succeeded, but its outgoing messages could not be sent in " +
+                std::to_string(e.send_rounds) + " rounds: " + e.error;
+      SendDeadLetter(p, e);
+      return;
+    }
+    // Sent again when due: a copy, or the handler's messages, without running the handler again.
+    Log(LogLevel::kError, e.copy == Entry::Copy::kOutgoing ? "outgoing send failed, will send again"
+                                                          : "copy send failed, will send again",
+        {{"topic", p.topic}, {"partition", p.partition}, {"offset", e.offset}, {"error", e.error}});
+    // At least kMinSendRetry apart: after a permanent produce error librdkafka refuses the topic
+    // until its next metadata refresh, about a second, and rounds inside that would be wasted.
     e.state = Entry::State::kWaiting;
-    e.due = Clock::now() + Backoff(e.deliveries, policy);
+    e.due = Clock::now() + std::max<std::chrono::milliseconds>(
+                               kMinSendRetry, Backoff(e.copy == Entry::Copy::kOutgoing ? e.send_rounds : e.deliveries, policy));
     p.waits.push_back(&e);
     NoteWaiting(e.due);
-    if (e.copy != Entry::Copy::kNone) return;  // the copy is sent again when due
-    // Never commit past a failed send: run the handler again (its outgoing ids are the same,
-    // so consumers can drop duplicates), unless its deliveries are used up.
-    if (e.deliveries >= MaxDeliveries(policy)) {
-      p.waits.pop_back();
-      e.reason = reason::kPublishError;
-      SendDeadLetter(p, e);
-    }
   }
 
   // ---- offsets ------------------------------------------------------------------------------
