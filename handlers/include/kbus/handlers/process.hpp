@@ -1,0 +1,122 @@
+#pragma once
+// The local process backend of the launcher: runs one allow-listed program as a child process
+// and reports what happens to it.
+//
+// Safety, by construction:
+// - no shell: an absolute path and an argv array go to execve; user arguments reach the child
+//   byte for byte, whatever they contain;
+// - an explicit environment: nothing of the launcher's own environment leaks into the child;
+// - the child runs in its own process group, so a timeout or a cancel signals it and every
+//   descendant that stayed in the group: SIGTERM, then SIGKILL after a grace period;
+// - the child is killed if the thread that started it dies (PR_SET_PDEATHSIG), so a launcher
+//   killed with SIGKILL does not leave its children running;
+// - stdout and stderr are read as they come, so a child writing any amount never blocks; stdout
+//   lines in the progress format become progress reports, and the last 4 KiB of stderr are kept;
+// - the child is always reaped: no zombies.
+//
+// Thread safety: RunProcess blocks its calling thread for the life of the child (PDEATHSIG ties
+// the child to that thread). Cancel() of a ProcessControl may be called from any thread.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kbus/result.hpp"
+
+namespace kbus::handlers {
+
+// "progress: 42 encoding pass 1": a line of the child's stdout that starts with "progress:",
+// then an integer percentage from 0 to 100, then an optional message. Anything else is not
+// progress (the line is only counted), so a child's other output cannot fake or break it.
+struct Progress {
+  int percent = 0;
+  std::string message;
+};
+std::optional<Progress> ParseProgressLine(std::string_view line);
+
+// What to run. Built by AllowList::Resolve from a program name, never from user text directly.
+struct ProcessSpec {
+  std::string path;                         // absolute path of the executable
+  std::vector<std::string> args;            // argv[1..]; argv[0] is the program's name
+  std::string argv0;                        // default: the path
+  std::map<std::string, std::string> env;   // the child's whole environment
+  std::chrono::milliseconds run_timeout{0};  // 0: none
+  std::chrono::milliseconds kill_grace{10000};  // between SIGTERM and SIGKILL
+};
+
+enum class ProcessOutcome { kSucceeded, kFailed, kTimedOut, kCancelled, kLaunchFailed };
+std::string_view OutcomeName(ProcessOutcome outcome);  // "succeeded", "timed_out", ...
+
+struct ProcessResult {
+  ProcessOutcome outcome = ProcessOutcome::kLaunchFailed;
+  int exit_code = -1;  // when it exited
+  int signal = 0;      // when a signal ended it
+  std::chrono::milliseconds duration{0};
+  std::string stderr_tail;  // the last 4 KiB of stderr
+  std::string error;        // for kLaunchFailed: why
+  std::uint64_t stdout_lines = 0;
+};
+
+// Observes one run; called on the thread that runs it.
+struct ProcessObserver {
+  std::function<void(int pid)> started;
+  std::function<void(const Progress&)> progress;
+  // Called about every `tick` while the child runs (heartbeats are sent from here).
+  std::function<void()> tick;
+  std::chrono::milliseconds tick_interval{0};  // 0: no ticks
+};
+
+// Lets another thread cancel a run.
+class ProcessControl {
+ public:
+  ProcessControl();
+  ~ProcessControl();
+  ProcessControl(const ProcessControl&) = delete;
+  ProcessControl& operator=(const ProcessControl&) = delete;
+  // The run ends with kCancelled: SIGTERM to the group, grace, SIGKILL. Safe from any thread and
+  // before the run starts (it then ends at once).
+  void Cancel();
+  int fd() const { return fd_; }  // an eventfd, readable once cancelled
+
+ private:
+  int fd_ = -1;
+};
+
+// Runs the child to its end. Never throws for anything the child does.
+ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observer = {},
+                         ProcessControl* control = nullptr);
+
+// Which programs may run. Text format, one program per line, '#' starts a comment:
+//   encode-video = /usr/bin/ffmpeg -hide_banner -nostdin
+//   encode-video.env = LANG TMPDIR
+// The first form names a program (an absolute path) and its fixed leading arguments; the second
+// lists the environment variables a command may set for it (anything else is refused). Arguments
+// are separated by spaces; there is no quoting, so a fixed argument cannot contain a space.
+class AllowList {
+ public:
+  struct Program {
+    std::string path;
+    std::vector<std::string> fixed_args;
+    std::vector<std::string> allowed_env;
+  };
+
+  // Errors name the line and what is wrong with it.
+  static Result<AllowList> Parse(std::string_view text);
+
+  // The spec for program `name` with `args` appended after the fixed ones and `env` as its
+  // environment. Refused: a name not in the list, an environment variable not allowed for it.
+  Result<ProcessSpec> Resolve(std::string_view name, const std::vector<std::string>& args,
+                              const std::map<std::string, std::string>& env) const;
+
+  const std::map<std::string, Program, std::less<>>& programs() const { return programs_; }
+
+ private:
+  std::map<std::string, Program, std::less<>> programs_;
+};
+
+}  // namespace kbus::handlers

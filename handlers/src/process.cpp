@@ -1,0 +1,383 @@
+#include "kbus/handlers/process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+namespace kbus::handlers {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t kStderrTail = 4096;
+constexpr std::size_t kMaxLine = 64 * 1024;  // a longer stdout line is not progress, and is cut
+
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+std::vector<std::string> Words(std::string_view s) {
+  std::vector<std::string> out;
+  while (true) {
+    s = Trim(s);
+    if (s.empty()) return out;
+    std::size_t n = 0;
+    while (n < s.size() && !IsSpace(s[n])) ++n;
+    out.emplace_back(s.substr(0, n));
+    s.remove_prefix(n);
+  }
+}
+
+// An fd closed on scope exit.
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { Reset(); }
+  void Reset(int f = -1) {
+    if (fd >= 0) ::close(fd);
+    fd = f;
+  }
+};
+
+// The child side of the spawn, between vfork and execve: only system calls, no allocation.
+// Shares memory with the (suspended) parent, so it reports an exec failure through `*error`.
+[[noreturn]] void ExecChild(const char* path, char* const* argv, char* const* envp, int null_fd, int out_fd,
+                            int err_fd, pid_t parent, volatile int* error) {
+  ::setpgid(0, 0);                       // its own group: signals reach its descendants too
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);    // dies with the thread that started it
+  if (::getppid() != parent) ::_exit(127);  // that thread died already
+  // Default dispositions and an empty mask, as a fresh program expects.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; ++s) {
+    if (s != SIGKILL && s != SIGSTOP) ::sigaction(s, &dfl, nullptr);
+  }
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) {
+    *error = errno;
+    ::_exit(127);
+  }
+  ::syscall(SYS_close_range, 3U, ~0U, 0U);  // nothing else of the launcher's leaks in
+  ::execve(path, argv, envp);
+  *error = errno;
+  ::_exit(127);
+}
+
+void SignalGroup(pid_t pgid, int sig) { ::kill(-pgid, sig); }
+
+}  // namespace
+
+std::optional<Progress> ParseProgressLine(std::string_view line) {
+  constexpr std::string_view kPrefix = "progress:";
+  line = Trim(line);
+  if (line.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+  line = Trim(line.substr(kPrefix.size()));
+  std::size_t digits = 0;
+  while (digits < line.size() && digits < 4 && line[digits] >= '0' && line[digits] <= '9') ++digits;
+  if (digits == 0 || (digits < line.size() && !IsSpace(line[digits]))) return std::nullopt;
+  int percent = -1;
+  std::from_chars(line.data(), line.data() + digits, percent);
+  if (percent < 0 || percent > 100) return std::nullopt;
+  Progress p;
+  p.percent = percent;
+  p.message = std::string(Trim(line.substr(digits)));
+  return p;
+}
+
+std::string_view OutcomeName(ProcessOutcome outcome) {
+  switch (outcome) {
+    case ProcessOutcome::kSucceeded: return "succeeded";
+    case ProcessOutcome::kFailed: return "failed";
+    case ProcessOutcome::kTimedOut: return "timed_out";
+    case ProcessOutcome::kCancelled: return "cancelled";
+    case ProcessOutcome::kLaunchFailed: return "launch_failed";
+  }
+  return "failed";
+}
+
+ProcessControl::ProcessControl() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+ProcessControl::~ProcessControl() {
+  if (fd_ >= 0) ::close(fd_);
+}
+void ProcessControl::Cancel() {
+  const std::uint64_t one = 1;
+  if (fd_ >= 0) (void)!::write(fd_, &one, sizeof one);
+}
+
+ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observer, ProcessControl* control) {
+  ProcessResult result;
+  const auto started = Clock::now();
+  auto launch_failed = [&](std::string why) {
+    result.outcome = ProcessOutcome::kLaunchFailed;
+    result.error = std::move(why);
+    return result;
+  };
+  if (spec.path.empty() || spec.path.front() != '/') {
+    return launch_failed("the program path '" + spec.path + "' is not absolute");
+  }
+  // Everything the child needs is prepared here: between vfork and execve it may not allocate.
+  std::vector<std::string> env_entries;
+  for (const auto& [k, v] : spec.env) {
+    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos ||
+        v.find('\0') != std::string::npos) {
+      return launch_failed("environment variable '" + k + "' has an invalid name or value");
+    }
+    env_entries.push_back(k + "=" + v);
+  }
+  for (const auto& a : spec.args) {
+    if (a.find('\0') != std::string::npos) return launch_failed("an argument contains a NUL byte");
+  }
+  const std::string argv0 = spec.argv0.empty() ? spec.path : spec.argv0;
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(argv0.c_str()));
+  for (const auto& a : spec.args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env_entries) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return launch_failed(std::string("pipe: ") + std::strerror(errno));
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return launch_failed(std::string("pipe: ") + std::strerror(errno));
+  Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
+  // Our ends never block (the child's stay blocking: it must not see EAGAIN on a full pipe).
+  ::fcntl(out_r.fd, F_SETFL, O_NONBLOCK);
+  ::fcntl(err_r.fd, F_SETFL, O_NONBLOCK);
+  Fd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (null_fd.fd < 0) return launch_failed(std::string("/dev/null: ") + std::strerror(errno));
+
+  // No signal handler of ours may run in the child between vfork and execve.
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  volatile int child_errno = 0;
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::vfork();
+  if (pid == 0) {
+    ExecChild(spec.path.c_str(), argv.data(), envp.data(), null_fd.fd, out_w.fd, err_w.fd, parent, &child_errno);
+  }
+  const int spawn_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return launch_failed(std::string("cannot start a process: ") + std::strerror(spawn_errno));
+  out_w.Reset();
+  err_w.Reset();
+  null_fd.Reset();
+  if (child_errno != 0) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);  // the failed child exited with 127: reap it
+    return launch_failed("cannot execute " + spec.path + ": " + std::strerror(child_errno));
+  }
+  ::setpgid(pid, pid);  // also from here, so the group exists whichever side runs first
+  if (observer.started) observer.started(pid);
+
+  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  const auto run_deadline = spec.run_timeout.count() > 0 ? started + spec.run_timeout : Clock::time_point::max();
+  auto kill_at = Clock::time_point::max();  // SIGKILL after the grace, once SIGTERM went out
+  auto next_tick = observer.tick_interval.count() > 0 ? started + observer.tick_interval : Clock::time_point::max();
+  bool timed_out = false, cancelled = false, exited = false;
+  int status = 0;
+  std::string line;
+  bool line_too_long = false;
+  auto stop = [&](bool& flag) {
+    if (flag || timed_out || cancelled) return;
+    flag = true;
+    SignalGroup(pid, SIGTERM);
+    kill_at = Clock::now() + spec.kill_grace;
+  };
+  auto on_stdout = [&](const char* data, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (data[i] != '\n') {
+        if (line.size() < kMaxLine) {
+          line.push_back(data[i]);
+        } else {
+          line_too_long = true;
+        }
+        continue;
+      }
+      ++result.stdout_lines;
+      if (!line_too_long && observer.progress) {
+        if (auto p = ParseProgressLine(line)) observer.progress(*p);
+      }
+      line.clear();
+      line_too_long = false;
+    }
+  };
+  auto on_stderr = [&](const char* data, std::size_t n) {
+    result.stderr_tail.append(data, n);
+    if (result.stderr_tail.size() > 2 * kStderrTail) {
+      result.stderr_tail.erase(0, result.stderr_tail.size() - kStderrTail);
+    }
+  };
+  // Reads what a pipe has; false at end of file.
+  char buf[65536];
+  auto drain = [&](Fd& fd, bool is_stdout) {
+    for (;;) {
+      const ssize_t n = ::read(fd.fd, buf, sizeof buf);
+      if (n > 0) {
+        if (is_stdout) {
+          on_stdout(buf, static_cast<std::size_t>(n));
+        } else {
+          on_stderr(buf, static_cast<std::size_t>(n));
+        }
+        if (static_cast<std::size_t>(n) < sizeof buf) return true;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return true;
+      fd.Reset();  // end of file or error: done with this pipe
+      return false;
+    }
+  };
+  auto reap = [&](int options) {
+    const pid_t r = ::waitpid(pid, &status, options);
+    if (r == pid) exited = true;
+    return exited;
+  };
+
+  // Runs until the child exited and both pipes reached end of file (or, once it exited, a
+  // short while for descendants that still hold them).
+  auto pipes_closed_by = Clock::time_point::max();
+  while (!exited || out_r.fd >= 0 || err_r.fd >= 0) {
+    const auto now = Clock::now();
+    if (now >= run_deadline) stop(timed_out);
+    if (now >= kill_at) {
+      SignalGroup(pid, SIGKILL);
+      kill_at = Clock::time_point::max();
+    }
+    if (now >= next_tick) {
+      if (!exited && observer.tick) observer.tick();
+      next_tick = now + observer.tick_interval;
+    }
+    if (exited && now >= pipes_closed_by) break;
+    pollfd fds[4];
+    nfds_t n = 0;
+    int i_out = -1, i_err = -1, i_pid = -1, i_ctl = -1;
+    if (out_r.fd >= 0) i_out = static_cast<int>(n), fds[n++] = {out_r.fd, POLLIN, 0};
+    if (err_r.fd >= 0) i_err = static_cast<int>(n), fds[n++] = {err_r.fd, POLLIN, 0};
+    if (!exited && pidfd.fd >= 0) i_pid = static_cast<int>(n), fds[n++] = {pidfd.fd, POLLIN, 0};
+    if (!exited && control != nullptr && control->fd() >= 0 && !cancelled) {
+      i_ctl = static_cast<int>(n), fds[n++] = {control->fd(), POLLIN, 0};
+    }
+    auto wake = std::min({run_deadline, kill_at, next_tick, pipes_closed_by});
+    if (!exited && pidfd.fd < 0) wake = std::min(wake, now + std::chrono::milliseconds(10));  // no pidfd: poll
+    const int timeout = wake == Clock::time_point::max()
+                            ? -1
+                            : static_cast<int>(std::clamp<std::int64_t>(
+                                  std::chrono::ceil<std::chrono::milliseconds>(wake - now).count(), 0, 60000));
+    const int ready = ::poll(fds, n, timeout);
+    if (ready < 0 && errno != EINTR) break;
+    if (i_out >= 0 && fds[i_out].revents != 0) drain(out_r, true);
+    if (i_err >= 0 && fds[i_err].revents != 0) drain(err_r, false);
+    if (i_ctl >= 0 && fds[i_ctl].revents != 0) stop(cancelled);
+    if (!exited && ((i_pid >= 0 && fds[i_pid].revents != 0) || pidfd.fd < 0)) {
+      if (reap(WNOHANG)) {
+        // The job is its main process: descendants it left behind in its group go with it, and
+        // the pipes they hold get a moment to deliver what is left.
+        SignalGroup(pid, SIGKILL);
+        pipes_closed_by = Clock::now() + std::chrono::milliseconds(200);
+      }
+    }
+  }
+  if (!exited) reap(0);
+  if (!line.empty()) on_stdout("\n", 1);  // a last line without a newline still counts
+  if (result.stderr_tail.size() > kStderrTail) result.stderr_tail.erase(0, result.stderr_tail.size() - kStderrTail);
+
+  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+  if (timed_out) {
+    result.outcome = ProcessOutcome::kTimedOut;
+  } else if (cancelled) {
+    result.outcome = ProcessOutcome::kCancelled;
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    result.outcome = ProcessOutcome::kSucceeded;
+  } else {
+    result.outcome = ProcessOutcome::kFailed;
+  }
+  return result;
+}
+
+Result<AllowList> AllowList::Parse(std::string_view text) {
+  AllowList list;
+  std::size_t number = 0;
+  auto bad = [&](const std::string& what) {
+    return Error(ErrorCode::kInvalidArgument, "allow-list line " + std::to_string(number) + ": " + what);
+  };
+  while (!text.empty()) {
+    ++number;
+    const auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    line = Trim(line);
+    if (line.empty()) continue;
+    const auto eq = line.find('=');
+    if (eq == std::string_view::npos) return bad("expected 'name = /absolute/path [args...]'");
+    std::string name(Trim(line.substr(0, eq)));
+    const std::vector<std::string> words = Words(line.substr(eq + 1));
+    if (name.size() > 4 && name.substr(name.size() - 4) == ".env") {
+      name.resize(name.size() - 4);
+      auto it = list.programs_.find(name);
+      if (it == list.programs_.end()) return bad("'" + name + ".env' before the program '" + name + "'");
+      for (const auto& w : words) {
+        if (w.find('=') != std::string::npos) return bad("'" + w + "' is not a variable name");
+        it->second.allowed_env.push_back(w);
+      }
+      continue;
+    }
+    if (name.empty() || name.find_first_of(" \t/") != std::string::npos) return bad("'" + name + "' is not a program name");
+    if (words.empty() || words.front().front() != '/') return bad("program '" + name + "' needs an absolute path");
+    if (list.programs_.contains(name)) return bad("program '" + name + "' is listed twice");
+    Program p;
+    p.path = words.front();
+    p.fixed_args.assign(words.begin() + 1, words.end());
+    list.programs_.emplace(std::move(name), std::move(p));
+  }
+  return list;
+}
+
+Result<ProcessSpec> AllowList::Resolve(std::string_view name, const std::vector<std::string>& args,
+                                       const std::map<std::string, std::string>& env) const {
+  auto it = programs_.find(name);
+  if (it == programs_.end()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "program '" + std::string(name) + "' is not in the launcher's allow-list");
+  }
+  const Program& p = it->second;
+  for (const auto& [k, v] : env) {
+    if (std::find(p.allowed_env.begin(), p.allowed_env.end(), k) == p.allowed_env.end()) {
+      return Error(ErrorCode::kInvalidArgument, "environment variable '" + k + "' is not allowed for program '" +
+                                                    std::string(name) + "'");
+    }
+  }
+  ProcessSpec spec;
+  spec.path = p.path;
+  spec.argv0 = std::string(name);
+  spec.args = p.fixed_args;
+  spec.args.insert(spec.args.end(), args.begin(), args.end());
+  spec.env = env;
+  return spec;
+}
+
+}  // namespace kbus::handlers

@@ -1,0 +1,335 @@
+// The launcher's local process backend, with real child processes: argv and environment reach
+// the child byte for byte, progress lines are parsed (garbage is not progress), exit codes and
+// signals are reported, a timeout or a cancel ends the whole process group, a child writing
+// 100 MB does not block, launch failures are reported, and nothing is left as a zombie.
+
+#include "kbus/handlers/process.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <iterator>
+#include <mutex>
+#include <thread>
+
+#include "kbus/testing/matchers.hpp"
+
+namespace {
+
+using kbus::handlers::AllowList;
+using kbus::handlers::ParseProgressLine;
+using kbus::handlers::ProcessControl;
+using kbus::handlers::ProcessObserver;
+using kbus::handlers::ProcessOutcome;
+using kbus::handlers::ProcessSpec;
+using kbus::handlers::RunProcess;
+using kbus::testing::ErrorIs;
+using kbus::testing::IsOk;
+using std::chrono::milliseconds;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+ProcessSpec Encoder(std::vector<std::string> args) {
+  ProcessSpec spec;
+  spec.path = FAKE_ENCODER_PATH;
+  spec.args = std::move(args);
+  return spec;
+}
+
+// True while a process of group `pgid` still runs (zombies, dead and waiting for init to reap
+// them, do not count), waiting up to a second for a SIGKILL to land.
+bool GroupAlive(int pgid) {
+  for (int i = 0; i < 100; ++i) {
+    bool alive = false;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      std::ifstream stat(entry.path() / "stat");
+      std::string text;
+      if (!std::getline(stat, text)) continue;
+      // pid (comm) state ppid pgrp ...; comm may contain spaces and parentheses.
+      const auto close = text.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream rest(text.substr(close + 1));
+      char state = 0;
+      int ppid = 0, pgrp = 0;
+      if (rest >> state >> ppid >> pgrp && pgrp == pgid && state != 'Z' && state != 'X') alive = true;
+    }
+    if (!alive) return false;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return true;
+}
+
+// No child of this process is left unreaped.
+bool NoZombies() {
+  int status = 0;
+  const pid_t r = ::waitpid(-1, &status, WNOHANG);
+  return r == -1 && errno == ECHILD;
+}
+
+std::vector<std::string> SplitNul(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == '\0') {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur.push_back(c);
+    }
+  }
+  return out;
+}
+
+TEST(ProgressLine, ParsesThePercentageAndMessage) {
+  auto p = ParseProgressLine("progress: 42 encoding pass 1");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->percent, 42);
+  EXPECT_EQ(p->message, "encoding pass 1");
+  p = ParseProgressLine("  progress:100\r");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->percent, 100);
+  EXPECT_EQ(p->message, "");
+  EXPECT_EQ(ParseProgressLine("progress: 0 start")->percent, 0);
+}
+
+TEST(ProgressLine, GarbageIsNotProgress) {
+  for (const char* line : {"", "progress", "progress:", "progress: -1 x", "progress: 101 x", "progress: 42x",
+                           "progress: abc", "Progress: 42", "frame=  42 fps=30", "progress: 99999999999 x",
+                           "\x01\xff progress: 5", "progress: 4 2 \xff\xfe"}) {
+    const auto p = ParseProgressLine(line);
+    if (std::string_view(line) == "progress: 4 2 \xff\xfe") {
+      ASSERT_TRUE(p.has_value());  // any bytes may follow in the message
+      EXPECT_EQ(p->percent, 4);
+      continue;
+    }
+    EXPECT_FALSE(p.has_value()) << line;
+  }
+}
+
+TEST(AllowList, ResolvesNamesToTheirPathFixedArgsAndAllowedEnvironment) {
+  auto list = AllowList::Parse(
+      "# programs the launcher may run\n"
+      "encode-video = /usr/bin/ffmpeg -hide_banner -nostdin   # fixed leading args\n"
+      "encode-video.env = LANG TMPDIR\n"
+      "\n"
+      "true = /bin/true\n");
+  ASSERT_THAT(list, IsOk());
+  auto spec = list->Resolve("encode-video", {"-i", "in.mp4"}, {{"LANG", "C"}});
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->path, "/usr/bin/ffmpeg");
+  EXPECT_THAT(spec->args, ElementsAre("-hide_banner", "-nostdin", "-i", "in.mp4"));
+  EXPECT_EQ(spec->env.at("LANG"), "C");
+  EXPECT_EQ(spec->argv0, "encode-video");
+
+  EXPECT_THAT(list->Resolve("rm", {"-rf", "/"}, {}),
+              ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("'rm' is not in the launcher's allow-list")));
+  EXPECT_THAT(list->Resolve("/bin/true", {}, {}), ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("allow-list")));
+  EXPECT_THAT(list->Resolve("encode-video", {}, {{"LD_PRELOAD", "/tmp/evil.so"}}),
+              ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("'LD_PRELOAD' is not allowed")));
+}
+
+TEST(AllowList, RefusesBadLinesNamingThem) {
+  EXPECT_THAT(AllowList::Parse("a = /bin/true\nb = relative/path\n"),
+              ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("line 2: program 'b' needs an absolute path")));
+  EXPECT_THAT(AllowList::Parse("just text\n"), ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("line 1")));
+  EXPECT_THAT(AllowList::Parse("x.env = A\n"), ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("before the program")));
+  EXPECT_THAT(AllowList::Parse("a = /bin/true\na = /bin/false\n"),
+              ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("listed twice")));
+}
+
+TEST(RunProcess, ArgumentsAndEnvironmentReachTheChildByteForByteWithoutAShell) {
+  const std::string out = ::testing::TempDir() + "/argv_dump.out";
+  std::remove(out.c_str());
+  const std::vector<std::string> nasty = {"; rm -rf /", "$(id)", "`id`", "'single' \"double\"", "a\nb",
+                                          "*", "", "  spaced  ", "\xff\xfe binary", "--flag=$HOME", "|| true &"};
+  ProcessSpec spec;
+  spec.path = ARGV_DUMP_PATH;
+  spec.args = {out};
+  spec.args.insert(spec.args.end(), nasty.begin(), nasty.end());
+  spec.env = {{"ONLY", "this $(id) ; value"}};
+  ::setenv("KBUS_PARENT_SECRET", "must-not-leak", 1);
+  const auto r = RunProcess(spec);
+  ASSERT_EQ(r.outcome, ProcessOutcome::kSucceeded) << r.error << r.stderr_tail;
+  std::ifstream in(out, std::ios::binary);
+  const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Arguments, then '\n', then the environment: each entry NUL-terminated.
+  std::size_t pos = 0;
+  std::vector<std::string> got_args;
+  for (std::size_t i = 0; i < nasty.size(); ++i) {
+    const auto end = data.find('\0', pos);
+    ASSERT_NE(end, std::string::npos);
+    got_args.push_back(data.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  EXPECT_EQ(got_args, nasty);
+  ASSERT_EQ(data[pos], '\n');
+  EXPECT_THAT(SplitNul(data.substr(pos + 1)), ElementsAre("ONLY=this $(id) ; value"))
+      << "the child saw more than its explicit environment";
+  EXPECT_TRUE(NoZombies());
+}
+
+TEST(RunProcess, ReportsProgressInOrderAndSucceeds) {
+  std::vector<int> percents;
+  int started_pid = 0;
+  ProcessObserver observer;
+  observer.started = [&](int pid) { started_pid = pid; };
+  observer.progress = [&](const kbus::handlers::Progress& p) { percents.push_back(p.percent); };
+  const auto r = RunProcess(Encoder({"--seconds", "0.2", "--steps", "4", "--stderr", "warming up"}), observer);
+  EXPECT_EQ(r.outcome, ProcessOutcome::kSucceeded);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_GT(started_pid, 0);
+  EXPECT_THAT(percents, ElementsAre(25, 50, 75, 100));
+  EXPECT_EQ(r.stderr_tail, "warming up\n");
+  EXPECT_GE(r.duration, milliseconds(150));
+  EXPECT_TRUE(NoZombies());
+}
+
+TEST(RunProcess, ReportsANonZeroExitAndDeathBySignal) {
+  auto failed = RunProcess(Encoder({"--seconds", "0", "--exit-code", "3"}));
+  EXPECT_EQ(failed.outcome, ProcessOutcome::kFailed);
+  EXPECT_EQ(failed.exit_code, 3);
+  EXPECT_EQ(failed.signal, 0);
+  auto crashed = RunProcess(Encoder({"--seconds", "0.1", "--steps", "2", "--crash"}));
+  EXPECT_EQ(crashed.outcome, ProcessOutcome::kFailed);
+  EXPECT_EQ(crashed.signal, SIGABRT);
+  EXPECT_EQ(crashed.exit_code, -1);
+  EXPECT_TRUE(NoZombies());
+}
+
+TEST(RunProcess, ATimeoutEndsTheProcessAndItsGrandchildrenEvenIfTheyIgnoreSigterm) {
+  int pgid = 0;
+  ProcessObserver observer;
+  observer.started = [&](int pid) { pgid = pid; };
+  ProcessSpec spec = Encoder({"--spawn-child", "--ignore-term", "--seconds", "60"});
+  spec.run_timeout = milliseconds(300);
+  spec.kill_grace = milliseconds(300);
+  const auto r = RunProcess(spec, observer);
+  EXPECT_EQ(r.outcome, ProcessOutcome::kTimedOut);
+  EXPECT_EQ(r.signal, SIGKILL) << "SIGTERM was ignored, so SIGKILL after the grace";
+  EXPECT_GE(r.duration, milliseconds(600));
+  EXPECT_LT(r.duration, milliseconds(10000));
+  ASSERT_GT(pgid, 0);
+  EXPECT_FALSE(GroupAlive(pgid)) << "a process of the job's group survived the timeout";
+  EXPECT_TRUE(NoZombies());
+}
+
+TEST(RunProcess, AProcessThatEndsLeavesNoneOfItsGroupBehind) {
+  int pgid = 0;
+  ProcessObserver observer;
+  observer.started = [&](int pid) { pgid = pid; };
+  const auto r = RunProcess(Encoder({"--spawn-child", "--seconds", "0.05", "--steps", "1"}), observer);
+  EXPECT_EQ(r.outcome, ProcessOutcome::kSucceeded);
+  EXPECT_FALSE(GroupAlive(pgid)) << "the grandchild outlived its job";
+  EXPECT_TRUE(NoZombies());
+}
+
+TEST(RunProcess, CancelFromAnotherThreadEndsTheRunAsCancelled) {
+  ProcessControl control;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(milliseconds(200));
+    control.Cancel();
+  });
+  ProcessSpec spec = Encoder({"--seconds", "60"});
+  spec.kill_grace = milliseconds(2000);
+  const auto r = RunProcess(spec, {}, &control);
+  canceller.join();
+  EXPECT_EQ(r.outcome, ProcessOutcome::kCancelled);
+  EXPECT_EQ(r.signal, SIGTERM) << "it honours SIGTERM, so no SIGKILL was needed";
+  EXPECT_LT(r.duration, milliseconds(2000));
+  EXPECT_TRUE(NoZombies());
+}
+
+TEST(RunProcess, AChildWritingAHundredMegabytesDoesNotBlock) {
+  // /bin/sh is the test's own program here (the launcher never adds a shell): 50 MB to each pipe.
+  ProcessSpec spec;
+  spec.path = "/bin/sh";
+  spec.args = {"-c", "yes | head -c 50000000; head -c 50000000 /dev/zero >&2; echo 'progress: 100 done'"};
+  spec.env = {{"PATH", "/usr/bin:/bin"}};
+  spec.run_timeout = milliseconds(60000);
+  std::vector<int> percents;
+  ProcessObserver observer;
+  observer.progress = [&](const kbus::handlers::Progress& p) { percents.push_back(p.percent); };
+  const auto r = RunProcess(spec, observer);
+  EXPECT_EQ(r.outcome, ProcessOutcome::kSucceeded) << r.error;
+  EXPECT_EQ(r.stderr_tail.size(), 4096u);
+  EXPECT_THAT(percents, ElementsAre(100)) << "the progress line after the flood was lost";
+  EXPECT_EQ(r.stdout_lines, 25000001u);
+}
+
+TEST(RunProcess, AnUnknownOrRelativeOrMissingProgramIsALaunchFailure) {
+  ProcessSpec missing;
+  missing.path = "/nonexistent/kbus-no-such-program";
+  auto r = RunProcess(missing);
+  EXPECT_EQ(r.outcome, ProcessOutcome::kLaunchFailed);
+  EXPECT_THAT(r.error, HasSubstr("No such file or directory"));
+  ProcessSpec relative;
+  relative.path = "true";
+  r = RunProcess(relative);
+  EXPECT_EQ(r.outcome, ProcessOutcome::kLaunchFailed);
+  EXPECT_THAT(r.error, HasSubstr("not absolute"));
+  const std::string plain = ::testing::TempDir() + "/kbus-not-executable";
+  std::ofstream(plain) << "data\n";
+  std::filesystem::permissions(plain, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  ProcessSpec not_executable;
+  not_executable.path = plain;
+  r = RunProcess(not_executable);
+  EXPECT_EQ(r.outcome, ProcessOutcome::kLaunchFailed);
+  EXPECT_THAT(r.error, HasSubstr("Permission denied"));
+  EXPECT_TRUE(NoZombies());
+}
+
+TEST(RunProcess, TicksWhileTheChildRuns) {
+  int ticks = 0;
+  ProcessObserver observer;
+  observer.tick = [&] { ++ticks; };
+  observer.tick_interval = milliseconds(50);
+  const auto r = RunProcess(Encoder({"--seconds", "0.4", "--steps", "2"}), observer);
+  EXPECT_EQ(r.outcome, ProcessOutcome::kSucceeded);
+  EXPECT_GE(ticks, 4);
+  EXPECT_LE(ticks, 9);
+}
+
+// True while process `pid` runs (not a zombie), waiting up to a second.
+bool ProcessAlive(int pid) {
+  for (int i = 0; i < 100; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text;
+    if (!std::getline(stat, text)) return false;
+    const auto close = text.rfind(')');
+    const char state = close != std::string::npos && close + 2 < text.size() ? text[close + 2] : 'X';
+    if (state == 'Z' || state == 'X') return false;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return true;
+}
+
+TEST(RunProcess, AJobDiesWithTheLauncherThatStartedIt) {
+  int pids[2];
+  ASSERT_EQ(::pipe(pids), 0);
+  const pid_t launcher = ::fork();
+  ASSERT_GE(launcher, 0);
+  if (launcher == 0) {  // a stand-in launcher: runs one long job, reporting the job's pid
+    ::close(pids[0]);
+    ProcessObserver observer;
+    observer.started = [&](int pid) { (void)!::write(pids[1], &pid, sizeof pid); };
+    RunProcess(Encoder({"--seconds", "60"}), observer);
+    ::_exit(0);
+  }
+  ::close(pids[1]);
+  int job = 0;
+  ASSERT_EQ(::read(pids[0], &job, sizeof job), static_cast<ssize_t>(sizeof job));
+  ::close(pids[0]);
+  ASSERT_TRUE(ProcessAlive(job));
+  ::kill(launcher, SIGKILL);
+  int status = 0;
+  ::waitpid(launcher, &status, 0);
+  EXPECT_FALSE(ProcessAlive(job)) << "the job outlived the launcher killed with SIGKILL";
+}
+
+}  // namespace
