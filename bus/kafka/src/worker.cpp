@@ -489,8 +489,10 @@ struct Worker::Impl {
 
   // ---- the loop -----------------------------------------------------------------------------
 
-  // Records are taken in waves: what the consumer has ready, up to kMaxWave. One lease commit
-  // counts the deliveries of what is about to run before any of it runs.
+  // Each turn takes what the consumer has ready (up to kMaxWave records), serves the results of
+  // the handler threads, abandons runs past their deadline, and, when the pool runs low, leases
+  // the next batch: one commit counts the deliveries of what is about to run before any of it
+  // runs.
   void Run() {
     next_commit = Clock::now() + config.commit_interval;
     while (!stop.load(std::memory_order_relaxed)) {
