@@ -447,6 +447,13 @@ struct Worker::Impl {
     return finished;
   }
 
+  // The run handler thread `i` is in now, if any; the copy keeps it alive. Poll thread only.
+  AttemptPtr Current(int i) {
+    Slot& slot = slots[static_cast<std::size_t>(i)];
+    std::lock_guard lock(slot.mu);
+    return slot.current;
+  }
+
   void ReclaimAll(Clock::time_point now) {
     for (int i = 0; i < config.handler_threads; ++i) {
       for (auto& a : Reclaim(slots[static_cast<std::size_t>(i)], now)) OnResult(*a);
@@ -775,7 +782,7 @@ struct Worker::Impl {
       }
       if (p.suspects_out == 0 && !p.need_lease.empty() && p.in_flight < kMaxInFlight) lease_wanted = true;
     }
-    for (auto& [p, e] : leased) batch.push_back(Start(*p, *e, now));
+    for (auto& [p, e] : leased) batch.push_back(Start(*p, *e));
     Submit(batch);
   }
 
@@ -786,7 +793,7 @@ struct Worker::Impl {
   void NoteWaiting(Clock::time_point due) { next_due = std::min(next_due, due); }
 
   // Hands a leased record to the pool.
-  AttemptPtr Start(Partition& p, Entry& e, Clock::time_point now) {
+  AttemptPtr Start(Partition& p, Entry& e) {
     e.ticket = false;  // this run is the delivery the lease counted
     if (e.suspect && !e.suspect_out) {
       e.suspect_out = true;
@@ -802,7 +809,6 @@ struct Worker::Impl {
     a->run = ++e.run;
     a->delivery = e.deliveries;
     a->timeout = VisibilityTimeout(*e.msg);
-    a->started = now;
     return a;
   }
 
@@ -926,12 +932,7 @@ struct Worker::Impl {
   void CheckHandlers(Clock::time_point now) {
     ReclaimAll(now);
     for (int i = 0; i < config.handler_threads; ++i) {
-      Slot& slot = slots[static_cast<std::size_t>(i)];
-      AttemptPtr a;
-      {
-        std::lock_guard lock(slot.mu);
-        a = slot.current;
-      }
+      const AttemptPtr a = Current(i);
       if (!a) continue;
       if (a->abandoned) {
         if (now >= a->stuck_at) ExitStuck(*a);
@@ -1368,14 +1369,8 @@ struct Worker::Impl {
       ReclaimAll(Clock::now());
     }
     for (int i = 0; i < config.handler_threads; ++i) {
-      Slot& slot = slots[static_cast<std::size_t>(i)];
-      AttemptPtr a;
-      {
-        std::lock_guard lock(slot.mu);
-        a = slot.current;
-      }
-      if (a && !a->abandoned && Live(a->epoch) != nullptr &&
-          std::find(ps.begin(), ps.end(), Live(a->epoch)) != ps.end()) {
+      const AttemptPtr a = Current(i);
+      if (a && !a->abandoned && std::find(ps.begin(), ps.end(), Live(a->epoch)) != ps.end()) {
         Abandon(*a, "the worker gave the partition up while the handler still ran", /*decide=*/false);
       }
     }
@@ -1432,12 +1427,7 @@ struct Worker::Impl {
     for (;;) {
       bool running = false;
       for (int i = 0; i < config.handler_threads; ++i) {
-        Slot& slot = slots[static_cast<std::size_t>(i)];
-        AttemptPtr a;
-        {
-          std::lock_guard lock(slot.mu);
-          a = slot.current;
-        }
+        const AttemptPtr a = Current(i);
         if (!a) continue;
         running = true;
         if (!a->abandoned) Abandon(*a, "the worker is stopping", /*decide=*/false);
