@@ -130,18 +130,27 @@ Origin OriginOf(const InboundRecord& record) {
           std::to_string(record.timestamp_ms)};
 }
 
+// A copy of `record` for `topic`: the same key and value, and its headers but those `drop`
+// picks out; room for `extra` more headers.
+template <class Drop>
+OutgoingRecord CopyOf(const InboundRecord& record, std::string topic, std::size_t extra, Drop drop) {
+  OutgoingRecord r;
+  r.topic = std::move(topic);
+  r.key = std::string(record.key);
+  r.payload = std::string(record.payload);
+  r.headers.reserve(record.headers.size() + extra);
+  for (const auto& h : record.headers) {
+    if (!drop(h.name)) r.headers.push_back({std::string(h.name), std::string(h.value)});
+  }
+  return r;
+}
+
 }  // namespace
 
 OutgoingRecord MakeRetry(const InboundRecord& record, const RetryInfo& info) {
-  OutgoingRecord r;
-  r.topic = std::string(info.topic);
-  r.key = std::string(record.key);
-  r.payload = std::string(record.payload);
-  r.headers.reserve(record.headers.size() + 7);
-  for (const auto& h : record.headers) {
-    if (HasPrefix(h.name, header::kRetryPrefix) || h.name == header::kDeliveryCount) continue;
-    r.headers.push_back({std::string(h.name), std::string(h.value)});
-  }
+  OutgoingRecord r = CopyOf(record, std::string(info.topic), 7, [](std::string_view name) {
+    return HasPrefix(name, header::kRetryPrefix) || name == header::kDeliveryCount;
+  });
   Origin origin = OriginOf(record);
   r.headers.push_back({std::string(header::kDeliveryCount), std::to_string(info.deliveries)});
   r.headers.push_back({std::string(header::kRetryDue), std::to_string(info.due_ms)});
@@ -154,21 +163,13 @@ OutgoingRecord MakeRetry(const InboundRecord& record, const RetryInfo& info) {
 }
 
 OutgoingRecord MakeDeadLetter(const InboundRecord& record, const DeadLetterInfo& info) {
-  OutgoingRecord r;
-  r.topic = DeadLetterTopic(info.group);
-  r.key = std::string(record.key);
-  r.payload = std::string(record.payload);
-  r.headers.reserve(record.headers.size() + 10);
+  // A redriven message that fails again gets fresh diagnostics, not two sets; a record from a
+  // retry tier loses the headers of the tier (the dlq headers name its origin).
   const bool from_tier = record.FindHeader(header::kRetryTopic).has_value();
-  for (const auto& h : record.headers) {
-    // A redriven message that fails again gets fresh diagnostics, not two sets; a record from a
-    // retry tier loses the headers of the tier (the dlq headers name its origin).
-    if (HasPrefix(h.name, header::kDlqPrefix) || HasPrefix(h.name, header::kRetryPrefix) ||
-        (from_tier && h.name == header::kDeliveryCount)) {
-      continue;
-    }
-    r.headers.push_back({std::string(h.name), std::string(h.value)});
-  }
+  OutgoingRecord r = CopyOf(record, DeadLetterTopic(info.group), 10, [&](std::string_view name) {
+    return HasPrefix(name, header::kDlqPrefix) || HasPrefix(name, header::kRetryPrefix) ||
+           (from_tier && name == header::kDeliveryCount);
+  });
   Origin origin = OriginOf(record);
   std::string error(info.error.substr(0, kMaxErrorBytes));
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
