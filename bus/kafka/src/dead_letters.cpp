@@ -363,6 +363,28 @@ Status LoadCursors(rd_kafka_t* rk, const std::string& topic,
   return Ok();
 }
 
+// What ListDeadLetters and ReadDeadLetter start from: a consumer outside any group, and the
+// dead-letter topic's partitions with their watermarks, read before `deadline`.
+struct DeadLetterReader {
+  RdKafkaPtr consumer;
+  std::string topic;
+  std::vector<PartitionRange> ranges;
+  Clock::time_point deadline;
+};
+
+Result<DeadLetterReader> OpenReader(const ClientConfig& client, std::string_view group, milliseconds timeout) {
+  DeadLetterReader reader;
+  reader.deadline = Clock::now() + timeout;
+  reader.topic = DeadLetterTopic(group);
+  auto consumer = NewConsumer(client, ReaderGroup());
+  if (!consumer.ok()) return consumer.error();
+  reader.consumer = std::move(*consumer);
+  auto ranges = Ranges(reader.consumer.get(), reader.topic, reader.deadline);
+  if (!ranges.ok()) return ranges.error();
+  reader.ranges = std::move(*ranges);
+  return reader;
+}
+
 }  // namespace
 
 std::optional<std::string_view> DeadLetterRecord::FindHeader(std::string_view name) const {
@@ -390,17 +412,15 @@ Result<std::vector<DeadLetterRecord>> ListDeadLetters(const ClientConfig& client
                                                       std::string_view group,
                                                       const DeadLetterFilter& filter,
                                                       milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  const std::string topic = DeadLetterTopic(group);
-  auto consumer = NewConsumer(client, ReaderGroup());
-  if (!consumer.ok()) return consumer.error();
-  rd_kafka_t* rk = consumer->get();
-  auto ranges = Ranges(rk, topic, deadline);
-  if (!ranges.ok()) return ranges.error();
+  auto reader = OpenReader(client, group, timeout);
+  if (!reader.ok()) return reader.error();
+  rd_kafka_t* rk = reader->consumer.get();
+  const std::string& topic = reader->topic;
+  const auto deadline = reader->deadline;
   std::vector<DeadLetterRecord> out;
   Status status = Ok();
   // One partition after the other, so that a limit keeps the same records every time.
-  for (const auto& r : *ranges) {
+  for (const auto& r : reader->ranges) {
     if (filter.limit != 0 && out.size() >= filter.limit) break;
     status = ReadPartition(rk, topic, r.partition, r.low, r.high, deadline,
                            [&](DeadLetterRecord&& record) {
@@ -417,20 +437,19 @@ Result<std::vector<DeadLetterRecord>> ListDeadLetters(const ClientConfig& client
 Result<DeadLetterRecord> ReadDeadLetter(const ClientConfig& client, std::string_view group,
                                         std::int32_t partition, std::int64_t offset,
                                         milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  const std::string topic = DeadLetterTopic(group);
-  auto consumer = NewConsumer(client, ReaderGroup());
-  if (!consumer.ok()) return consumer.error();
-  rd_kafka_t* rk = consumer->get();
-  auto ranges = Ranges(rk, topic, deadline);
-  if (!ranges.ok()) return ranges.error();
+  auto reader = OpenReader(client, group, timeout);
+  if (!reader.ok()) return reader.error();
+  rd_kafka_t* rk = reader->consumer.get();
+  const std::string& topic = reader->topic;
+  const auto deadline = reader->deadline;
+  const std::vector<PartitionRange>& ranges = reader->ranges;
   const std::string where = Where(topic, partition, offset);
-  if (partition < 0 || partition >= static_cast<std::int32_t>(ranges->size())) {
+  if (partition < 0 || partition >= static_cast<std::int32_t>(ranges.size())) {
     Close(rk);
     return Error(ErrorCode::kNotFound, "no record at " + where + ": '" + topic + "' has " +
-                                           std::to_string(ranges->size()) + " partitions");
+                                           std::to_string(ranges.size()) + " partitions");
   }
-  const PartitionRange& range = (*ranges)[static_cast<std::size_t>(partition)];
+  const PartitionRange& range = ranges[static_cast<std::size_t>(partition)];
   if (offset < range.low || offset >= range.high) {
     Close(rk);
     return Error(ErrorCode::kNotFound,
