@@ -220,4 +220,14 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, std::chrono::mill
   return child.Wait(timeout);
 }
 
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (std::size_t eol; (eol = text.find('\n', start)) != std::string::npos; start = eol + 1) {
+    out.push_back(text.substr(start, eol - start));
+  }
+  if (start < text.size()) out.push_back(text.substr(start));
+  return out;
+}
+
 }  // namespace kbus::test

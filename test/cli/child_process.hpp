@@ -72,4 +72,7 @@ class ChildProcess {
 ProcessResult RunProcess(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                          std::string stdin_data = {}, const std::vector<std::string>& env = {});
 
+// `text` split at newlines; a last line without one counts too.
+std::vector<std::string> Lines(const std::string& text);
+
 }  // namespace kbus::test

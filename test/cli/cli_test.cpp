@@ -68,16 +68,6 @@ std::string KbusSend(const std::string& topic, const std::string& type, const st
   return id;
 }
 
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  for (std::size_t eol; (eol = text.find('\n', start)) != std::string::npos; start = eol + 1) {
-    out.push_back(text.substr(start, eol - start));
-  }
-  if (start < text.size()) out.push_back(text.substr(start));
-  return out;
-}
-
 std::optional<std::string> StringMember(const JsonValue& object, std::string_view name) {
   auto v = object.Find(name);
   if (!v || !v->IsString()) return std::nullopt;

@@ -28,6 +28,7 @@ using kbus::kafka::ListDeadLetters;
 using kbus::kafka::Redrive;
 using kbus::kafka::RedriveOptions;
 using kbus::kafka::RedriveReport;
+using kbus::test::Lines;
 using kbus::test::ProcessResult;
 using kbus::test::TestBroker;
 using kbus::test::WaitFor;
@@ -356,16 +357,6 @@ TEST(DeadLetters, ListingTheDeadLettersOfAGroupWithoutATopicSaysSo) {
 ProcessResult Kbus(std::vector<std::string> args) {
   args.insert(args.begin(), KBUS_CLI_PATH);
   return kbus::test::RunProcess(args, seconds(60));
-}
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  for (std::size_t eol; (eol = text.find('\n', start)) != std::string::npos; start = eol + 1) {
-    out.push_back(text.substr(start, eol - start));
-  }
-  if (start < text.size()) out.push_back(text.substr(start));
-  return out;
 }
 
 TEST(KbusDlq, ListPrintsALinePerRecordShowPrintsOneAndRedriveSummarises) {

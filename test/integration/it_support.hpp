@@ -61,9 +61,11 @@ class Tally {
   std::map<std::int64_t, int> counts_;
 };
 
-inline kbus::kafka::WorkerConfig WorkerConfigFor(const std::string& group) {
+// The tests' worker settings (short session, fast fetches and commits, quick retries), for
+// `group` on `brokers`.
+inline kbus::kafka::WorkerConfig WorkerConfigFor(const std::string& group, const std::string& brokers) {
   kbus::kafka::WorkerConfig c;
-  c.client.brokers = kbus::test::TestBroker::Get().bootstrap();
+  c.client.brokers = brokers;
   c.group = group;
   c.session_timeout = std::chrono::seconds(6);
   c.fetch_wait_max = std::chrono::milliseconds(10);
@@ -75,6 +77,11 @@ inline kbus::kafka::WorkerConfig WorkerConfigFor(const std::string& group) {
     c.assignment_strategy = s;
   }
   return c;
+}
+
+// The same, on the test broker.
+inline kbus::kafka::WorkerConfig WorkerConfigFor(const std::string& group) {
+  return WorkerConfigFor(group, kbus::test::TestBroker::Get().bootstrap());
 }
 
 inline kbus::kafka::ProducerConfig ProducerConfig() {

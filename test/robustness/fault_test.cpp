@@ -115,15 +115,7 @@ void RunThroughFault(const char* name, const Fault& fault) {
   produce(0, kFirstHalf);
   ASSERT_FALSE(testing::Test::HasFatalFailure());
 
-  kbus::kafka::WorkerConfig wc;  // as it::WorkerConfigFor, on this test's own broker
-  wc.client.brokers = broker.bootstrap();
-  wc.group = group;
-  wc.session_timeout = std::chrono::seconds(6);
-  wc.fetch_wait_max = std::chrono::milliseconds(10);
-  wc.commit_interval = std::chrono::milliseconds(200);
-  wc.retry_backoff_initial = std::chrono::milliseconds(20);
-  wc.retry_backoff_max = std::chrono::milliseconds(100);
-  it::RunningWorker worker(wc, handlers);
+  it::RunningWorker worker(it::WorkerConfigFor(group, broker.bootstrap()), handlers);  // its own broker
   ASSERT_TRUE(WaitFor([&] { return tally.Distinct() >= kCommands / 5; }, std::chrono::seconds(60)))
       << "the worker never got going";
   ASSERT_LT(tally.Distinct(), static_cast<std::size_t>(kFirstHalf)) << "the fault came too late to test";
