@@ -29,7 +29,7 @@ DispatchResult SkipResult(std::string_view type) {
 }  // namespace
 
 DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt,
-                                    Visibility* visibility) const {
+                                    Visibility* visibility, SlotHold* slot) const {
   const Envelope envelope = ParseEnvelope(record.headers);
 
   // Whether an unknown message is ours to dead-letter: the sender's kbus-kind says so, and
@@ -63,7 +63,7 @@ DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt,
     return DeadLetterResult(envelope.type, reason::kDecodeError, parsed.error().message());
   }
 
-  Context ctx(record, envelope, attempt, visibility);
+  Context ctx(record, envelope, attempt, visibility, slot);
   DispatchResult r;
   r.type = envelope.type;
   try {

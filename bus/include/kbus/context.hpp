@@ -18,6 +18,7 @@
 #include "kbus/envelope.hpp"
 #include "kbus/message.hpp"
 #include "kbus/record.hpp"
+#include "kbus/slots.hpp"
 
 namespace kbus {
 
@@ -79,10 +80,11 @@ class Visibility {
 
 class Context {
  public:
-  // `visibility` may be null: the delivery then has no deadline.
+  // `visibility` may be null: the delivery then has no deadline. `slot` is the slot taken for
+  // this delivery when its type's policy names Slots.
   Context(const InboundRecord& record, const Envelope& envelope, int attempt,
-          Visibility* visibility = nullptr)
-      : record_(record), envelope_(envelope), attempt_(attempt), visibility_(visibility) {}
+          Visibility* visibility = nullptr, SlotHold* slot = nullptr)
+      : record_(record), envelope_(envelope), attempt_(attempt), visibility_(visibility), slot_(slot) {}
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
@@ -105,6 +107,11 @@ class Context {
   // True once the delivery was abandoned (its deadline passed, or the worker is giving the
   // partition away). A cooperative handler stops early; whatever it returns is discarded.
   bool Cancelled() const { return visibility_ != nullptr && visibility_->cancelled(); }
+
+  // Keeps this delivery's slot (DeliveryPolicy::slots) past the handler's return, for work that
+  // goes on after it; the slot is given back when the returned hold is destroyed. An empty hold
+  // when the type has no slots, or when it was kept already.
+  SlotHold KeepSlot() { return slot_ != nullptr ? std::move(*slot_) : SlotHold(); }
 
   // Sends a command, sent only if this handler returns Ack.
   template <Command T>
@@ -133,6 +140,7 @@ class Context {
   const Envelope& envelope_;
   int attempt_;
   Visibility* visibility_;
+  SlotHold* slot_;
   std::vector<OutgoingRecord> outgoing_;
 };
 

@@ -53,9 +53,10 @@ class Dispatcher {
   explicit Dispatcher(const HandlerRegistry& registry) : registry_(registry) {}
 
   // `attempt` is 1 for the first delivery of this record. `visibility`, if given, is what the
-  // handler's Context reports as its deadline and cancellation.
+  // handler's Context reports as its deadline and cancellation; `slot`, the slot taken for it
+  // (Context::KeepSlot).
   DispatchResult Dispatch(const InboundRecord& record, int attempt,
-                          Visibility* visibility = nullptr) const;
+                          Visibility* visibility = nullptr, SlotHold* slot = nullptr) const;
 
  private:
   const HandlerRegistry& registry_;

@@ -24,6 +24,7 @@
 #include "kbus/json.hpp"
 #include "kbus/message.hpp"
 #include "kbus/outcome.hpp"
+#include "kbus/slots.hpp"
 
 namespace kbus {
 
@@ -44,6 +45,9 @@ struct DeliveryPolicy {
   // true for what a handler threw, the message goes to the dead-letter topic at once, with
   // reason "non-retryable". Without it, every exception is retried.
   std::function<bool(const std::exception&)> non_retryable;
+  // Bounded work that outlives the handler (kbus/slots.hpp): a delivery runs only with a free
+  // slot, and a partition whose next record finds none is paused until one is given back.
+  std::shared_ptr<Slots> slots;
 };
 
 struct HandlerOptions {

@@ -122,6 +122,7 @@ struct Worker::Impl {
     Clock::time_point started{};   // written by the handler thread under its slot's lock
     bool ran = false;
     DispatchResult result;
+    SlotHold slot;  // taken for this run (DeliveryPolicy::slots); the handler may keep it
     // Poll thread only:
     bool abandoned = false;
     Clock::time_point stuck_at = Clock::time_point::max();
@@ -160,6 +161,7 @@ struct Worker::Impl {
     std::string error;
     Clock::time_point due{};
     Clock::time_point not_before{};  // records of a retry tier: their due time
+    SlotHold slot;                   // taken with the lease, handed to the run
   };
 
   // Who may run next for one ordering key: the holder, then the parked records in offset order.
@@ -180,6 +182,7 @@ struct Worker::Impl {
     std::int64_t committed = -1;      // last commit the broker accepted
     bool paused = false;              // paused because too many records are buffered
     bool head_wait = false;           // paused until the head of a retry tier is due
+    bool starved = false;             // paused until a slot (DeliveryPolicy::slots) is free
     std::uint64_t epoch = 0;  // unique per assignment: late reports must not match
     std::shared_ptr<std::atomic<bool>> revoked = std::make_shared<std::atomic<bool>>(false);
     std::deque<Entry*> need_lease;  // may run once leased
@@ -219,13 +222,17 @@ struct Worker::Impl {
     for (const auto& route : handlers.Routes()) {
       const DeliveryPolicy& p = route->policy;
       if (p.visibility_timeout) typed_visibility = true;
+      if (p.slots) slot_pools.push_back(p.slots);
       if (p.retry_tiers) {
         for (const auto& tier : *p.retry_tiers) tier_topics.insert(RetryTierTopic(config.group, tier));
       }
     }
   }
 
-  ~Impl() { StopPool(); }
+  ~Impl() {
+    DetachSlots();
+    StopPool();
+  }
 
   WorkerConfig config;
   const HandlerRegistry& handlers;
@@ -243,6 +250,19 @@ struct Worker::Impl {
   // that is gone still read theirs (one flag per assignment, so a few bytes per rebalance).
   std::vector<std::shared_ptr<std::atomic<bool>>> revoked_flags;
   bool typed_visibility = false;  // some type sets its own visibility timeout
+  // Slots of the types that need them, and how a slot given back wakes the poll thread.
+  struct SlotWake {
+    std::mutex mu;
+    rd_kafka_queue_t* queue = nullptr;  // null once the worker is stopping
+    std::atomic<bool> freed{false};
+    void Signal() {
+      freed.store(true);
+      std::lock_guard lock(mu);
+      if (queue != nullptr) rd_kafka_queue_yield(queue);
+    }
+  };
+  std::vector<std::shared_ptr<Slots>> slot_pools;
+  std::shared_ptr<SlotWake> slot_wake = std::make_shared<SlotWake>();
   std::vector<HeaderView> header_buf;
   std::mt19937_64 rng;
   int pending_sends = 0;
@@ -302,6 +322,15 @@ struct Worker::Impl {
     // Serve logs, rebalances and commit results from rd_kafka_consumer_poll, on our thread.
     rd_kafka_poll_set_consumer(consumer.get());
     consumer_queue.reset(rd_kafka_queue_get_consumer(consumer.get()));
+    if (!slot_pools.empty()) {
+      {
+        std::lock_guard lock(slot_wake->mu);
+        slot_wake->queue = consumer_queue.get();
+      }
+      for (const auto& pool : slot_pools) {
+        pool->SetListener([wake = slot_wake] { wake->Signal(); });
+      }
+    }
 
     ProducerConfig pc;
     pc.client = config.client;
@@ -381,6 +410,7 @@ struct Worker::Impl {
           }
           a = std::move(slot.pending[slot.next++]);
           if (a->revoked->load(std::memory_order_acquire)) {  // not run: the partition is going
+            a->slot.Release();
             slot.finished.push_back(std::move(a));
             continue;
           }
@@ -398,12 +428,13 @@ struct Worker::Impl {
 
   void RunOne(Attempt& a, std::vector<HeaderView>& headers) {
     try {
-      a.result = dispatcher.Dispatch(ViewRecord(a.msg.get(), headers), a.delivery, &a.visibility);
+      a.result = dispatcher.Dispatch(ViewRecord(a.msg.get(), headers), a.delivery, &a.visibility, &a.slot);
     } catch (const std::exception& e) {  // e.g. bad_alloc outside the handler
       a.result = DispatchResult{};
       a.result.kind = DispatchResult::Kind::kRetry;
       a.result.error = std::string("dispatch failed: ") + e.what();
     }
+    a.slot.Release();  // unless the handler kept it
     a.ran = true;
   }
 
@@ -516,6 +547,7 @@ struct Worker::Impl {
         if (++taken >= kMaxWave) break;
       }
       ProcessResults();
+      if (!slot_pools.empty() && slot_wake->freed.exchange(false)) OnSlotsFreed();
       if (pending_sends > 0) producer->Poll(std::chrono::milliseconds(0));
       const auto now = Clock::now();
       CheckHandlers(now);
@@ -655,7 +687,7 @@ struct Worker::Impl {
     }
     if (p.head_wait) {
       p.head_wait = false;
-      if (p.entries.size() < config.max_buffered_per_partition) SetPaused(p, false);
+      if (!p.starved && p.entries.size() < config.max_buffered_per_partition) SetPaused(p, false);
     }
   }
 
@@ -706,21 +738,23 @@ struct Worker::Impl {
       const std::size_t first = leased.size();
       const std::size_t quota = std::min(share, left);
       auto lease = [&](Entry* e) {
+        if (!slot_pools.empty() && !TakeSlot(p, *e)) return false;
         e->ticket = true;
         ++e->deliveries;
         leased.emplace_back(&p, e);
+        return true;
       };
       for (Entry* w : p.waits) {
         if (w->due > now) {
           NoteWaiting(w->due);
         } else if (w->copy != Entry::Copy::kNone) {
           lease_wanted = true;  // a copy to send again: no lease needed, sent below
-        } else if (p.in_flight + static_cast<int>(leased.size() - first) < kMaxInFlight &&
+        } else if (!p.starved && p.in_flight + static_cast<int>(leased.size() - first) < kMaxInFlight &&
                    leased.size() - first < quota) {
           lease(w);
         }
       }
-      if (p.suspects_out == 0) {
+      if (p.suspects_out == 0 && !p.starved) {
         for (Entry* e : p.need_lease) {
           if (p.in_flight + static_cast<int>(leased.size() - first) >= kMaxInFlight) break;
           if (leased.size() - first >= quota) {
@@ -731,7 +765,7 @@ struct Worker::Impl {
             if (leased.size() == first) lease(e);
             break;
           }
-          lease(e);
+          if (!lease(e)) break;  // no free slot: the partition waits for one
         }
       }
       if (leased.size() == first) continue;
@@ -743,6 +777,7 @@ struct Worker::Impl {
       for (auto it = beyond; it != leased.end(); ++it) {
         it->second->ticket = false;
         --it->second->deliveries;
+        it->second->slot.Release();
       }
       leased.erase(beyond, leased.end());
       if (leased.size() == first) continue;
@@ -754,6 +789,7 @@ struct Worker::Impl {
       for (auto& [p, e] : leased) {
         e->ticket = false;
         --e->deliveries;
+        e->slot.Release();
       }
       NoteWaiting(now + kLeaseRetry);
       return;
@@ -780,7 +816,9 @@ struct Worker::Impl {
           SendOutgoing(p, *e);
         }
       }
-      if (p.suspects_out == 0 && !p.need_lease.empty() && p.in_flight < kMaxInFlight) lease_wanted = true;
+      if (p.suspects_out == 0 && !p.starved && !p.need_lease.empty() && p.in_flight < kMaxInFlight) {
+        lease_wanted = true;
+      }
     }
     for (auto& [p, e] : leased) batch.push_back(Start(*p, *e));
     Submit(batch);
@@ -791,6 +829,37 @@ struct Worker::Impl {
   std::vector<AttemptPtr> batch_buf;
 
   void NoteWaiting(Clock::time_point due) { next_due = std::min(next_due, due); }
+
+  // Takes a slot for the next run of `e` if its type needs one. Without a free slot the
+  // partition is starved: paused, and not leased from until a slot is given back.
+  bool TakeSlot(Partition& p, Entry& e) {
+    if (e.slot) return true;
+    const DeliveryPolicy* policy = PolicyOf(*e.msg);
+    if (policy == nullptr || !policy->slots) return true;
+    if (policy->slots->TryTake()) {
+      e.slot = SlotHold(policy->slots);
+      return true;
+    }
+    p.starved = true;
+    if (!p.paused) SetPaused(p, true);
+    return false;
+  }
+
+  void OnSlotsFreed() {
+    for (auto& [key, p] : partitions) {
+      if (!p.starved) continue;
+      p.starved = false;
+      if (p.paused && !p.head_wait && p.entries.size() < config.max_buffered_per_partition) SetPaused(p, false);
+      lease_wanted = true;
+    }
+  }
+
+  // Slots outlive the worker (a launcher's jobs keep theirs): stop being woken by them.
+  void DetachSlots() {
+    for (const auto& pool : slot_pools) pool->SetListener(nullptr);
+    std::lock_guard lock(slot_wake->mu);
+    slot_wake->queue = nullptr;
+  }
 
   // Hands a leased record to the pool.
   AttemptPtr Start(Partition& p, Entry& e) {
@@ -809,6 +878,7 @@ struct Worker::Impl {
     a->run = ++e.run;
     a->delivery = e.deliveries;
     a->timeout = VisibilityTimeout(*e.msg);
+    a->slot = std::move(e.slot);
     return a;
   }
 
@@ -819,7 +889,7 @@ struct Worker::Impl {
       p.entries.pop_front();
       if (p.scan > 0) --p.scan;
     }
-    if (p.paused && !p.head_wait && p.entries.size() < config.max_buffered_per_partition / 2 + 1) {
+    if (p.paused && !p.head_wait && !p.starved && p.entries.size() < config.max_buffered_per_partition / 2 + 1) {
       SetPaused(p, false);
     }
   }
@@ -1409,6 +1479,7 @@ struct Worker::Impl {
 
   void Shutdown() {
     Log(LogLevel::kInfo, "worker stopping", {{"group", config.group}});
+    DetachSlots();
     std::vector<Partition*> all;
     for (auto& [key, p] : partitions) all.push_back(&p);
     Drain(all, config.shutdown_grace);
