@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "kbus/testing/matchers.hpp"
+#include "process_group.hpp"
 
 namespace {
 
@@ -29,6 +30,7 @@ using kbus::handlers::ProcessObserver;
 using kbus::handlers::ProcessOutcome;
 using kbus::handlers::ProcessSpec;
 using kbus::handlers::RunProcess;
+using kbus::test::GroupAlive;
 using kbus::testing::ErrorIs;
 using kbus::testing::IsOk;
 using std::chrono::milliseconds;
@@ -40,29 +42,6 @@ ProcessSpec Encoder(std::vector<std::string> args) {
   spec.path = FAKE_ENCODER_PATH;
   spec.args = std::move(args);
   return spec;
-}
-
-// True while a process of group `pgid` still runs (zombies, dead and waiting for init to reap
-// them, do not count), waiting up to a second for a SIGKILL to land.
-bool GroupAlive(int pgid) {
-  for (int i = 0; i < 100; ++i) {
-    bool alive = false;
-    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-      std::ifstream stat(entry.path() / "stat");
-      std::string text;
-      if (!std::getline(stat, text)) continue;
-      // pid (comm) state ppid pgrp ...; comm may contain spaces and parentheses.
-      const auto close = text.rfind(')');
-      if (close == std::string::npos) continue;
-      std::istringstream rest(text.substr(close + 1));
-      char state = 0;
-      int ppid = 0, pgrp = 0;
-      if (rest >> state >> ppid >> pgrp && pgrp == pgid && state != 'Z' && state != 'X') alive = true;
-    }
-    if (!alive) return false;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return true;
 }
 
 // No child of this process is left unreaped.

@@ -1,0 +1,107 @@
+#pragma once
+// Launcher: the handlers of the launcher service. LaunchProcess starts an allow-listed program
+// through a Backend and acknowledges the command once the process runs; its lifecycle is
+// reported as ProcessStarted, ProcessProgress, ProcessHeartbeat and ProcessExited events
+// (launcher_messages.hpp, docs/launcher.md). CancelProcess stops a job.
+//
+// Guarantees:
+// - at most one process per attempt: a LaunchProcess whose (job_id, attempt) runs or ran here
+//   is acknowledged without starting anything (remembered for the last `remembered_jobs`);
+// - at most `max_processes` processes: the launch handler's DeliveryPolicy names the
+//   launcher's Slots, so a full launcher takes no more commands until a process ends;
+// - a refused launch (program not allowed, variable not allowed, missing binary) is reported
+//   as a ProcessExited with outcome launch_failed and the reason; a command with no job id is
+//   dead-lettered (rejected), since no event could say which job it was.
+//
+// Thread safety: the handlers run on a worker's threads; Shutdown and Stats from any thread.
+// Jobs run on threads of their own (the local backend ties a child's life to its thread).
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kbus/handler_registry.hpp"
+#include "kbus/handlers/process.hpp"
+#include "kbus/record.hpp"
+#include "kbus/result.hpp"
+#include "kbus/slots.hpp"
+
+namespace kbus::handlers {
+
+// How a job runs: the local process backend now; Docker containers and Kubernetes Jobs can
+// follow behind the same interface.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+  // Runs the job to its end on the calling thread and reports through `observer`; a cancelled
+  // `control` ends it (SIGTERM, spec.kill_grace, SIGKILL, or the backend's equivalent).
+  virtual ProcessResult Run(const ProcessSpec& spec, const ProcessObserver& observer,
+                            ProcessControl& control) = 0;
+};
+
+// Children of the launcher process (RunProcess).
+class LocalProcessBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "local"; }
+  ProcessResult Run(const ProcessSpec& spec, const ProcessObserver& observer,
+                    ProcessControl& control) override {
+    return RunProcess(spec, observer, &control);
+  }
+};
+
+// Where the events go (a Kafka producer in kbus-launcher).
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // Queues an event without waiting: progress and heartbeats, which the next one supersedes.
+  virtual void Post(OutgoingRecord record) = 0;
+  // Sends an event and waits for the broker's acknowledgement: starts and exits.
+  virtual Status Deliver(const OutgoingRecord& record) = 0;
+};
+
+struct LauncherConfig {
+  int max_processes = 8;
+  std::chrono::milliseconds default_heartbeat{10000};  // when a command gives none
+  std::chrono::milliseconds kill_grace{10000};         // SIGTERM to SIGKILL
+  std::string host;                                    // in ProcessStarted
+  std::size_t remembered_jobs = 100000;  // finished attempts and early cancels remembered
+};
+
+struct LauncherStats {
+  std::uint64_t started = 0;
+  std::uint64_t exited = 0;         // started and ended, whatever the outcome
+  std::uint64_t launch_failed = 0;  // refused or could not start
+  std::uint64_t duplicates = 0;     // a launch of an attempt that runs or ran here
+  std::uint64_t cancels = 0;        // CancelProcess commands handled
+  std::uint64_t cancelled = 0;      // running jobs they stopped
+  int running = 0;
+};
+
+class Launcher {
+ public:
+  // Throws std::invalid_argument for max_processes < 1 or a negative duration.
+  Launcher(LauncherConfig config, AllowList allow, Backend& backend, EventSink& events);
+  ~Launcher();  // Shutdown(kill_grace) if not done yet
+  Launcher(const Launcher&) = delete;
+  Launcher& operator=(const Launcher&) = delete;
+
+  // Registers LaunchProcess and CancelProcess. `launch` and `cancel` may set topics and
+  // policies; the launch policy's slots are set to the launcher's.
+  void Register(HandlerRegistry& handlers, HandlerOptions launch = {}, HandlerOptions cancel = {});
+
+  // Stops every running job (SIGTERM, then SIGKILL after kill_grace), reports each as
+  // `lost`, and waits for them. Later launches are refused. Call it after the worker stopped,
+  // so that no slot freed here takes a new command.
+  void Shutdown();
+
+  LauncherStats Stats() const;
+  const std::shared_ptr<Slots>& slots() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kbus::handlers

@@ -1,0 +1,159 @@
+// kbus-launcher: runs allow-listed programs for LaunchProcess commands and reports their
+// lifecycle as events (docs/launcher.md).
+//
+//   kbus-launcher --brokers HOST:PORT --allow-list /etc/kbus/launcher.allow [--max-processes 8]
+//
+// Launch commands are read from --launch-topic and cancels from --control-topic, in one
+// consumer group (--group, default kbus-launcher) with the range assignor, so partition N of
+// both topics goes to the same launcher. SIGTERM or SIGINT: stop taking commands, terminate the
+// running processes (SIGTERM, --kill-grace-ms, SIGKILL), report them as lost, commit, exit.
+// Every option can also come from the environment: KBUS_BROKERS, KBUS_ALLOW_LIST, ... (--help).
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "kbus/handlers/launcher.hpp"
+#include "kbus/handlers/launcher_messages.hpp"
+#include "kbus/handlers/producer_sink.hpp"
+#include "kbus/kafka/embedded_broker.hpp"
+#include "kbus/kafka/producer.hpp"
+#include "kbus/kafka/worker.hpp"
+#include "kbus/log.hpp"
+#include "kbus/options.hpp"
+
+namespace po = boost::program_options;
+namespace cli = kbus::cli;
+using kbus::Status;
+
+namespace {
+
+std::atomic<kbus::kafka::Worker*> g_worker{nullptr};
+void OnSignal(int) {
+  if (auto* w = g_worker.load()) w->Stop();
+}
+
+kbus::Result<kbus::handlers::AllowList> ReadAllowList(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return kbus::Error(kbus::ErrorCode::kInvalidArgument,
+                       "--allow-list: cannot read '" + path + "'");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  auto allow = kbus::handlers::AllowList::Parse(text.str());
+  if (!allow.ok()) {
+    return kbus::Error(kbus::ErrorCode::kInvalidArgument,
+                       "--allow-list " + path + ": " + allow.error().message());
+  }
+  return allow;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::SetProgramName("kbus-launcher");
+  kbus::kafka::WorkerConfig config;
+  config.group = "kbus-launcher";
+  cli::WorkerOptions options;
+  std::string allow_path;
+  std::string launch_topic(kbus::handlers::kLauncherTopic);
+  std::string control_topic(kbus::handlers::kLauncherControlTopic);
+  kbus::handlers::LauncherConfig launcher_config;
+  std::int64_t kill_grace_ms = launcher_config.kill_grace.count();
+  std::int64_t heartbeat_ms = launcher_config.default_heartbeat.count();
+  po::options_description desc("Options (each also from KBUS_<NAME>, e.g. KBUS_ALLOW_LIST)",
+                               cli::kHelpWidth);
+  cli::AddWorkerOptions(desc, options, config);
+  desc.add_options()
+      ("allow-list", po::value(&allow_path)->value_name("FILE"),
+       "the programs it may run (required; format in docs/launcher.md)")
+      ("max-processes", po::value(&launcher_config.max_processes)->default_value(launcher_config.max_processes)->value_name("N"),
+       "processes at once; when full it pauses its partitions until one ends")
+      ("kill-grace-ms", po::value(&kill_grace_ms)->default_value(kill_grace_ms)->value_name("MS"),
+       "between SIGTERM and SIGKILL, on timeout, cancel and shutdown")
+      ("heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms)->value_name("MS"),
+       "heartbeat interval for commands that set none")
+      ("launch-topic", po::value(&launch_topic)->default_value(launch_topic)->value_name("TOPIC"),
+       "where LaunchProcess commands arrive")
+      ("control-topic", po::value(&control_topic)->default_value(control_topic)->value_name("TOPIC"),
+       "where CancelProcess commands arrive; as many partitions as --launch-topic")
+      ("help,h", "show this help");
+
+  auto parsed = cli::ParseArgs({argv + 1, argv + argc}, desc);
+  if (!parsed.ok()) return cli::Report("", parsed.error());
+  if (parsed->help()) {
+    cli::PrintHelp(std::cout, "kbus-launcher --brokers B --allow-list FILE [options]",
+                   "Runs allow-listed programs for kbus.LaunchProcess commands and publishes\n"
+                   "kbus.ProcessStarted/Progress/Heartbeat/Exited events to each command's reply_to.\n"
+                   "With --brokers embedded it starts a broker inside this process.",
+                   desc);
+    return cli::kExitOk;
+  }
+  if (Status s = cli::ApplyWorkerOptions(options, *parsed, config); !s.ok()) {
+    return cli::Report("", s.error());
+  }
+  if (config.assignment_strategy != "range") {
+    return cli::ReportUsage("", "--assignment-strategy must be range for the launcher: partition N of "
+                                "the launch and control topics must go to the same launcher");
+  }
+  if (allow_path.empty()) return cli::ReportUsage("", "--allow-list is required");
+  if (launcher_config.max_processes < 1) {
+    return cli::ReportUsage("", parsed->Spelling("max-processes") + " must be at least 1");
+  }
+  if (kill_grace_ms < 0) return cli::ReportUsage("", parsed->Spelling("kill-grace-ms") + " must not be negative");
+  if (heartbeat_ms <= 0) return cli::ReportUsage("", parsed->Spelling("heartbeat-ms") + " must be positive");
+  if (launch_topic.empty() || control_topic.empty() || launch_topic == control_topic) {
+    return cli::ReportUsage("", "--launch-topic and --control-topic must be two different topics");
+  }
+  auto allow = ReadAllowList(allow_path);
+  if (!allow.ok()) return cli::Report("", allow.error());
+  launcher_config.kill_grace = std::chrono::milliseconds(kill_grace_ms);
+  launcher_config.default_heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  launcher_config.host = config.host;
+  // A full launcher pauses; what it fetched before stays small.
+  config.max_buffered_per_partition = std::min<std::size_t>(config.max_buffered_per_partition, 1000);
+  config.client.properties.try_emplace("queued.max.messages.kbytes", "4096");
+
+  try {
+    auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
+    kbus::kafka::ProducerConfig producer_config;
+    producer_config.client = config.client;
+    producer_config.client.properties.erase("queued.max.messages.kbytes");  // a consumer property
+    kbus::kafka::Producer producer(producer_config);
+    kbus::handlers::ProducerSink sink(producer);
+    kbus::handlers::LocalProcessBackend backend;
+    kbus::handlers::Launcher launcher(launcher_config, std::move(allow.value()), backend, sink);
+    kbus::HandlerRegistry handlers;
+    kbus::HandlerOptions launch;
+    launch.topic = launch_topic;
+    kbus::HandlerOptions cancel;
+    cancel.topic = control_topic;
+    launcher.Register(handlers, std::move(launch), std::move(cancel));
+
+    kbus::kafka::Worker worker(config, handlers);
+    g_worker = &worker;
+    std::signal(SIGTERM, OnSignal);
+    std::signal(SIGINT, OnSignal);
+    kbus::Log(kbus::LogLevel::kInfo, "launcher running",
+              {{"group", config.group}, {"launch_topic", launch_topic}, {"control_topic", control_topic},
+               {"max_processes", launcher_config.max_processes}});
+    worker.Run();  // returns after Stop(): nothing more is taken, the launches are committed
+    g_worker = nullptr;
+    launcher.Shutdown();  // terminates what runs and reports it
+    if (Status s = producer.Flush(std::chrono::seconds(10)); !s.ok()) {
+      kbus::Log(kbus::LogLevel::kWarn, "events not flushed", {{"error", s.error().message()}});
+    }
+    const auto stats = launcher.Stats();
+    kbus::Log(kbus::LogLevel::kInfo, "launcher stopped",
+              {{"started", stats.started}, {"exited", stats.exited},
+               {"launch_failed", stats.launch_failed}, {"duplicates", stats.duplicates}});
+  } catch (const std::exception& e) {
+    std::cerr << "kbus-launcher: " << e.what() << "\n";
+    return cli::kExitFailure;
+  }
+  return cli::kExitOk;
+}

@@ -1,0 +1,372 @@
+// The launcher on a broker: LaunchProcess commands run allow-listed programs as child
+// processes, and their lifecycle comes back as events: Started, Progress, Heartbeat and Exited,
+// in order and with the command's ids; failures, signals, timeouts and cancels are reported;
+// a redelivered attempt runs once; a child's flood of output does not hang it; it never runs
+// more than max_processes at once.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <mutex>
+#include <variant>
+#include <vector>
+
+#include "it_support.hpp"
+#include "kbus/dispatcher.hpp"
+#include "kbus/handlers/launcher.hpp"
+#include "kbus/handlers/launcher_messages.hpp"
+#include "kbus/handlers/producer_sink.hpp"
+#include "process_group.hpp"
+
+namespace {
+
+using kbus::handlers::CancelProcess;
+using kbus::handlers::LaunchProcess;
+using kbus::handlers::ProcessExited;
+using kbus::handlers::ProcessHeartbeat;
+using kbus::handlers::ProcessProgress;
+using kbus::handlers::ProcessStarted;
+using kbus::test::GroupAlive;
+using kbus::test::TestBroker;
+using kbus::test::WaitFor;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// One event as an observer group received it.
+struct Seen {
+  std::variant<ProcessStarted, ProcessProgress, ProcessHeartbeat, ProcessExited> event;
+  std::string key, correlation_id, causation_id, workflow_id;
+};
+
+// Every launcher event on a topic, per job, in the order received.
+class EventLog {
+ public:
+  explicit EventLog(const std::string& topic) {
+    kbus::HandlerOptions options;
+    options.topic = topic;
+    On<ProcessStarted>(options);
+    On<ProcessProgress>(options);
+    On<ProcessHeartbeat>(options);
+    On<ProcessExited>(options);
+    worker_ = std::make_unique<it::RunningWorker>(it::WorkerConfigFor(TestBroker::UniqueName("obs")), handlers_);
+  }
+
+  std::vector<Seen> Of(const std::string& job) {
+    std::lock_guard lock(mu_);
+    return jobs_[job];
+  }
+  // Waits for the job's exit event and returns it.
+  ProcessExited WaitExited(const std::string& job, milliseconds timeout = seconds(60)) {
+    std::unique_lock lock(mu_);
+    ProcessExited* found = nullptr;
+    cv_.wait_for(lock, timeout, [&] { return (found = FindExited(job)) != nullptr; });
+    if (found == nullptr) {
+      ADD_FAILURE() << "no ProcessExited for " << job;
+      return {};
+    }
+    return *found;
+  }
+  std::optional<ProcessStarted> WaitStarted(const std::string& job, milliseconds timeout = seconds(30)) {
+    std::unique_lock lock(mu_);
+    std::optional<ProcessStarted> found;
+    cv_.wait_for(lock, timeout, [&] {
+      for (auto& s : jobs_[job]) {
+        if (auto* e = std::get_if<ProcessStarted>(&s.event)) found = *e;
+      }
+      return found.has_value();
+    });
+    return found;
+  }
+  template <class E>
+  int Count(const std::string& job) {
+    std::lock_guard lock(mu_);
+    return static_cast<int>(std::count_if(jobs_[job].begin(), jobs_[job].end(),
+                                          [](const Seen& s) { return std::holds_alternative<E>(s.event); }));
+  }
+
+ private:
+  template <class E>
+  void On(const kbus::HandlerOptions& options) {
+    handlers_.Handle<E>(
+        [this](const E& e, kbus::Context& ctx) {
+          const auto& env = ctx.envelope();
+          std::lock_guard lock(mu_);
+          jobs_[e.job_id].push_back(Seen{e, std::string(ctx.record().key),
+                                         std::string(env.correlation_id), std::string(env.causation_id),
+                                         std::string(env.workflow_id)});
+          cv_.notify_all();
+        },
+        options);
+  }
+  ProcessExited* FindExited(const std::string& job) {
+    for (auto& s : jobs_[job]) {
+      if (auto* e = std::get_if<ProcessExited>(&s.event)) return e;
+    }
+    return nullptr;
+  }
+
+  kbus::HandlerRegistry handlers_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::vector<Seen>> jobs_;
+  std::unique_ptr<it::RunningWorker> worker_;  // last: stopped before the rest goes
+};
+
+// A launcher with its worker, on topics of its own.
+struct Rig {
+  explicit Rig(int max_processes = 8, std::string extra_allow = {})
+      : producer(it::ProducerConfig()), sink(producer) {
+    TestBroker::Get().CreateTopic(launch, 2);
+    TestBroker::Get().CreateTopic(control, 2);
+    TestBroker::Get().CreateTopic(events, 1);
+    auto allow = kbus::handlers::AllowList::Parse("fake-encoder = " FAKE_ENCODER_PATH "\n"
+                                                  "ghost = /nonexistent/ghost\n" + extra_allow);
+    EXPECT_TRUE(allow.ok()) << allow.error().message();
+    kbus::handlers::LauncherConfig config;
+    config.max_processes = max_processes;
+    config.kill_grace = milliseconds(300);
+    config.default_heartbeat = seconds(10);
+    config.host = "test-host";
+    launcher = std::make_unique<kbus::handlers::Launcher>(config, std::move(allow.value()), backend, sink);
+    kbus::HandlerOptions l, c;
+    l.topic = launch;
+    c.topic = control;
+    launcher->Register(handlers, l, c);
+    log = std::make_unique<EventLog>(events);
+    worker = std::make_unique<it::RunningWorker>(it::WorkerConfigFor(group), handlers);
+  }
+  ~Rig() {
+    worker->Stop();
+    launcher->Shutdown();
+  }
+
+  LaunchProcess Encoder(const std::string& job, std::vector<std::string> args, int attempt = 1) {
+    LaunchProcess cmd;
+    cmd.job_id = job;
+    cmd.attempt = attempt;
+    cmd.program = "fake-encoder";
+    cmd.args = std::move(args);
+    cmd.reply_to = events;
+    return cmd;
+  }
+  kbus::OutgoingRecord Record(const LaunchProcess& cmd, const std::string& workflow = "") {
+    return kbus::BuildRecord(cmd, {.topic = launch, .key = cmd.job_id, .workflow_id = workflow});
+  }
+  void Send(const kbus::OutgoingRecord& r) { ASSERT_TRUE(producer.SendSync(r).ok()); }
+  void Launch(const LaunchProcess& cmd) { Send(Record(cmd)); }
+  void Cancel(const std::string& job, const std::string& reason) {
+    Send(kbus::BuildRecord(CancelProcess{job, reason}, {.topic = control, .key = job}));
+  }
+
+  std::string launch = TestBroker::UniqueName("lt-launch");
+  std::string control = TestBroker::UniqueName("lt-control");
+  std::string events = TestBroker::UniqueName("lt-events");
+  std::string group = TestBroker::UniqueName("lt-g");
+  kbus::kafka::Producer producer;
+  kbus::handlers::ProducerSink sink;
+  kbus::handlers::LocalProcessBackend backend;
+  std::unique_ptr<kbus::handlers::Launcher> launcher;
+  kbus::HandlerRegistry handlers;
+  std::unique_ptr<EventLog> log;
+  std::unique_ptr<it::RunningWorker> worker;
+};
+
+std::string HeaderOf(const kbus::OutgoingRecord& r, std::string_view name) {
+  for (const auto& h : r.headers) {
+    if (h.name == name) return h.value;
+  }
+  return {};
+}
+
+TEST(Launcher, ALaunchReportsStartedProgressHeartbeatsAndExitedInOrderWithTheCommandsIds) {
+  Rig rig;
+  LaunchProcess cmd = rig.Encoder("job-1", {"--seconds", "1.2", "--steps", "4"});
+  cmd.heartbeat_interval = milliseconds(150);
+  const kbus::OutgoingRecord record = rig.Record(cmd, "wf-1");
+  rig.Send(record);
+
+  const ProcessExited exited = rig.log->WaitExited("job-1");
+  EXPECT_EQ(exited.outcome, "succeeded");
+  EXPECT_EQ(exited.exit_code, 0);
+  EXPECT_EQ(exited.signal, 0);
+  EXPECT_GE(exited.duration, milliseconds(1100));
+  EXPECT_EQ(exited.attempt, 1);
+
+  const auto seen = rig.log->Of("job-1");
+  ASSERT_GE(seen.size(), 7u) << "started, 4 progress, at least one heartbeat, exited";
+  const auto* started = std::get_if<ProcessStarted>(&seen.front().event);
+  ASSERT_NE(started, nullptr) << "the first event is ProcessStarted";
+  EXPECT_GT(started->pid, 0);
+  EXPECT_EQ(started->program, "fake-encoder");
+  EXPECT_EQ(started->host, "test-host");
+  EXPECT_TRUE(std::holds_alternative<ProcessExited>(seen.back().event)) << "the last event is ProcessExited";
+  std::vector<int> percents;
+  int heartbeats = 0;
+  for (const Seen& s : seen) {
+    if (const auto* p = std::get_if<ProcessProgress>(&s.event)) {
+      percents.push_back(p->percent);
+      EXPECT_EQ(p->message, "encoding pass " + std::to_string(percents.size()));
+    }
+    if (const auto* h = std::get_if<ProcessHeartbeat>(&s.event)) {
+      ++heartbeats;
+      EXPECT_EQ(h->attempt, 1);
+      EXPECT_LE(h->elapsed, milliseconds(1500));
+    }
+    EXPECT_EQ(s.key, "wf-1") << "events are keyed by the workflow id";
+    EXPECT_EQ(s.workflow_id, "wf-1");
+    EXPECT_EQ(s.correlation_id, HeaderOf(record, kbus::header::kCorrelationId));
+    EXPECT_EQ(s.causation_id, HeaderOf(record, kbus::header::kId)) << "caused by the command";
+  }
+  EXPECT_EQ(percents, (std::vector<int>{25, 50, 75, 100}));
+  EXPECT_GE(heartbeats, 3) << "every 150 ms over 1.2 s";
+}
+
+TEST(Launcher, ANonZeroExitAndADeathBySignalAreReportedAsFailed) {
+  Rig rig;
+  rig.Launch(rig.Encoder("exit-3", {"--seconds", "0.05", "--steps", "1", "--exit-code", "3", "--stderr", "bad input"}));
+  rig.Launch(rig.Encoder("crash", {"--seconds", "0.1", "--steps", "2", "--crash"}));
+  const ProcessExited exit3 = rig.log->WaitExited("exit-3");
+  EXPECT_EQ(exit3.outcome, "failed");
+  EXPECT_EQ(exit3.exit_code, 3);
+  EXPECT_EQ(exit3.signal, 0);
+  EXPECT_EQ(exit3.stderr_tail, "bad input\n");
+  const ProcessExited crash = rig.log->WaitExited("crash");
+  EXPECT_EQ(crash.outcome, "failed");
+  EXPECT_EQ(crash.signal, SIGABRT);
+  EXPECT_EQ(crash.exit_code, -1);
+}
+
+TEST(Launcher, ATimedOutProcessAndItsGrandchildrenAreAllGoneAfterwards) {
+  Rig rig;
+  LaunchProcess cmd = rig.Encoder("slow", {"--spawn-child", "--ignore-term", "--seconds", "60"});
+  cmd.run_timeout = milliseconds(400);
+  rig.Launch(cmd);
+  const auto started = rig.log->WaitStarted("slow");
+  ASSERT_TRUE(started.has_value());
+  const ProcessExited exited = rig.log->WaitExited("slow");
+  EXPECT_EQ(exited.outcome, "timed_out");
+  EXPECT_EQ(exited.signal, SIGKILL) << "it ignored SIGTERM, so SIGKILL after the grace";
+  EXPECT_GE(exited.duration, milliseconds(700));
+  EXPECT_FALSE(GroupAlive(static_cast<int>(started->pid))) << "a process of the job survived its timeout";
+}
+
+TEST(Launcher, AChildWriting100MegabytesToStdoutAndStderrDoesNotHangIt) {
+  Rig rig;
+  rig.Launch(rig.Encoder("flood", {"--flood", "100", "--seconds", "0", "--steps", "1"}));
+  const ProcessExited exited = rig.log->WaitExited("flood", seconds(120));
+  EXPECT_EQ(exited.outcome, "succeeded");
+  EXPECT_EQ(exited.stderr_tail.size(), 4096u) << "the last 4 KiB of stderr";
+  EXPECT_EQ(rig.log->Count<ProcessProgress>("flood"), 1) << "the progress line after the flood";
+}
+
+TEST(Launcher, AnUnknownProgramAMissingBinaryAndABadEnvironmentGiveLaunchFailed) {
+  Rig rig;
+  LaunchProcess unknown = rig.Encoder("unknown", {});
+  unknown.program = "rm";
+  unknown.args = {"-rf", "/"};
+  rig.Launch(unknown);
+  LaunchProcess ghost = rig.Encoder("ghost", {});
+  ghost.program = "ghost";
+  rig.Launch(ghost);
+  LaunchProcess env = rig.Encoder("env", {});
+  env.env = {{"LD_PRELOAD", "/tmp/evil.so"}};
+  rig.Launch(env);
+
+  const ProcessExited u = rig.log->WaitExited("unknown");
+  EXPECT_EQ(u.outcome, "launch_failed");
+  EXPECT_NE(u.error.find("'rm' is not in the launcher's allow-list"), std::string::npos) << u.error;
+  const ProcessExited g = rig.log->WaitExited("ghost");
+  EXPECT_EQ(g.outcome, "launch_failed");
+  EXPECT_NE(g.error.find("cannot execute /nonexistent/ghost"), std::string::npos) << g.error;
+  const ProcessExited e = rig.log->WaitExited("env");
+  EXPECT_EQ(e.outcome, "launch_failed");
+  EXPECT_NE(e.error.find("LD_PRELOAD"), std::string::npos) << e.error;
+  for (const char* job : {"unknown", "ghost", "env"}) {
+    EXPECT_EQ(rig.log->Count<ProcessStarted>(job), 0) << job;
+  }
+  EXPECT_EQ(rig.launcher->Stats().launch_failed, 3u);
+  EXPECT_EQ(rig.launcher->Stats().started, 0u);
+}
+
+TEST(Launcher, ACommandWithoutAJobIdOrWithAMalformedPayloadIsDeadLettered) {
+  Rig rig;
+  rig.Launch(rig.Encoder("", {}));
+  kbus::OutgoingRecord bad = rig.Record(rig.Encoder("x", {}));
+  bad.payload = "{\"job_id\": 42";
+  rig.Send(bad);
+  const auto dead = kbus::test::ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(rig.group), 2);
+  ASSERT_EQ(dead.size(), 2u);
+  std::set<std::string> reasons;
+  for (const auto& r : dead) reasons.insert(r.FindHeader(std::string(kbus::header::kDlqReason)).value_or(""));
+  EXPECT_EQ(reasons, (std::set<std::string>{"rejected", "decode-error"}));
+}
+
+TEST(Launcher, ARedeliveredAttemptRunsOnceAndTheNextAttemptRuns) {
+  Rig rig;
+  const LaunchProcess cmd = rig.Encoder("twice", {"--seconds", "0.3", "--steps", "1"});
+  rig.Launch(cmd);
+  rig.Launch(cmd);  // the same attempt again, as a redelivery would bring it
+  rig.log->WaitExited("twice");
+  ASSERT_TRUE(WaitFor([&] { return rig.launcher->Stats().duplicates == 1; }, seconds(30)));
+  EXPECT_EQ(rig.log->Count<ProcessStarted>("twice"), 1);
+  EXPECT_EQ(rig.log->Count<ProcessExited>("twice"), 1);
+
+  rig.Launch(rig.Encoder("twice", {"--seconds", "0.05", "--steps", "1"}, 2));
+  ASSERT_TRUE(WaitFor([&] { return rig.log->Count<ProcessExited>("twice") == 2; }, seconds(30)));
+  EXPECT_EQ(rig.log->Count<ProcessStarted>("twice"), 2) << "attempt 2 is a new run";
+}
+
+TEST(Launcher, CancelStopsARunningJobAndAJobCancelledBeforeItsLaunchNeverStarts) {
+  Rig rig;
+  rig.Launch(rig.Encoder("long", {"--spawn-child", "--seconds", "60"}));
+  const auto started = rig.log->WaitStarted("long");
+  ASSERT_TRUE(started.has_value());
+  rig.Cancel("long", "the user gave up");
+  const ProcessExited exited = rig.log->WaitExited("long");
+  EXPECT_EQ(exited.outcome, "cancelled");
+  EXPECT_EQ(exited.error, "cancelled: the user gave up");
+  EXPECT_EQ(exited.signal, SIGTERM);
+  EXPECT_LT(exited.duration, seconds(30));
+  EXPECT_FALSE(GroupAlive(static_cast<int>(started->pid)));
+
+  // A cancel that comes first (the launch may still wait in a backlog): the launch never runs.
+  rig.Cancel("early", "");
+  ASSERT_TRUE(WaitFor([&] { return rig.launcher->Stats().cancels == 2; }, seconds(30)));
+  rig.Launch(rig.Encoder("early", {"--seconds", "0.05"}));
+  const ProcessExited early = rig.log->WaitExited("early");
+  EXPECT_EQ(early.outcome, "cancelled");
+  EXPECT_EQ(early.error, "cancelled before it started");
+  EXPECT_EQ(rig.log->Count<ProcessStarted>("early"), 0);
+  EXPECT_EQ(rig.launcher->Stats().cancelled, 1u) << "one running job was stopped";
+}
+
+TEST(Launcher, WithMaxProcesses4ItNeverRunsAFifthAndRunsThemAll) {
+  const auto dir = std::filesystem::temp_directory_path() / TestBroker::UniqueName("lt-track");
+  std::filesystem::create_directories(dir);
+  Rig rig(/*max_processes=*/4);
+  for (int i = 0; i < 12; ++i) {
+    rig.Launch(rig.Encoder("job-" + std::to_string(i), {"--track", dir.string(), "--seconds", "0.4", "--steps", "1"}));
+  }
+  int most = 0;
+  for (int i = 0; i < 12; ++i) {
+    const std::string job = "job-" + std::to_string(i);
+    EXPECT_EQ(rig.log->WaitExited(job).outcome, "succeeded") << job;
+    for (const Seen& s : rig.log->Of(job)) {
+      const auto* p = std::get_if<ProcessProgress>(&s.event);
+      if (p == nullptr || p->percent != 0) continue;
+      const int running = std::stoi(p->message.substr(p->message.rfind(' ') + 1));
+      EXPECT_LE(running, 4) << job << " saw " << running << " copies running";
+      most = std::max(most, running);
+    }
+  }
+  EXPECT_EQ(most, 4) << "12 jobs queued at once fill all 4 slots";
+  EXPECT_EQ(rig.launcher->slots()->in_use(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
