@@ -3,7 +3,9 @@
 // the worker programs) and a topic's watermarks, read straight from the broker.
 
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 #include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -12,6 +14,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kbus/kafka/worker.hpp"
@@ -40,6 +43,20 @@ inline kbus::kafka::WorkerConfig ChildWorkerConfig(const std::string& brokers, c
   config.fetch_wait_max = std::chrono::milliseconds(10);
   config.commit_interval = std::chrono::milliseconds(200);
   return config;
+}
+
+// Waits for `pid` to exit, up to `timeout`: its exit code, 128 + the signal that ended it, or -1
+// when it was still running (it is then killed with SIGKILL and reaped).
+inline int WaitExit(pid_t pid, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
 }
 
 struct Watermark {

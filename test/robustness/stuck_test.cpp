@@ -19,20 +19,8 @@ namespace {
 
 using kbus::test::ReadTopic;
 using kbus::test::TestBroker;
+using rb::WaitExit;
 using Clock = std::chrono::steady_clock;
-
-// Waits for `pid` to exit, up to `timeout`; its exit code, or -1 (killed then).
-int WaitExit(pid_t pid, std::chrono::seconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  int status = 0;
-  while (Clock::now() < deadline) {
-    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, &status, 0);
-  return -1;
-}
 
 std::set<std::string> Lines(const std::string& path) {
   std::set<std::string> lines;
