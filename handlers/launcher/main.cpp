@@ -123,6 +123,9 @@ int main(int argc, char** argv) {
     kbus::kafka::ProducerConfig producer_config;
     producer_config.client = config.client;
     producer_config.client.properties.erase("queued.max.messages.kbytes");  // a consumer property
+    // Starts and exits are waited for (a launch is acknowledged after its ProcessStarted), and
+    // events are few: send each at once rather than wait to batch them.
+    producer_config.linger = std::chrono::milliseconds(0);
     kbus::kafka::Producer producer(producer_config);
     kbus::handlers::ProducerSink sink(producer);
     kbus::handlers::LocalProcessBackend backend;

@@ -367,3 +367,21 @@ TEST(RetryCopies, KeepTheRecordAndTheFirstOriginAcrossTiersAndTheDeadLetterNames
 }
 
 }  // namespace
+
+TEST_F(DispatcherTest, AHandlerKeepsItsDeliverysSlotPastItsReturn) {
+  auto slots = std::make_shared<kbus::Slots>(1);
+  kbus::SlotHold kept;
+  registry.Handle<EncodeVideo>([&](const EncodeVideo&, kbus::Context& ctx) {
+    kept = ctx.KeepSlot();
+    EXPECT_FALSE(ctx.KeepSlot()) << "kept once";
+  });
+  ASSERT_TRUE(slots->TryTake());
+  kbus::SlotHold delivery_slot(slots);
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  EXPECT_EQ(dispatcher.Dispatch(rec.View(), 1, nullptr, &delivery_slot).kind, DispatchResult::Kind::kAck);
+  EXPECT_FALSE(delivery_slot) << "the handler took it";
+  EXPECT_TRUE(kept);
+  EXPECT_EQ(slots->in_use(), 1);
+  kept.Release();
+  EXPECT_EQ(slots->in_use(), 0);
+}
