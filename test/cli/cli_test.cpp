@@ -21,8 +21,10 @@
 #include "child_process.hpp"
 #include "kbus/envelope.hpp"
 #include "kbus/handler_registry.hpp"
+#include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/json.hpp"
 #include "kbus/kafka/admin.hpp"
+#include "kbus/kafka/producer.hpp"
 #include "kbus/kafka/worker.hpp"
 #include "messages.hpp"
 #include "test_broker.hpp"
@@ -332,6 +334,62 @@ void ExpectUsageError(const std::vector<std::string>& args, const std::vector<st
     EXPECT_NE(r.err.find(n), std::string::npos) << n << ": " << r.Describe();
   EXPECT_EQ(Lines(r.err).size(), 1u) << r.Describe();
   EXPECT_TRUE(r.out.empty()) << r.Describe();
+}
+
+// Publishes launcher events for `job` on `topic`: started, two progress lines, a heartbeat, and
+// an exit with `outcome`.
+void PublishJobEvents(kafka::Producer& producer, const std::string& topic, const std::string& job,
+                      const std::string& outcome) {
+  const SendOptions options{.topic = topic, .key = job};
+  ASSERT_TRUE(producer.SendSync(BuildRecord(handlers::ProcessStarted{job, 1, "fake-encoder", 4242, "h1"}, options)).ok());
+  ASSERT_TRUE(producer.SendSync(BuildRecord(handlers::ProcessProgress{job, 1, 50, "pass 1"}, options)).ok());
+  ASSERT_TRUE(producer.SendSync(BuildRecord(handlers::ProcessHeartbeat{job, 1, milliseconds(12000), 50}, options)).ok());
+  ASSERT_TRUE(producer.SendSync(BuildRecord(handlers::ProcessProgress{job, 1, 100, "pass 2"}, options)).ok());
+  handlers::ProcessExited exited;
+  exited.job_id = job;
+  exited.attempt = 1;
+  exited.outcome = outcome;
+  exited.exit_code = outcome == "succeeded" ? 0 : 3;
+  exited.duration = milliseconds(1500);
+  ASSERT_TRUE(producer.SendSync(BuildRecord(exited, options)).ok());
+}
+
+TEST(KbusWatch, FollowsOneJobAsPlainLinesAndExitsWithItsOutcome) {
+  const std::string topic = NewTopic("cli-watch", 1);
+  kafka::Producer producer(kafka::ProducerConfig{.client = {.brokers = Bootstrap()}});
+  // Not launcher events, or malformed ones: skipped.
+  KbusSend(topic, "shop.OrderCompleted", R"({"order_id":"o-1","charged_cents":5})");
+  KbusSend(topic, "kbus.ProcessProgress", R"({"job_id":"ok-job","percent":"many"})");
+  PublishJobEvents(producer, topic, "ok-job", "succeeded");
+  PublishJobEvents(producer, topic, "bad-job", "failed");
+
+  const ProcessResult ok = Kbus({"watch", "--brokers", Bootstrap(), "--topic", topic, "--job", "ok-job"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.Describe();
+  EXPECT_EQ(Lines(ok.out), (std::vector<std::string>{
+                               "ok-job attempt 1 started pid 4242 on h1",
+                               "ok-job attempt 1 progress 50% pass 1",
+                               "ok-job attempt 1 heartbeat 00:12",
+                               "ok-job attempt 1 progress 100% pass 2",
+                               "ok-job attempt 1 exited succeeded exit_code 0 after 1.5s",
+                           }));
+  const ProcessResult bad = Kbus({"watch", "--brokers", Bootstrap(), "--topic", topic, "--job", "bad-job"});
+  EXPECT_EQ(bad.exit_code, 1) << "the job failed";
+  ASSERT_FALSE(Lines(bad.out).empty());
+  EXPECT_EQ(Lines(bad.out).back(), "bad-job attempt 1 exited failed exit_code 3 after 1.5s");
+
+  const ProcessResult none =
+      Kbus({"watch", "--brokers", Bootstrap(), "--topic", topic, "--job", "no-such-job", "--timeout-ms", "1500"});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("no event within 1500 ms"), std::string::npos) << none.err;
+}
+
+TEST(KbusWatch, RefusesBadFlagsNamingThem) {
+  const ProcessResult attempt = Kbus({"watch", "--brokers", Bootstrap(), "--attempt", "2"});
+  EXPECT_EQ(attempt.exit_code, 2);
+  EXPECT_NE(attempt.err.find("--attempt"), std::string::npos) << attempt.err;
+  const ProcessResult timeout = Kbus({"watch", "--brokers", Bootstrap(), "--job", "j", "--timeout-ms", "0"});
+  EXPECT_EQ(timeout.exit_code, 2);
+  EXPECT_NE(timeout.err.find("--timeout-ms"), std::string::npos) << timeout.err;
 }
 
 TEST(KbusFlags, UnknownOptionExitsWithTwoNamingIt) {

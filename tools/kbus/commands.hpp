@@ -15,6 +15,8 @@ int RunSend(const std::vector<std::string>& args);
 void PrintSendHelp(std::ostream& os);
 int RunTail(const std::vector<std::string>& args);
 void PrintTailHelp(std::ostream& os);
+int RunWatch(const std::vector<std::string>& args);
+void PrintWatchHelp(std::ostream& os);
 int RunTopicsCreate(const std::vector<std::string>& args);
 void PrintTopicsCreateHelp(std::ostream& os);
 int RunTopicsList(const std::vector<std::string>& args);

@@ -29,6 +29,7 @@ constexpr Command kCommands[] = {
      &PrintBrokerHelp},
     {"send", "send one message with a kbus envelope; prints its id", &RunSend, &PrintSendHelp},
     {"tail", "print a topic's records as JSON lines", &RunTail, &PrintTailHelp},
+    {"watch", "follow launcher jobs: a progress bar, or a line per event", &RunWatch, &PrintWatchHelp},
     {"topics create", "create topics (Kafka admin API)", &RunTopicsCreate, &PrintTopicsCreateHelp},
     {"topics list", "list topics and their partition counts", &RunTopicsList, &PrintTopicsListHelp},
     {"dlq list", "print a group's dead letters as JSON lines", &RunDlqList, &PrintDlqListHelp},
