@@ -80,6 +80,7 @@ struct Launcher::Impl {
     // The start handshake with the handler: set by the job thread, under `mu`.
     bool start_known = false;
     bool start_failed = false;
+    bool started_answered = false;  // the broker answered for ProcessStarted
     ProcessExited failure;       // when start_failed: what the handler reports
     using Clock = std::chrono::steady_clock;
     int last_percent = -1;       // job thread only
@@ -181,7 +182,7 @@ struct Launcher::Impl {
     std::thread([this, job] { RunJob(job); }).detach();
 
     std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return job->start_known; });
+    cv.wait(lock, [&] { return job->start_known && (job->start_failed || job->started_answered); });
     if (!job->start_failed) return Ack();
     lock.unlock();
     return Report(cmd, ctx, std::move(job->failure));
@@ -193,12 +194,19 @@ struct Launcher::Impl {
     observer.started = [&](int pid) {
       job->started_at = Job::Clock::now();
       ProcessStarted started{cmd.job_id, cmd.attempt, cmd.program, pid, config.host};
-      // Delivered before the handler acknowledges the command, and before any progress, so a
-      // run's events are in order on their partition.
-      if (Status s = events.Deliver(EventFor(*job, started)); !s.ok()) {
-        Log(LogLevel::kError, "ProcessStarted not delivered",
-            {{"job_id", cmd.job_id}, {"attempt", cmd.attempt}, {"error", s.error().message()}});
-      }
+      // Posted before any progress, so a run's events are in order on their partition; the
+      // handler acknowledges the command once the broker has it. The job thread does not wait:
+      // the child's output and heartbeats go on meanwhile (a first send to a topic can take a
+      // second on Kafka).
+      events.Post(EventFor(*job, started), [this, job](const Status& s) {
+        if (!s.ok()) {
+          Log(LogLevel::kError, "ProcessStarted not delivered",
+              {{"job_id", job->command.job_id}, {"attempt", job->command.attempt}, {"error", s.error().message()}});
+        }
+        std::lock_guard lock(mu);
+        job->started_answered = true;
+        cv.notify_all();
+      });
       Log(LogLevel::kInfo, "process started",
           {{"job_id", cmd.job_id}, {"attempt", cmd.attempt}, {"program", cmd.program}, {"pid", pid}});
       std::lock_guard lock(mu);
@@ -209,12 +217,12 @@ struct Launcher::Impl {
     };
     observer.progress = [&](const Progress& p) {
       job->last_percent = p.percent;
-      events.Post(EventFor(*job, ProcessProgress{cmd.job_id, cmd.attempt, p.percent, p.message}));
+      events.Post(EventFor(*job, ProcessProgress{cmd.job_id, cmd.attempt, p.percent, p.message}), {});
     };
     observer.tick = [&] {
       const auto elapsed =
           std::chrono::duration_cast<std::chrono::milliseconds>(Job::Clock::now() - job->started_at);
-      events.Post(EventFor(*job, ProcessHeartbeat{cmd.job_id, cmd.attempt, elapsed, job->last_percent}));
+      events.Post(EventFor(*job, ProcessHeartbeat{cmd.job_id, cmd.attempt, elapsed, job->last_percent}), {});
     };
     observer.tick_interval =
         cmd.heartbeat_interval.count() > 0 ? cmd.heartbeat_interval : config.default_heartbeat;
@@ -266,7 +274,10 @@ struct Launcher::Impl {
       std::this_thread::sleep_for(kDeliverPause);
     }
     job->slot.Release();
-    std::lock_guard lock(mu);
+    std::unique_lock lock(mu);
+    // The answer for ProcessStarted came before Exited's on an ordered sink; this wait keeps
+    // Shutdown from returning while a callback into this launcher is still due.
+    cv.wait(lock, [&] { return job->started_answered; });
     running.erase({cmd.job_id, cmd.attempt});
     finished.Add(AttemptKey(cmd.job_id, cmd.attempt));
     ++stats.exited;

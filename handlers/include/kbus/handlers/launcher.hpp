@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -55,9 +56,12 @@ class LocalProcessBackend final : public Backend {
 class EventSink {
  public:
   virtual ~EventSink() = default;
-  // Queues an event without waiting: progress and heartbeats, which the next one supersedes.
-  virtual void Post(OutgoingRecord record) = 0;
-  // Sends an event and waits for the broker's acknowledgement: starts and exits.
+  using Delivered = std::function<void(const Status&)>;
+  // Queues an event without waiting. `done`, if set, is called once with the broker's answer
+  // (or the reason it could not be queued), on any thread. A run's events must keep the order
+  // in which they were posted.
+  virtual void Post(OutgoingRecord record, Delivered done) = 0;
+  // Sends an event and waits for the broker's acknowledgement: exits.
   virtual Status Deliver(const OutgoingRecord& record) = 0;
 };
 

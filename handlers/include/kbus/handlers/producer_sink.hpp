@@ -14,12 +14,14 @@ class ProducerSink final : public EventSink {
  public:
   explicit ProducerSink(kafka::Producer& producer) : producer_(producer) {}
 
-  void Post(OutgoingRecord record) override {
-    auto done = [topic = record.topic](const Status& s) {
+  void Post(OutgoingRecord record, Delivered done) override {
+    auto report = [topic = record.topic, done](const Status& s) {
       if (!s.ok()) Log(LogLevel::kWarn, "event not delivered", {{"topic", topic}, {"error", s.error().message()}});
+      if (done) done(s);
     };
-    if (Status s = producer_.Produce(record, std::move(done)); !s.ok()) {
+    if (Status s = producer_.Produce(record, std::move(report)); !s.ok()) {
       Log(LogLevel::kWarn, "event not queued", {{"topic", record.topic}, {"error", s.error().message()}});
+      if (done) done(s);
     }
   }
 
