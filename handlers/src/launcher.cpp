@@ -169,7 +169,8 @@ struct Launcher::Impl {
     {
       std::lock_guard lock(mu);
       if (shut) return Retry(std::chrono::seconds(1), "the launcher is shutting down");
-      cancelled_early = early_cancels.Contains(cmd.job_id);
+      cancelled_early = early_cancels.Contains(cmd.job_id) ||
+                        early_cancels.Contains(AttemptKey(cmd.job_id, cmd.attempt));
       if (!cancelled_early) {
         running[{cmd.job_id, cmd.attempt}] = job;
         ++threads;
@@ -291,15 +292,17 @@ struct Launcher::Impl {
     std::lock_guard lock(mu);
     int found = 0;
     for (auto it = running.lower_bound({cmd.job_id, 0}); it != running.end() && it->first.first == cmd.job_id; ++it) {
+      if (cmd.attempt > 0 && it->first.second != cmd.attempt) continue;
       it->second->cancel_reason = cmd.reason.empty() ? "cancelled" : "cancelled: " + cmd.reason;
       it->second->control.Cancel();
       ++found;
     }
     ++stats.cancels;
     stats.cancelled += static_cast<std::uint64_t>(found);
-    // A later launch of the job (it may still wait in the backlog) does not run.
-    early_cancels.Add(cmd.job_id);
-    Log(LogLevel::kInfo, "cancel", {{"job_id", cmd.job_id}, {"running_attempts", found}});
+    // A later launch of the job, or of that attempt (it may still wait in the backlog), does
+    // not run.
+    early_cancels.Add(cmd.attempt > 0 ? AttemptKey(cmd.job_id, cmd.attempt) : cmd.job_id);
+    Log(LogLevel::kInfo, "cancel", {{"job_id", cmd.job_id}, {"attempt", cmd.attempt}, {"running_attempts", found}});
     return Ack();
   }
 

@@ -130,6 +130,11 @@ class Context {
                     outgoing_.size()));
   }
 
+  // For generic code that forwards or re-sends records it built itself (a workflow host
+  // re-keying a message, or re-sending what a duplicate's first delivery sent). Sent only if
+  // this handler returns Ack, like the rest.
+  void AddOutgoing(OutgoingRecord record) { Add(std::move(record)); }
+
   std::size_t outgoing_count() const { return outgoing_.size(); }
   std::vector<OutgoingRecord> TakeOutgoing() { return std::move(outgoing_); }
 

@@ -90,6 +90,10 @@ class HandlerRegistry {
               options.policy});
   }
 
+  // Registers a route built at run time, for generic code that knows a type only by its name
+  // (workflow hosts, bridges). The same checks and errors as Handle.
+  void AddRoute(Route route) { Add(std::move(route)); }
+
   // The route for a type name, or nullptr.
   const Route* Find(std::string_view type) const;
   // Every registered route, ordered by type name.

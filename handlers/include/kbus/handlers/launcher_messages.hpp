@@ -37,8 +37,9 @@ struct LaunchProcess {
 };
 
 struct CancelProcess {
-  std::string job_id;  // every running attempt of the job
+  std::string job_id;
   std::string reason;  // for the log and the cancelled event's error text
+  int attempt = 0;     // 0: every attempt of the job; else only that one
 };
 
 struct ProcessStarted {
@@ -100,7 +101,8 @@ struct kbus::MessageTraits<kbus::handlers::CancelProcess> {
   static constexpr kbus::MessageKind kKind = kbus::MessageKind::kCommand;
   static constexpr std::string_view kTopic = kbus::handlers::kLauncherControlTopic;
   static constexpr auto kFields = kbus::Fields(kbus::Field("job_id", &T::job_id),
-                                               kbus::Field("reason", &T::reason, kbus::kOptional));
+                                               kbus::Field("reason", &T::reason, kbus::kOptional),
+                                               kbus::Field("attempt", &T::attempt, kbus::kOptional));
 };
 
 template <>
