@@ -40,6 +40,10 @@ struct OutgoingRecord {
   std::string key;  // empty: no key, the partitioner spreads the record
   std::string payload;
   std::vector<Header> headers;
+  // -1: the partitioner chooses from the key. Otherwise exactly this partition (a workflow's
+  // state record goes to the partition number of its input).
+  std::int32_t partition = -1;
+  bool tombstone = false;  // a null value (payload ignored): deletes the key on a compacted topic
 
   // The last header of that name, or nullopt.
   std::optional<std::string_view> FindHeader(std::string_view name) const;

@@ -78,7 +78,9 @@ Status Producer::Produce(const OutgoingRecord& record, DeliveryCallback done) {
     const rd_kafka_resp_err_t err = rd_kafka_producev(
         impl_->rk.get(), RD_KAFKA_V_TOPIC(record.topic.c_str()),
         RD_KAFKA_V_KEY(record.key.empty() ? nullptr : record.key.data(), record.key.size()),
-        RD_KAFKA_V_VALUE(const_cast<char*>(record.payload.data()), record.payload.size()),
+        RD_KAFKA_V_PARTITION(record.partition < 0 ? RD_KAFKA_PARTITION_UA : record.partition),
+        RD_KAFKA_V_VALUE(record.tombstone ? nullptr : const_cast<char*>(record.payload.data()),
+                         record.tombstone ? 0 : record.payload.size()),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers.get()),
         RD_KAFKA_V_OPAQUE(cb), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {

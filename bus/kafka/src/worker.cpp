@@ -244,6 +244,7 @@ struct Worker::Impl {
   std::atomic<bool> stop{false};
   std::uint64_t next_epoch = 1;
   std::map<TpKey, Partition, TpLess> partitions;
+  std::vector<TopicPartition> hooked;  // reported to on_assigned, not yet to on_revoked
   std::unordered_map<std::uint64_t, Partition*> live;  // by epoch
   std::set<std::string> tier_topics;
   // Every assignment's revoked flag, kept for the worker's life: runs queued for a partition
@@ -1368,6 +1369,15 @@ struct Worker::Impl {
         rd_kafka_assign(rk, parts);
       }
       Log(LogLevel::kInfo, "partitions assigned", {{"count", parts->cnt}, {"group", config.group}});
+      std::vector<TopicPartition> given;
+      for (int i = 0; i < parts->cnt; ++i) {
+        TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
+        if (std::find(hooked.begin(), hooked.end(), tp) == hooked.end()) {
+          hooked.push_back(tp);
+          given.push_back(std::move(tp));
+        }
+      }
+      CallHook(config.on_assigned, given, "on_assigned");
     } else {
       const bool lost = rd_kafka_assignment_lost(rk);
       FinishBeforeRevoke(parts, /*commit=*/!lost);
@@ -1387,10 +1397,29 @@ struct Worker::Impl {
       }
       Log(LogLevel::kInfo, lost ? "partitions lost" : "partitions revoked",
           {{"count", parts->cnt}, {"group", config.group}});
+      std::vector<TopicPartition> taken;
+      for (int i = 0; i < parts->cnt; ++i) {
+        TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
+        if (auto it = std::find(hooked.begin(), hooked.end(), tp); it != hooked.end()) {
+          hooked.erase(it);
+          taken.push_back(std::move(tp));
+        }
+      }
+      CallHook(config.on_revoked, taken, "on_revoked");
     }
     last = nullptr;
     last_rkt = nullptr;
     assigned = static_cast<std::uint32_t>(partitions.size());
+  }
+
+  static void CallHook(const std::function<void(const std::vector<TopicPartition>&)>& hook,
+                       const std::vector<TopicPartition>& parts, std::string_view name) {
+    if (!hook || parts.empty()) return;
+    try {
+      hook(parts);
+    } catch (const std::exception& e) {
+      Log(LogLevel::kError, "rebalance hook failed", {{"hook", name}, {"error", e.what()}});
+    }
   }
 
   // Reads committed offsets and their metadata (the ledgers) into `parts`. On failure the
@@ -1489,6 +1518,9 @@ struct Worker::Impl {
     if (rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer.get())) {
       Log(LogLevel::kWarn, "consumer close failed", {{"error", rd_kafka_err2str(err)}});
     }
+    // Closing revokes through the rebalance callback; whatever it did not report, report now.
+    CallHook(config.on_revoked, hooked, "on_revoked");
+    hooked.clear();
     // Handlers abandoned above may still run: wait for them, but not for a stuck one.
     {
       std::lock_guard lock(pool_mu);

@@ -136,6 +136,7 @@ struct DelegatedOptions {
   std::chrono::milliseconds heartbeat_timeout{0};
   // How long a launch may wait for its ProcessStarted (a full launcher's backlog).
   std::chrono::milliseconds schedule_to_start_timeout{std::chrono::minutes(10)};
+  std::string command_topic;  // where Cmd arrives; default its kTopic
   std::string launcher_topic{handlers::kLauncherTopic};
   std::string control_topic{handlers::kLauncherControlTopic};
   std::string failed_topic;  // DelegatedCommandFailed's topic; default its kTopic
@@ -211,7 +212,7 @@ Workflow<DelegatedState> DelegatedCommand(std::string name, DelegatedOptions<Cmd
   const std::string input = wf.options().input_topic;
   wf.template StartedBy<Cmd>(o.id, [core](const Cmd& c, DelegatedState& s, WorkflowContext& ctx) {
     core->Start(ToJson(c), s, ctx);
-  });
+  }, o.command_topic);
   wf.template Handles<handlers::ProcessStarted>(
       [core](const handlers::ProcessStarted& e, DelegatedState& s, WorkflowContext& ctx) {
         core->Alive(e.attempt, true, s, ctx);

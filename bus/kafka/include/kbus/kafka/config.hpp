@@ -4,6 +4,8 @@
 // through `properties` (the -X key=value of the CLI) and override what kbus sets.
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <ostream>
 #include <string>
@@ -56,6 +58,12 @@ enum class Ordering {
 std::string_view OrderingName(Ordering ordering);
 Result<Ordering> ParseOrdering(std::string_view name);
 
+struct TopicPartition {
+  std::string topic;
+  std::int32_t partition = -1;
+  bool operator==(const TopicPartition&) const = default;
+};
+
 struct WorkerConfig {
   ClientConfig client;
   std::string group;                      // consumer group id; required
@@ -88,6 +96,13 @@ struct WorkerConfig {
   // waits for this member meanwhile).
   std::chrono::milliseconds revoke_grace{3000};
   std::string host;  // for kbus-dlq-host; default: this machine's host name
+  // Rebalance hooks, called on the poll thread. on_assigned: partitions given to this worker,
+  // before any of their records reaches a handler. on_revoked: partitions taken away (revoked
+  // or lost) after their in-flight work finished or was abandoned, and at shutdown those still
+  // held; once per assignment. Exceptions are logged, never passed on. A hook that blocks holds
+  // up the group's rebalance.
+  std::function<void(const std::vector<TopicPartition>&)> on_assigned;
+  std::function<void(const std::vector<TopicPartition>&)> on_revoked;
 };
 
 // "<group>.retry.<delay>", the delay written as 500ms, 10s, 5m or 1h (whole units only).

@@ -1,0 +1,237 @@
+// video-encoding: hosts EncodeVideoWorkflow, the flagship example (docs/workflows.md).
+//
+//   video-encoding --brokers HOST:PORT [--encoder ffmpeg|fake]   host the workflow until SIGTERM
+//   video-encoding --brokers embedded --demo                     the README demo, all in one process
+//
+// The demo starts an embedded broker, a launcher (the same Launcher kbus-launcher runs, with
+// the fake encoder in its allow-list), the workflow host, and sends three videos: one encodes
+// at once, one fails twice and then encodes, one always fails and ends in the dead-letter
+// topic. It prints what happens to each, and exits 0 when all three ended as expected.
+// Every option can also come from the environment: KBUS_BROKERS, KBUS_GROUP, ... (--help).
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "kbus/dispatcher.hpp"
+#include "kbus/kafka/embedded_broker.hpp"
+#include "kbus/log.hpp"
+#include "kbus/options.hpp"
+#include "services.hpp"
+
+namespace po = boost::program_options;
+namespace cli = kbus::cli;
+using kbus::Status;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::atomic<video::EncodeService*> g_service{nullptr};
+void OnSignal(int) {
+  if (auto* s = g_service.load()) s->Stop();
+}
+
+struct Job {
+  std::string source;
+  std::string expect;  // "encoded" or "dead-lettered"
+  std::string result;
+};
+
+class Printer {
+ public:
+  void Say(const std::string& line) {
+    std::lock_guard lock(mu_);
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+  std::mutex& mu() { return mu_; }
+
+ private:
+  std::mutex mu_;
+};
+
+int RunDemo(const kbus::kafka::WorkerConfig& base, const std::string& fake_encoder) {
+  using kbus::handlers::LaunchProcess;
+  using kbus::handlers::ProcessExited;
+  using kbus::handlers::ProcessProgress;
+  using kbus::handlers::ProcessStarted;
+
+  video::EncodeSettings settings;
+  settings.encoder = "fake";
+  settings.fake_seconds = 1.2;
+  settings.retry.initial_interval = 500ms;
+  settings.retry.maximum_interval = 2s;
+  settings.retry.maximum_attempts = 3;
+  settings.run_timeout = 30s;
+  settings.heartbeat_interval = 500ms;
+
+  auto allow = kbus::handlers::AllowList::Parse("fake-encoder = " + fake_encoder + "\n");
+  if (!allow.ok()) {
+    std::fprintf(stderr, "video-encoding: %s\n", allow.error().ToString().c_str());
+    return cli::kExitFailure;
+  }
+  kbus::kafka::WorkerConfig launcher_config = base;
+  launcher_config.group = base.group + "-launcher";
+  kbus::handlers::LauncherConfig lc;
+  lc.max_processes = 4;
+  lc.default_heartbeat = 500ms;
+  lc.kill_grace = 2s;
+  lc.host = "demo";
+  video::LauncherService launcher(launcher_config, std::move(*allow), lc);
+  video::EncodeService encoder(base, settings);
+
+  // What the demo shows comes from a third group that reads the same topics.
+  Printer out;
+  std::map<std::string, Job> jobs{{"clip-1", {"holiday.mp4", "encoded", ""}},
+                                  {"clip-2", {"flaky-2-interview.mp4", "encoded", ""}},
+                                  {"clip-3", {"broken-upload.mp4", "dead-lettered", ""}}};
+  std::atomic<int> ended{0};
+  const std::string dlq = kbus::DeadLetterTopic(base.group);
+  kbus::HandlerRegistry watch;
+  kbus::HandlerOptions on_input;
+  on_input.topic = encoder.input_topic();
+  watch.Handle<LaunchProcess>([&](const LaunchProcess& l, kbus::Context&) {
+    out.Say("  workflow -> kbus.LaunchProcess " + l.job_id + " attempt " + std::to_string(l.attempt));
+  });
+  watch.Handle<ProcessStarted>([&](const ProcessStarted& e, kbus::Context&) {
+    out.Say("  launcher <- started " + e.job_id + " attempt " + std::to_string(e.attempt) + " (pid " +
+            std::to_string(e.pid) + ")");
+  }, on_input);
+  watch.Handle<ProcessProgress>([&](const ProcessProgress& e, kbus::Context&) {
+    out.Say("  launcher .. " + e.job_id + " " + std::to_string(e.percent) + "% " + e.message);
+  }, on_input);
+  watch.Handle<kbus::handlers::ProcessHeartbeat>([](const auto&, kbus::Context&) {}, on_input);
+  watch.Handle<ProcessExited>([&](const ProcessExited& e, kbus::Context&) {
+    std::string line = "  launcher <- exited " + e.job_id + " attempt " + std::to_string(e.attempt) + ": " + e.outcome;
+    if (e.outcome == "failed") line += " (exit " + std::to_string(e.exit_code) + ")";
+    out.Say(line);
+  }, on_input);
+  // The workflow's own timeout messages share its input topic: not the watcher's business.
+  watch.AddRoute({"video.encode.timeout", kbus::MessageKind::kCommand, encoder.input_topic(),
+                  [](const kbus::JsonValue&, kbus::Context&) { return kbus::Ack(); }, {}});
+  watch.Handle<video::VideoEncoded>([&](const video::VideoEncoded& e, kbus::Context&) {
+    {
+      std::lock_guard lock(out.mu());
+      jobs[e.video_id].result = "encoded after " + std::to_string(e.attempts) + " attempt" + (e.attempts > 1 ? "s" : "");
+    }
+    out.Say("  workflow -> video.VideoEncoded " + e.video_id);
+    ++ended;
+  });
+  watch.Handle<video::VideoEncodingFailed>([&](const video::VideoEncodingFailed& e, kbus::Context&) {
+    out.Say("  workflow -> video.VideoEncodingFailed " + e.video_id + " after " + std::to_string(e.attempts) +
+            " attempts (" + e.outcome + ")");
+  });
+  kbus::HandlerOptions on_dlq;
+  on_dlq.topic = dlq;
+  watch.Handle<video::EncodeVideo>([&](const video::EncodeVideo& v, kbus::Context& ctx) {
+    if (ctx.record().topic != dlq) return;  // the copy re-keyed into the input topic
+    const std::string reason(ctx.record().FindHeader(kbus::header::kDlqReason).value_or("?"));
+    const std::string outcome(ctx.record().FindHeader("kbus-dlq-outcome").value_or("?"));
+    {
+      std::lock_guard lock(out.mu());
+      jobs[v.video_id].result = "dead-lettered to " + dlq + " (" + reason + ", last outcome " + outcome + ")";
+    }
+    out.Say("  workflow -> " + dlq + " <- video.EncodeVideo " + v.video_id + " (" + reason + ")");
+    ++ended;
+  }, on_dlq);
+  kbus::kafka::WorkerConfig watch_config = base;
+  watch_config.group = base.group + "-demo-watch";
+  kbus::kafka::Worker watcher(watch_config, watch);
+
+  std::thread launcher_thread([&] { launcher.Run(); });
+  std::thread encoder_thread([&] { encoder.Run(); });
+  std::thread watch_thread([&] { watcher.Run(); });
+
+  kbus::kafka::Producer producer(video::EventProducerConfig(base.client));
+  for (const auto& [id, job] : jobs) {
+    if (Status s = producer.Send(video::EncodeVideo{id, job.source, 720}); !s.ok()) {
+      std::fprintf(stderr, "send failed: %s\n", s.error().ToString().c_str());
+      return cli::kExitFailure;
+    }
+    out.Say("  client   -> video.EncodeVideo " + id + " (" + job.source + ")");
+  }
+
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (ended.load() < static_cast<int>(jobs.size()) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  watcher.Stop();
+  encoder.Stop();
+  launcher.Stop();
+  watch_thread.join();
+  encoder_thread.join();
+  launcher_thread.join();
+
+  bool ok = true;
+  std::printf("\nWhat happened (watch a job live with: kbus watch --job clip-2 --topic %s):\n",
+              encoder.input_topic().c_str());
+  for (const auto& [id, job] : jobs) {
+    const bool as_expected = job.result.starts_with(job.expect);
+    ok = ok && as_expected;
+    std::printf("  %-7s %-22s %s\n", id.c_str(), job.source.c_str(),
+                job.result.empty() ? "did not finish in 120 s" : job.result.c_str());
+  }
+  const auto stats = encoder.host().Stats();
+  std::printf("demo %s: %llu workflows started, %llu completed, %llu failed, %llu timeouts fired, %llu state writes\n",
+              ok ? "finished" : "FAILED", static_cast<unsigned long long>(stats.started),
+              static_cast<unsigned long long>(stats.completed), static_cast<unsigned long long>(stats.failed),
+              static_cast<unsigned long long>(stats.timeouts_fired),
+              static_cast<unsigned long long>(stats.state_writes));
+  return ok ? cli::kExitOk : cli::kExitFailure;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::SetProgramName("video-encoding");
+  kbus::kafka::WorkerConfig config;
+  config.group = "video-encoding";
+  cli::WorkerOptions options;
+  bool demo = false;
+  std::string encoder = "ffmpeg";
+  std::string fake_encoder = FAKE_ENCODER_PATH;
+  po::options_description desc("Options (each also from KBUS_<NAME>, e.g. KBUS_BROKERS)", cli::kHelpWidth);
+  cli::AddWorkerOptions(desc, options, config);
+  desc.add_options()("encoder", po::value(&encoder)->default_value(encoder)->value_name("ffmpeg|fake"),
+                     "what the launcher is asked to run: the allow-list's ffmpeg, or the fake encoder")(
+      "demo", po::bool_switch(&demo), "run the README demo: three videos, followed to their end")(
+      "fake-encoder", po::value(&fake_encoder)->default_value(fake_encoder)->value_name("PATH"),
+      "the fake encoder the demo's launcher may run")("help,h", "show this help");
+
+  auto parsed = cli::ParseArgs({argv + 1, argv + argc}, desc);
+  if (!parsed.ok()) return cli::Report("", parsed.error());
+  if (parsed->help()) {
+    cli::PrintHelp(std::cout, "video-encoding [options]",
+                   "Hosts the EncodeVideo workflow until SIGTERM: EncodeVideo commands become launcher\n"
+                   "attempts, retried with backoff, then VideoEncoded or the dead-letter topic.",
+                   desc);
+    return cli::kExitOk;
+  }
+  if (Status s = cli::ApplyWorkerOptions(options, *parsed, config); !s.ok()) return cli::Report("", s.error());
+  if (encoder != "ffmpeg" && encoder != "fake") {
+    return cli::ReportUsage("", parsed->Spelling("encoder") + " must be ffmpeg or fake, not '" + encoder + "'");
+  }
+
+  try {
+    auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
+    if (demo) return RunDemo(config, fake_encoder);
+    video::EncodeSettings settings;
+    settings.encoder = encoder;
+    video::EncodeService service(config, settings);
+    g_service = &service;
+    std::signal(SIGTERM, OnSignal);
+    std::signal(SIGINT, OnSignal);
+    service.Run();
+    g_service = nullptr;
+  } catch (const std::exception& e) {
+    std::cerr << "video-encoding: " << e.what() << "\n";
+    return cli::kExitFailure;
+  }
+  return cli::kExitOk;
+}

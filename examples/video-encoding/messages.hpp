@@ -1,0 +1,62 @@
+#pragma once
+// The video service's messages: one long command, and what became of it.
+
+#include <string>
+
+#include "kbus/message.hpp"
+
+namespace video {
+
+// Encode `source` at `height` lines. Handled by EncodeVideoWorkflow, which hands the work to a
+// launcher and follows it to the end.
+struct EncodeVideo {
+  std::string video_id;
+  std::string source;
+  int height = 720;
+};
+
+struct VideoEncoded {
+  std::string video_id;
+  int attempts = 0;
+};
+
+struct VideoEncodingFailed {
+  std::string video_id;
+  int attempts = 0;
+  std::string outcome;  // the last attempt's: failed, timed_out, lost, ...
+  std::string error;
+};
+
+}  // namespace video
+
+template <>
+struct kbus::MessageTraits<video::EncodeVideo> {
+  using T = video::EncodeVideo;
+  static constexpr std::string_view kType = "video.EncodeVideo";
+  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kCommand;
+  static constexpr std::string_view kTopic = "video.commands";
+  static constexpr auto kFields =
+      kbus::Fields(kbus::Field("video_id", &T::video_id), kbus::Field("source", &T::source),
+                   kbus::Field("height", &T::height, kbus::kOptional));
+};
+
+template <>
+struct kbus::MessageTraits<video::VideoEncoded> {
+  using T = video::VideoEncoded;
+  static constexpr std::string_view kType = "video.VideoEncoded";
+  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kEvent;
+  static constexpr std::string_view kTopic = "video.events";
+  static constexpr auto kFields =
+      kbus::Fields(kbus::Field("video_id", &T::video_id), kbus::Field("attempts", &T::attempts));
+};
+
+template <>
+struct kbus::MessageTraits<video::VideoEncodingFailed> {
+  using T = video::VideoEncodingFailed;
+  static constexpr std::string_view kType = "video.VideoEncodingFailed";
+  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kEvent;
+  static constexpr std::string_view kTopic = "video.events";
+  static constexpr auto kFields = kbus::Fields(
+      kbus::Field("video_id", &T::video_id), kbus::Field("attempts", &T::attempts),
+      kbus::Field("outcome", &T::outcome), kbus::Field("error", &T::error, kbus::kOptional));
+};

@@ -1,0 +1,212 @@
+// The flagship example on a broker, with the real launcher running the fake encoder:
+// EncodeVideo -> EncodeVideoWorkflow -> launcher attempts -> VideoEncoded or the DLQ. The
+// demo's three jobs end as the README says, and 200 concurrent workflows with mixed outcomes
+// each end exactly once, correctly.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "encode_workflow.hpp"
+#include "it_support.hpp"
+#include "kbus/dispatcher.hpp"
+#include "services.hpp"
+
+namespace {
+
+using kbus::test::TestBroker;
+using namespace std::chrono_literals;
+
+// The launcher and the workflow host, each in its own group, on topics of this test.
+struct Stack {
+  explicit Stack(video::EncodeSettings s, int max_processes) {
+    const std::string tag = TestBroker::UniqueName("vid");
+    s.name = tag + ".encode";
+    s.command_topic = tag + ".commands";
+    s.launcher_topic = tag + ".launcher";
+    s.control_topic = tag + ".control";
+    s.encoder = "fake";
+    for (const auto& t : {s.name + ".in", s.name + ".state", s.launcher_topic, s.control_topic}) {
+      TestBroker::Get().CreateTopic(t, 4);
+    }
+    s.events_topic = tag + ".events";
+    TestBroker::Get().CreateTopic(s.command_topic, 2);
+    // Before any group subscribes: a consumer notices a topic created later only at its next
+    // metadata refresh.
+    TestBroker::Get().CreateTopic(s.events_topic, 2);
+    events_topic = s.events_topic;
+    command_topic = s.command_topic;
+    group = tag + "-wf";
+    dlq = kbus::DeadLetterTopic(group);
+    TestBroker::Get().CreateTopic(dlq, 1);
+
+    auto allow = kbus::handlers::AllowList::Parse("fake-encoder = " FAKE_ENCODER_PATH "\n");
+    EXPECT_TRUE(allow.ok());
+    kbus::handlers::LauncherConfig lc;
+    lc.max_processes = max_processes;
+    lc.kill_grace = 1s;
+    lc.default_heartbeat = 1s;
+    lc.host = "test";
+    launcher = std::make_unique<video::LauncherService>(it::WorkerConfigFor(tag + "-launcher"), std::move(*allow), lc,
+                                                        s.launcher_topic, s.control_topic);
+    encoder = std::make_unique<video::EncodeService>(it::WorkerConfigFor(group), s);
+    launcher_thread = std::thread([this] { launcher->Run(); });
+    encoder_thread = std::thread([this] { encoder->Run(); });
+  }
+  ~Stack() {
+    encoder->Stop();
+    launcher->Stop();
+    encoder_thread.join();
+    launcher_thread.join();
+  }
+  void Send(const video::EncodeVideo& v) {
+    ASSERT_TRUE(producer.Send(v, {.topic = command_topic}).ok());
+  }
+
+  std::string command_topic, events_topic, group, dlq;
+  kbus::kafka::Producer producer{it::ProducerConfig()};
+  std::unique_ptr<video::LauncherService> launcher;
+  std::unique_ptr<video::EncodeService> encoder;
+  std::thread launcher_thread, encoder_thread;
+};
+
+// How each video ended, as a separate group sees the results.
+class Outcomes {
+ public:
+  explicit Outcomes(const Stack& stack) {
+    kbus::HandlerOptions on_events;
+    on_events.topic = stack.events_topic;
+    handlers_.Handle<video::VideoEncoded>([this](const video::VideoEncoded& e, kbus::Context&) {
+      Add(e.video_id, "encoded:" + std::to_string(e.attempts));
+    }, on_events);
+    handlers_.Handle<video::VideoEncodingFailed>([this](const video::VideoEncodingFailed& e, kbus::Context&) {
+      std::lock_guard lock(mu_);
+      ++failed_events_[e.video_id];
+    }, on_events);
+    kbus::HandlerOptions on_dlq;
+    on_dlq.topic = stack.dlq;
+    handlers_.Handle<video::EncodeVideo>(
+        [this](const video::EncodeVideo& v, kbus::Context& ctx) {
+          const auto reason = ctx.record().FindHeader(kbus::header::kDlqReason).value_or("");
+          const auto attempts = ctx.record().FindHeader(kbus::header::kDlqAttempts).value_or("");
+          const auto outcome = ctx.record().FindHeader("kbus-dlq-outcome").value_or("");
+          Add(v.video_id, "dlq:" + std::string(reason) + ":" + std::string(attempts) + ":" + std::string(outcome));
+        },
+        on_dlq);
+    worker_ = std::make_unique<it::RunningWorker>(it::WorkerConfigFor(TestBroker::UniqueName("video-obs")), handlers_);
+  }
+
+  // Waits until `n` videos ended (or the timeout), and returns every ending seen per video.
+  std::map<std::string, std::vector<std::string>> Wait(std::size_t n, std::chrono::seconds timeout) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return ended_.size() >= n; });
+    return ended_;
+  }
+  // Lets late duplicates arrive: waits until nothing new came for `quiet`.
+  std::map<std::string, std::vector<std::string>> Settle(std::chrono::milliseconds quiet) {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      const std::size_t before = events_;
+      if (!cv_.wait_for(lock, quiet, [&] { return events_ != before; })) return ended_;
+    }
+  }
+  int FailedEvents(const std::string& id) {
+    std::lock_guard lock(mu_);
+    return failed_events_[id];
+  }
+
+ private:
+  void Add(const std::string& id, std::string what) {
+    std::lock_guard lock(mu_);
+    ended_[id].push_back(std::move(what));
+    ++events_;
+    cv_.notify_all();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::vector<std::string>> ended_;
+  std::map<std::string, int> failed_events_;
+  std::size_t events_ = 0;
+  kbus::HandlerRegistry handlers_;
+  std::unique_ptr<it::RunningWorker> worker_;
+};
+
+video::EncodeSettings Quick(int attempts) {
+  video::EncodeSettings s;
+  s.fake_seconds = 0.3;
+  s.retry.initial_interval = 200ms;
+  s.retry.maximum_interval = 1s;
+  s.retry.maximum_attempts = attempts;
+  s.run_timeout = 30s;
+  s.heartbeat_interval = 500ms;
+  s.heartbeat_timeout = 10s;
+  return s;
+}
+
+TEST(VideoEncoding, TheDemosThreeJobsEndAsDescribed) {
+  Stack stack(Quick(3), 4);
+  const std::string p = TestBroker::UniqueName("v") + "-";
+  Outcomes outcomes(stack);
+  stack.Send({p + "ok", "holiday.mp4", 720});
+  stack.Send({p + "flaky", "flaky-2-interview.mp4", 720});
+  stack.Send({p + "broken", "broken-upload.mp4", 720});
+
+  auto ended = outcomes.Wait(3, 120s);
+  ASSERT_EQ(ended.size(), 3u);
+  EXPECT_EQ(ended[p + "ok"], std::vector<std::string>{"encoded:1"});
+  EXPECT_EQ(ended[p + "flaky"], std::vector<std::string>{"encoded:3"}) << "failed twice, then encoded";
+  EXPECT_EQ(ended[p + "broken"], std::vector<std::string>{"dlq:attempts-exhausted:3:failed"});
+  EXPECT_EQ(outcomes.FailedEvents(p + "broken"), 1) << "VideoEncodingFailed published";
+  const auto stats = stack.encoder->host().Stats();
+  EXPECT_EQ(stats.started, 3u);
+  EXPECT_EQ(stats.completed, 2u);
+  EXPECT_EQ(stats.failed, 1u);
+  EXPECT_GE(stats.timeouts_fired, 4u) << "two retries of flaky, two of broken";
+}
+
+TEST(VideoEncoding, TwoHundredConcurrentWorkflowsWithMixedOutcomesEachEndExactlyOnce) {
+  video::EncodeSettings s = Quick(2);
+  s.fake_seconds = 0.1;
+  Stack stack(s, 16);
+  const std::string p = TestBroker::UniqueName("m") + "-";
+  Outcomes outcomes(stack);
+  std::map<std::string, std::string> expected;
+  for (int i = 0; i < 200; ++i) {
+    const std::string id = p + std::to_string(i);
+    switch (i % 3) {
+      case 0:
+        stack.Send({id, "ok.mp4", 720});
+        expected[id] = "encoded:1";
+        break;
+      case 1:
+        stack.Send({id, "flaky-1.mp4", 720});
+        expected[id] = "encoded:2";
+        break;
+      default:
+        stack.Send({id, "broken.mp4", 720});
+        expected[id] = "dlq:attempts-exhausted:2:failed";
+    }
+  }
+  outcomes.Wait(200, 300s);
+  const auto ended = outcomes.Settle(2s);
+  ASSERT_EQ(ended.size(), 200u) << "every workflow ended";
+  int wrong = 0;
+  for (const auto& [id, endings] : ended) {
+    if (endings != std::vector<std::string>{expected[id]}) {
+      ++wrong;
+      ADD_FAILURE() << id << " ended " << testing::PrintToString(endings) << ", expected " << expected[id];
+      if (wrong > 5) break;
+    }
+  }
+  const auto stats = stack.encoder->host().Stats();
+  EXPECT_EQ(stats.started, 200u);
+  EXPECT_EQ(stats.completed + stats.failed, 200u);
+}
+
+}  // namespace

@@ -1,0 +1,86 @@
+#pragma once
+// Running a workflow on Kafka: the state store over a compacted topic, the worker wiring, and
+// the topics a workflow needs. Header-only, for programs that link kbus::workflows and
+// kbus::kafka (the workflow library itself never links Kafka).
+//
+//   kafka::StateTopic state(config.client, workflow.options().state_topic);
+//   KafkaStateStore store(state);
+//   kafka::Producer producer(...);
+//   WorkflowHost host(workflow, {.group = config.group, .send = SendWith(producer)}, store);
+//   HandlerRegistry handlers;
+//   host.Register(handlers);
+//   Attach(host, config);          // subscribes the input topic, loads state on assignment
+//   kafka::Worker worker(config, handlers);
+//   host.Start();                  // fires timeouts
+//   worker.Run();
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kbus/kafka/admin.hpp"
+#include "kbus/kafka/config.hpp"
+#include "kbus/kafka/producer.hpp"
+#include "kbus/kafka/state_topic.hpp"
+#include "kbus/workflows/host.hpp"
+
+namespace kbus::workflows {
+
+class KafkaStateStore final : public StateStore {
+ public:
+  explicit KafkaStateStore(kafka::StateTopic& topic) : topic_(topic) {}
+
+  Status Load(std::int32_t partition,
+              const std::function<void(std::string_view, std::string_view)>& each) override {
+    return topic_.Load(partition, [&](std::string_view key, std::string_view value, std::int64_t) { each(key, value); });
+  }
+  Status Write(std::int32_t partition, std::string_view key, std::string_view value) override {
+    return topic_.Write(partition, key, value);
+  }
+  Status Erase(std::int32_t partition, std::string_view key) override { return topic_.Erase(partition, key); }
+
+ private:
+  kafka::StateTopic& topic_;
+};
+
+// Timeout firings through a producer, acknowledged before the timer counts as fired.
+inline std::function<Status(const OutgoingRecord&)> SendWith(kafka::Producer& producer) {
+  return [&producer](const OutgoingRecord& r) { return producer.SendSync(r); };
+}
+
+// Makes the worker read the workflow's input topic, one record per workflow id at a time, and
+// tells the host which input partitions it owns. Hooks already set in `config` still run.
+inline void Attach(WorkflowHost& host, kafka::WorkerConfig& config) {
+  for (const std::string& t : host.ExtraTopics()) config.extra_topics.push_back(t);
+  config.ordering = kafka::Ordering::kKey;
+  auto mine = [input = host.input_topic()](const std::vector<kafka::TopicPartition>& parts) {
+    std::vector<std::int32_t> out;
+    for (const auto& p : parts) {
+      if (p.topic == input) out.push_back(p.partition);
+    }
+    return out;
+  };
+  config.on_assigned = [&host, mine, before = config.on_assigned](const std::vector<kafka::TopicPartition>& parts) {
+    if (before) before(parts);
+    host.OnAssigned(mine(parts));
+  };
+  config.on_revoked = [&host, mine, before = config.on_revoked](const std::vector<kafka::TopicPartition>& parts) {
+    if (before) before(parts);
+    host.OnRevoked(mine(parts));
+  };
+}
+
+// The workflow's input topic and its state topic, with the same partition count (the state
+// topic compacted), on a real broker. The embedded broker has no admin API: create both there
+// with EmbeddedBroker::CreateTopic (the state topic then neither compacts nor keeps more than
+// about 5 MiB per partition; docs/workflows.md says what that means).
+inline Status CreateWorkflowTopics(const kafka::ClientConfig& client, const WorkflowHost& host, int partitions,
+                                   int replication_factor = -1) {
+  kafka::TopicSpec input{host.input_topic(), partitions, replication_factor, {}};
+  kafka::TopicSpec state{host.state_topic(), partitions, replication_factor, kafka::CompactedTopicConfigs()};
+  return kafka::CreateTopics(client, {input, state});
+}
+
+}  // namespace kbus::workflows
