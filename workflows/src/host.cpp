@@ -1,6 +1,8 @@
 #include "kbus/workflows/host.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <iterator>
 #include <condition_variable>
 #include <set>
 #include <stdexcept>
@@ -178,7 +180,11 @@ struct WorkflowHost::Impl {
   std::condition_variable cv;
   std::map<std::int32_t, PartitionPtr> partitions;
   std::uint64_t next_epoch = 1;
-  std::vector<std::thread> loaders;
+  struct Loader {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
+  };
+  std::vector<Loader> loaders;
   HostStats stats;
   bool stopping = false;
   std::thread timer;
@@ -193,15 +199,29 @@ struct WorkflowHost::Impl {
   // ---- partitions ----
 
   void OnAssigned(const std::vector<std::int32_t>& numbers) {
-    std::lock_guard lock(mu);
-    for (std::int32_t n : numbers) {
-      auto p = std::make_shared<Partition>();
-      p->number = n;
-      p->epoch = next_epoch++;
-      if (auto old = partitions.find(n); old != partitions.end()) old->second->revoked = true;
-      partitions[n] = p;
-      loaders.emplace_back([this, p] { Load(p); });
+    std::vector<Loader> finished;
+    {
+      std::lock_guard lock(mu);
+      // Loaders of earlier assignments that are done: joined here, so a long life of
+      // rebalances does not pile up threads.
+      auto done = std::partition(loaders.begin(), loaders.end(), [](const Loader& l) { return !l.done->load(); });
+      std::move(done, loaders.end(), std::back_inserter(finished));
+      loaders.erase(done, loaders.end());
+      for (std::int32_t n : numbers) {
+        auto p = std::make_shared<Partition>();
+        p->number = n;
+        p->epoch = next_epoch++;
+        if (auto old = partitions.find(n); old != partitions.end()) old->second->revoked = true;
+        partitions[n] = p;
+        Loader l;
+        l.thread = std::thread([this, p, done = l.done] {
+          Load(p);
+          done->store(true);
+        });
+        loaders.push_back(std::move(l));
+      }
     }
+    for (Loader& l : finished) l.thread.join();
   }
 
   void OnRevoked(const std::vector<std::int32_t>& numbers) {
@@ -652,13 +672,13 @@ struct WorkflowHost::Impl {
     cv.notify_all();
     timer_cv.notify_all();
     if (timer.joinable()) timer.join();
-    std::vector<std::thread> threads;
+    std::vector<Loader> threads;
     {
       std::lock_guard lock(mu);
       threads.swap(loaders);
     }
-    for (std::thread& t : threads) {
-      if (t.joinable()) t.join();
+    for (Loader& l : threads) {
+      if (l.thread.joinable()) l.thread.join();
     }
   }
 
