@@ -210,3 +210,22 @@ TEST(VideoEncoding, TwoHundredConcurrentWorkflowsWithMixedOutcomesEachEndExactly
 }
 
 }  // namespace
+
+namespace {
+
+TEST(VideoEncoding, AStateTopicWithAnotherPartitionCountIsRefusedAtStart) {
+  video::EncodeSettings s = Quick(2);
+  s.name = TestBroker::UniqueName("skew") + ".encode";
+  TestBroker::Get().CreateTopic(s.name + ".in", 4);
+  TestBroker::Get().CreateTopic(s.name + ".state", 2);
+  try {
+    video::EncodeService service(it::WorkerConfigFor(TestBroker::UniqueName("skew-g")), s);
+    FAIL() << "a host on topics that are not co-partitioned started";
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(s.name + ".in has 4 partitions"), std::string::npos) << what;
+    EXPECT_NE(what.find(s.name + ".state has 2"), std::string::npos) << what;
+  }
+}
+
+}  // namespace

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -50,9 +51,34 @@ inline std::function<Status(const OutgoingRecord&)> SendWith(kafka::Producer& pr
   return [&producer](const OutgoingRecord& r) { return producer.SendSync(r); };
 }
 
+// Both topics, when they exist, must have the same number of partitions: a state record is
+// written to the partition number of its input. An error names both counts; a topic not there
+// yet (to be auto-created) is not one.
+inline Status CheckCoPartitioned(const kafka::ClientConfig& client, const WorkflowHost& host) {
+  auto topics = kafka::ListTopics(client);
+  if (!topics.ok()) return topics.error();
+  int input = 0, state = 0;
+  for (const auto& t : *topics) {
+    if (t.name == host.input_topic()) input = t.partitions;
+    if (t.name == host.state_topic()) state = t.partitions;
+  }
+  if (input > 0 && state > 0 && input != state) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "workflow topics are not co-partitioned: " + host.input_topic() + " has " + std::to_string(input) +
+                     " partitions and " + host.state_topic() + " has " + std::to_string(state) +
+                     "; give the state topic the input topic's count");
+  }
+  return Ok();
+}
+
 // Makes the worker read the workflow's input topic, one record per workflow id at a time, and
 // tells the host which input partitions it owns. Hooks already set in `config` still run.
+// Throws std::invalid_argument when the topics exist but are not co-partitioned.
 inline void Attach(WorkflowHost& host, kafka::WorkerConfig& config) {
+  if (Status s = CheckCoPartitioned(config.client, host);
+      !s.ok() && s.error().code() == ErrorCode::kInvalidArgument) {
+    throw std::invalid_argument(s.error().message());
+  }
   for (const std::string& t : host.ExtraTopics()) config.extra_topics.push_back(t);
   config.ordering = kafka::Ordering::kKey;
   auto mine = [input = host.input_topic()](const std::vector<kafka::TopicPartition>& parts) {
