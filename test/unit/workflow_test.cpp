@@ -502,3 +502,39 @@ TEST(Workflow, AMalformedPayloadGoesToTheDlqAsADecodeError) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Workflow, AnAbandonedDeliveryWritesNoState) {
+  kbus::workflows::MemoryStateStore store;
+  kbus::workflows::HostConfig config;
+  config.group = "g";
+  kbus::workflows::WorkflowHost host(OrderWorkflow(), config, store);
+  kbus::HandlerRegistry registry;
+  host.Register(registry);
+  host.OnAssigned({0});
+  kbus::OutgoingRecord out = kbus::BuildRecord(PlaceOrder{"o-1", 5}, {.topic = "shop.order.in", .key = "o-1"});
+  std::vector<kbus::HeaderView> headers;
+  for (const auto& h : out.headers) headers.push_back({h.name, h.value});
+  kbus::InboundRecord in;
+  in.topic = out.topic;
+  in.partition = 0;
+  in.offset = 0;
+  in.key = out.key;
+  in.payload = out.payload;
+  in.headers = headers;
+  kbus::Dispatcher dispatcher(registry);
+
+  kbus::Visibility abandoned;
+  abandoned.Cancel();
+  EXPECT_EQ(dispatcher.Dispatch(in, 1, &abandoned).kind, kbus::DispatchResult::Kind::kRetry);
+  EXPECT_EQ(store.writes(), 0u);
+
+  kbus::Visibility live;
+  const auto r = dispatcher.Dispatch(in, 2, &live);
+  EXPECT_EQ(r.kind, kbus::DispatchResult::Kind::kAck);
+  EXPECT_EQ(store.writes(), 1u);
+  EXPECT_EQ(r.outgoing.size(), 1u) << "ChargeCard";
+}
+
+}  // namespace

@@ -500,6 +500,9 @@ struct WorkflowHost::Impl {
       std::lock_guard lock(mu);
       if (p->revoked) return Retry(std::chrono::milliseconds(500), "input partition revoked meanwhile");
     }
+    // An abandoned delivery (its visibility timeout passed) must not write: the worker may be
+    // delivering the message again already.
+    if (ctx.Cancelled()) return Retry(std::chrono::milliseconds(0), "the delivery was abandoned before its state write");
     if (Status s = store.Write(number, id, encoded); !s.ok()) {
       return Retry(std::chrono::milliseconds(500), "the workflow state was not written: " + s.error().message());
     }
