@@ -278,7 +278,9 @@ TEST_F(Delegated, LaunchFailedANonRetryableExitAndCancelledFailAtOnce) {
 
   kit_.Send(Render{"r-3"});
   o.key = o.workflow_id = "r-3";
-  kit_.Send(Exit(1, "cancelled"), o);
+  ProcessExited cancelled = Exit(1, "cancelled");
+  cancelled.job_id = "r-3";
+  kit_.Send(cancelled, o);
   EXPECT_EQ(kit_.Status("r-3"), "failed");
   EXPECT_EQ(kit_.DeadLetters().back().FindHeader(kbus::header::kDlqReason), "cancelled");
   EXPECT_EQ(Launches().size(), 3u) << "no retry for any of them";
@@ -348,6 +350,28 @@ TEST_F(Delegated, ASecondStartOfARunningCommandLaunchesNothing) {
   kit_.Send(Render{"r-1"});
   kit_.Send(Render{"r-1"});
   EXPECT_EQ(Launches().size(), 1u);
+}
+
+TEST_F(Delegated, ARedrivenCommandStartsANewRunWithItsOwnJobId) {
+  kit_.Send(Render{"r-1"});
+  Event(Exit(1, "launch_failed"));
+  ASSERT_EQ(kit_.Status("r-1"), "failed");
+  kbus::OutgoingRecord redriven = kit_.DeadLetters().at(0);
+  redriven.topic = std::string(kInput);
+  redriven.headers.push_back({std::string(kbus::header::kRedriveOf), "test.dlq:0:0"});
+  kit_.Append(redriven);
+
+  ASSERT_EQ(kit_.Status("r-1"), "running");
+  ASSERT_EQ(Launches().size(), 2u);
+  EXPECT_EQ(Launches()[1].job_id, "r-1/run-2") << "a launcher that ran (r-1, 1) must not take this for it";
+  EXPECT_EQ(Launches()[1].attempt, 1);
+  Event(Exit(1, "succeeded", 0));  // run 1's job id: stale
+  EXPECT_EQ(kit_.Status("r-1"), "running");
+  ProcessExited done = Exit(1, "succeeded", 0);
+  done.job_id = "r-1/run-2";
+  Event(done);
+  EXPECT_EQ(kit_.Status("r-1"), "completed");
+  EXPECT_EQ(kit_.Instance("r-1")->run, 2);
 }
 
 TEST(DelegatedOptions, ARunTimeoutIdAndLaunchAreRequired) {

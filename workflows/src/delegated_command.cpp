@@ -86,6 +86,7 @@ namespace detail {
 void DelegatedCore::Start(std::string command_json, DelegatedState& s, WorkflowContext& ctx) const {
   if (s.attempt > 0) return;  // the instance runs already: a second start changes nothing
   s.command = std::move(command_json);
+  s.job_id = ctx.run() == 1 ? ctx.workflow_id() : ctx.workflow_id() + "/run-" + std::to_string(ctx.run());
   Launch(1, s, ctx);
 }
 
@@ -98,7 +99,7 @@ void DelegatedCore::SetSilence(std::chrono::milliseconds after, DelegatedState& 
 void DelegatedCore::Launch(int attempt, DelegatedState& s, WorkflowContext& ctx) const {
   const LaunchSpec spec = launch(s.command, attempt);
   handlers::LaunchProcess cmd;
-  cmd.job_id = ctx.workflow_id();
+  cmd.job_id = s.job_id;
   cmd.attempt = attempt;
   cmd.program = spec.program;
   cmd.args = spec.args;
@@ -115,8 +116,9 @@ void DelegatedCore::Launch(int attempt, DelegatedState& s, WorkflowContext& ctx)
   SetSilence(schedule_to_start, s, ctx);
 }
 
-void DelegatedCore::Alive(int attempt, bool started, DelegatedState& s, WorkflowContext& ctx) const {
-  if (attempt != s.attempt || (s.phase != "launching" && s.phase != "running")) return;  // stale
+void DelegatedCore::Alive(const std::string& job_id, int attempt, bool started, DelegatedState& s,
+                          WorkflowContext& ctx) const {
+  if (job_id != s.job_id || attempt != s.attempt || (s.phase != "launching" && s.phase != "running")) return;  // stale
   if (started || s.phase == "launching") {
     s.phase = "running";
     SetSilence(heartbeat_timeout, s, ctx);
@@ -128,7 +130,9 @@ void DelegatedCore::Alive(int attempt, bool started, DelegatedState& s, Workflow
 }
 
 void DelegatedCore::Exited(const ProcessExited& e, DelegatedState& s, WorkflowContext& ctx) const {
-  if (e.attempt != s.attempt || (s.phase != "launching" && s.phase != "running")) return;  // stale or repeated
+  if (e.job_id != s.job_id || e.attempt != s.attempt || (s.phase != "launching" && s.phase != "running")) {
+    return;  // stale (an older attempt or run) or repeated
+  }
   if (!s.silence_timer.empty()) ctx.CancelTimeout(s.silence_timer);
   s.silence_timer.clear();
   s.silence_due_ms = 0;
@@ -164,7 +168,7 @@ void DelegatedCore::Exited(const ProcessExited& e, DelegatedState& s, WorkflowCo
   std::vector<Header> headers{{"kbus-dlq-outcome", e.outcome},
                               {"kbus-dlq-exit-code", std::to_string(e.exit_code)},
                               {"kbus-dlq-signal", std::to_string(e.signal)},
-                              {"kbus-dlq-job-id", ctx.workflow_id()}};
+                              {"kbus-dlq-job-id", s.job_id}};
   ctx.DeadLetter(d.reason,
                  "attempt " + std::to_string(s.attempt) + " ended " + e.outcome +
                      (s.last_error.empty() ? std::string() : ": " + s.last_error),
@@ -175,13 +179,13 @@ void DelegatedCore::Silence(const Timeout& t, DelegatedState& s, WorkflowContext
   if (t.id != s.silence_timer) return;
   s.silence_timer.clear();
   // Stop the silent attempt if it still runs somewhere, then decide as for any lost attempt.
-  handlers::CancelProcess cancel{ctx.workflow_id(), "no heartbeat from the workflow's view", s.attempt};
+  handlers::CancelProcess cancel{s.job_id, "no heartbeat from the workflow's view", s.attempt};
   SendOptions options;
   options.topic = control_topic;
   options.key = ctx.workflow_id();
   ctx.Send(cancel, std::move(options));
   ProcessExited lost;
-  lost.job_id = ctx.workflow_id();
+  lost.job_id = s.job_id;
   lost.attempt = s.attempt;
   lost.outcome = "lost";
   lost.error = s.phase == "launching" ? "not started within schedule_to_start_timeout"

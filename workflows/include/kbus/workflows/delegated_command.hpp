@@ -13,7 +13,9 @@
 //
 // Silence counts as `lost`: no event of the current attempt for heartbeat_timeout after it
 // started (schedule_to_start_timeout before), and the attempt is cancelled and retried. Events of
-// older attempts are ignored. The job id is the workflow id; (job id, attempt) names a run.
+// older attempts are ignored. The job id is the workflow id ("<id>/run-N" for a later run of
+// the same id, e.g. after a redrive, so the launcher does not take its attempts for ones it
+// ran); (job id, attempt) names one launch.
 
 #include <chrono>
 #include <cstdint>
@@ -82,6 +84,7 @@ struct LaunchSpec {
 // The workflow's state: the command, and where its attempts stand.
 struct DelegatedState {
   std::string command;  // the command's JSON
+  std::string job_id;   // the workflow id; "<id>/run-N" from the second run on
   int attempt = 0;      // the current (or last) attempt
   std::string phase;    // launching | running | waiting | succeeded | failed
   std::string silence_timer;
@@ -99,7 +102,8 @@ template <>
 struct kbus::JsonTraits<kbus::workflows::DelegatedState> {
   using T = kbus::workflows::DelegatedState;
   static constexpr auto kFields = kbus::Fields(
-      kbus::Field("command", &T::command), kbus::Field("attempt", &T::attempt), kbus::Field("phase", &T::phase),
+      kbus::Field("command", &T::command), kbus::Field("job_id", &T::job_id), kbus::Field("attempt", &T::attempt),
+      kbus::Field("phase", &T::phase),
       kbus::Field("silence_timer", &T::silence_timer, kbus::kOptional),
       kbus::Field("silence_due_ms", &T::silence_due_ms, kbus::kOptional),
       kbus::Field("last_outcome", &T::last_outcome, kbus::kOptional),
@@ -162,7 +166,7 @@ struct DelegatedCore {
 
   void Start(std::string command_json, DelegatedState& s, WorkflowContext& ctx) const;
   void Launch(int attempt, DelegatedState& s, WorkflowContext& ctx) const;
-  void Alive(int attempt, bool started, DelegatedState& s, WorkflowContext& ctx) const;
+  void Alive(const std::string& job_id, int attempt, bool started, DelegatedState& s, WorkflowContext& ctx) const;
   void Exited(const handlers::ProcessExited& e, DelegatedState& s, WorkflowContext& ctx) const;
   void Silence(const Timeout& t, DelegatedState& s, WorkflowContext& ctx) const;
   void RetryDue(DelegatedState& s, WorkflowContext& ctx) const;
@@ -215,17 +219,17 @@ Workflow<DelegatedState> DelegatedCommand(std::string name, DelegatedOptions<Cmd
   }, o.command_topic);
   wf.template Handles<handlers::ProcessStarted>(
       [core](const handlers::ProcessStarted& e, DelegatedState& s, WorkflowContext& ctx) {
-        core->Alive(e.attempt, true, s, ctx);
+        core->Alive(e.job_id, e.attempt, true, s, ctx);
       },
       On<handlers::ProcessStarted>{{}, NotFound::kLog, input});
   wf.template Handles<handlers::ProcessHeartbeat>(
       [core](const handlers::ProcessHeartbeat& e, DelegatedState& s, WorkflowContext& ctx) {
-        core->Alive(e.attempt, false, s, ctx);
+        core->Alive(e.job_id, e.attempt, false, s, ctx);
       },
       On<handlers::ProcessHeartbeat>{{}, NotFound::kLog, input});
   wf.template Handles<handlers::ProcessProgress>(
       [core](const handlers::ProcessProgress& e, DelegatedState& s, WorkflowContext& ctx) {
-        core->Alive(e.attempt, false, s, ctx);
+        core->Alive(e.job_id, e.attempt, false, s, ctx);
       },
       On<handlers::ProcessProgress>{{}, NotFound::kLog, input});
   wf.template Handles<handlers::ProcessExited>(
