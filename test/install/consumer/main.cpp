@@ -9,6 +9,7 @@
 #include "kbus/kafka/embedded_broker.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/kafka/worker.hpp"
+#include "kbus/workflows/host.hpp"
 
 struct Ping {
   std::string text;
@@ -22,7 +23,31 @@ struct kbus::MessageTraits<Ping> {
   static constexpr auto kFields = kbus::Fields(kbus::Field("text", &Ping::text));
 };
 
+struct Pings {
+  int count = 0;
+};
+
+template <>
+struct kbus::JsonTraits<Pings> {
+  static constexpr auto kFields = kbus::Fields(kbus::Field("count", &Pings::count));
+};
+
+// kbus::workflows is installed too: a workflow declared and hosted (without a broker).
+bool WorkflowsLink() {
+  kbus::workflows::Workflow<Pings> wf("consumer.pings");
+  wf.StartedBy<Ping>([](const Ping& p) { return p.text; },
+                     [](const Ping&, Pings& s, kbus::workflows::WorkflowContext&) { ++s.count; });
+  kbus::workflows::MemoryStateStore store;
+  kbus::workflows::HostConfig config;
+  config.group = "consumer";
+  kbus::workflows::WorkflowHost host(wf, config, store);
+  kbus::HandlerRegistry registry;
+  host.Register(registry);
+  return registry.size() == 2;  // Ping and the workflow's timeout message
+}
+
 int main() {
+  if (!WorkflowsLink()) return 1;
   kbus::kafka::EmbeddedBroker broker;
   std::atomic<bool> pinged{false};
   kbus::HandlerRegistry handlers;
