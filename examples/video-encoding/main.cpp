@@ -196,13 +196,43 @@ int main(int argc, char** argv) {
   bool demo = false;
   std::string encoder = "ffmpeg";
   std::string fake_encoder = FAKE_ENCODER_PATH;
+  video::EncodeSettings settings;
+  std::int64_t retry_initial_ms = settings.retry.initial_interval.count();
+  std::int64_t retry_max_ms = settings.retry.maximum_interval.count();
+  std::int64_t heartbeat_ms = settings.heartbeat_interval.count();
+  std::int64_t heartbeat_timeout_ms = 0;
+  std::int64_t run_timeout_ms = settings.run_timeout.count();
   po::options_description desc("Options (each also from KBUS_<NAME>, e.g. KBUS_BROKERS)", cli::kHelpWidth);
   cli::AddWorkerOptions(desc, options, config);
   desc.add_options()("encoder", po::value(&encoder)->default_value(encoder)->value_name("ffmpeg|fake"),
                      "what the launcher is asked to run: the allow-list's ffmpeg, or the fake encoder")(
       "demo", po::bool_switch(&demo), "run the README demo: three videos, followed to their end")(
       "fake-encoder", po::value(&fake_encoder)->default_value(fake_encoder)->value_name("PATH"),
-      "the fake encoder the demo's launcher may run")("help,h", "show this help");
+      "the fake encoder the demo's launcher may run")(
+      "name", po::value(&settings.name)->default_value(settings.name)->value_name("NAME"),
+      "the workflow's name: its topics are NAME.in and NAME.state")(
+      "command-topic", po::value(&settings.command_topic)->value_name("TOPIC"),
+      "where EncodeVideo arrives (default video.commands)")(
+      "launcher-topic", po::value(&settings.launcher_topic)->default_value(settings.launcher_topic)->value_name("TOPIC"),
+      "where LaunchProcess goes")(
+      "control-topic", po::value(&settings.control_topic)->default_value(settings.control_topic)->value_name("TOPIC"),
+      "where CancelProcess goes")(
+      "events-topic", po::value(&settings.events_topic)->value_name("TOPIC"),
+      "where VideoEncoded and VideoEncodingFailed go (default video.events)")(
+      "max-attempts", po::value(&settings.retry.maximum_attempts)->default_value(settings.retry.maximum_attempts)->value_name("N"),
+      "attempts per video, the first included (0: unlimited)")(
+      "retry-initial-ms", po::value(&retry_initial_ms)->default_value(retry_initial_ms)->value_name("MS"),
+      "the wait before the second attempt; doubled for each later one")(
+      "retry-max-ms", po::value(&retry_max_ms)->default_value(retry_max_ms)->value_name("MS"),
+      "the longest wait between attempts")(
+      "run-timeout-ms", po::value(&run_timeout_ms)->default_value(run_timeout_ms)->value_name("MS"),
+      "the launcher stops an attempt that runs longer")(
+      "heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms)->value_name("MS"),
+      "how often the launcher reports that an attempt runs")(
+      "heartbeat-timeout-ms", po::value(&heartbeat_timeout_ms)->default_value(heartbeat_timeout_ms)->value_name("MS"),
+      "silence after which an attempt counts as lost (0: 3 heartbeats)")(
+      "fake-seconds", po::value(&settings.fake_seconds)->default_value(settings.fake_seconds)->value_name("S"),
+      "how long a fake encoding runs (--encoder fake)")("help,h", "show this help");
 
   auto parsed = cli::ParseArgs({argv + 1, argv + argc}, desc);
   if (!parsed.ok()) return cli::Report("", parsed.error());
@@ -217,12 +247,31 @@ int main(int argc, char** argv) {
   if (encoder != "ffmpeg" && encoder != "fake") {
     return cli::ReportUsage("", parsed->Spelling("encoder") + " must be ffmpeg or fake, not '" + encoder + "'");
   }
+  for (const auto& [flag, value] : {std::pair<const char*, std::int64_t>{"retry-initial-ms", retry_initial_ms},
+                                    {"retry-max-ms", retry_max_ms}}) {
+    if (value < 0) return cli::ReportUsage("", parsed->Spelling(flag) + " must not be negative");
+  }
+  for (const auto& [flag, value] : {std::pair<const char*, std::int64_t>{"run-timeout-ms", run_timeout_ms},
+                                    {"heartbeat-ms", heartbeat_ms}}) {
+    if (value <= 0) return cli::ReportUsage("", parsed->Spelling(flag) + " must be positive");
+  }
+  if (heartbeat_timeout_ms < 0) return cli::ReportUsage("", parsed->Spelling("heartbeat-timeout-ms") + " must not be negative");
+  if (settings.fake_seconds < 0) return cli::ReportUsage("", parsed->Spelling("fake-seconds") + " must not be negative");
+  settings.encoder = encoder;
+  settings.retry.initial_interval = std::chrono::milliseconds(retry_initial_ms);
+  settings.retry.maximum_interval = std::chrono::milliseconds(retry_max_ms);
+  settings.run_timeout = std::chrono::milliseconds(run_timeout_ms);
+  settings.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
+  settings.heartbeat_timeout = std::chrono::milliseconds(heartbeat_timeout_ms);
+  try {
+    kbus::workflows::Validate(settings.retry);
+  } catch (const std::invalid_argument& e) {
+    return cli::ReportUsage("", std::string("bad retry flags: ") + e.what());
+  }
 
   try {
     auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
     if (demo) return RunDemo(config, fake_encoder);
-    video::EncodeSettings settings;
-    settings.encoder = encoder;
     video::EncodeService service(config, settings);
     g_service = &service;
     std::signal(SIGTERM, OnSignal);
