@@ -169,8 +169,7 @@ int RunDemo(const kbus::kafka::WorkerConfig& base, const std::string& fake_encod
   launcher_thread.join();
 
   bool ok = true;
-  std::printf("\nWhat happened (watch a job live with: kbus watch --job clip-2 --topic %s):\n",
-              encoder.input_topic().c_str());
+  std::printf("\nWhat happened (docs/workflows.md shows how to watch the jobs live with kbus watch):\n");
   for (const auto& [id, job] : jobs) {
     const bool as_expected = job.result.starts_with(job.expect);
     ok = ok && as_expected;
@@ -202,6 +201,7 @@ int main(int argc, char** argv) {
   std::int64_t heartbeat_ms = settings.heartbeat_interval.count();
   std::int64_t heartbeat_timeout_ms = 0;
   std::int64_t run_timeout_ms = settings.run_timeout.count();
+  int partitions = 4;
   po::options_description desc("Options (each also from KBUS_<NAME>, e.g. KBUS_BROKERS)", cli::kHelpWidth);
   cli::AddWorkerOptions(desc, options, config);
   desc.add_options()("encoder", po::value(&encoder)->default_value(encoder)->value_name("ffmpeg|fake"),
@@ -231,6 +231,9 @@ int main(int argc, char** argv) {
       "how often the launcher reports that an attempt runs")(
       "heartbeat-timeout-ms", po::value(&heartbeat_timeout_ms)->default_value(heartbeat_timeout_ms)->value_name("MS"),
       "silence after which an attempt counts as lost (0: 3 heartbeats)")(
+      "partitions", po::value(&partitions)->default_value(partitions)->value_name("N"),
+      "on a real broker, the partitions of NAME.in and NAME.state when they do not exist yet (the "
+      "state topic is made compacted)")(
       "fake-seconds", po::value(&settings.fake_seconds)->default_value(settings.fake_seconds)->value_name("S"),
       "how long a fake encoding runs (--encoder fake)")("help,h", "show this help");
 
@@ -257,6 +260,7 @@ int main(int argc, char** argv) {
   }
   if (heartbeat_timeout_ms < 0) return cli::ReportUsage("", parsed->Spelling("heartbeat-timeout-ms") + " must not be negative");
   if (settings.fake_seconds < 0) return cli::ReportUsage("", parsed->Spelling("fake-seconds") + " must not be negative");
+  if (partitions < 1) return cli::ReportUsage("", parsed->Spelling("partitions") + " must be at least 1");
   settings.encoder = encoder;
   settings.retry.initial_interval = std::chrono::milliseconds(retry_initial_ms);
   settings.retry.maximum_interval = std::chrono::milliseconds(retry_max_ms);
@@ -272,6 +276,16 @@ int main(int argc, char** argv) {
   try {
     auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
     if (demo) return RunDemo(config, fake_encoder);
+    if (!embedded) {
+      // On a real broker: the workflow's topics, co-partitioned, the state topic compacted. The
+      // embedded broker has no admin API; it makes both with 4 partitions when first used.
+      kbus::workflows::WorkflowOptions topics;
+      topics.input_topic = settings.name + ".in";
+      topics.state_topic = settings.name + ".state";
+      if (Status s = kbus::workflows::CreateWorkflowTopics(config.client, topics, partitions); !s.ok()) {
+        return cli::Report("", s.error());
+      }
+    }
     video::EncodeService service(config, settings);
     g_service = &service;
     std::signal(SIGTERM, OnSignal);

@@ -510,10 +510,14 @@ struct WorkflowHost::Impl {
     {
       std::lock_guard lock(mu);
       if (current) {
-        for (const Timeout& t : current->timeouts) p->timers.erase(TimerKey{t.due_ms, id, t.id});
+        for (const Timeout& t : current->timeouts) {
+          p->timers.erase(TimerKey{t.due_ms, id, t.id});
+          const bool kept = std::any_of(next.timeouts.begin(), next.timeouts.end(),
+                                        [&](const Timeout& n) { return n.id == t.id; });
+          if (!kept) p->fired.erase({id, t.id});  // fired or cancelled: forget its firing
+        }
       }
       for (const Timeout& t : next.timeouts) p->timers.insert(TimerKey{t.due_ms, id, t.id});
-      if (fired) p->fired.erase({id, fired->id});
       if (!current) ++stats.instances;
       p->instances.insert_or_assign(id, std::move(next));
       ++stats.state_writes;

@@ -109,10 +109,10 @@ inline void Attach(WorkflowHost& host, kafka::WorkerConfig& config) {
 // topic compacted), on a real broker. The embedded broker has no admin API: create both there
 // with EmbeddedBroker::CreateTopic (the state topic then neither compacts nor keeps more than
 // about 5 MiB per partition; docs/workflows.md says what that means).
-inline Status CreateWorkflowTopics(const kafka::ClientConfig& client, const WorkflowHost& host, int partitions,
-                                   int replication_factor = -1) {
-  kafka::TopicSpec input{host.input_topic(), partitions, replication_factor, {}};
-  kafka::TopicSpec state{host.state_topic(), partitions, replication_factor, kafka::CompactedTopicConfigs()};
+inline Status CreateWorkflowTopics(const kafka::ClientConfig& client, const WorkflowOptions& workflow,
+                                   int partitions, int replication_factor = -1) {
+  kafka::TopicSpec input{workflow.input_topic, partitions, replication_factor, {}};
+  kafka::TopicSpec state{workflow.state_topic, partitions, replication_factor, kafka::CompactedTopicConfigs()};
   return kafka::CreateTopics(client, {input, state});
 }
 
