@@ -521,6 +521,7 @@ struct WorkflowHost::Impl {
       if (!current) ++stats.instances;
       p->instances.insert_or_assign(id, std::move(next));
       ++stats.state_writes;
+      stats.state_bytes += encoded.size();
       stats.started += started;
       stats.completed += completed;
       stats.failed += failed;

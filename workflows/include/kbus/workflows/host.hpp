@@ -96,6 +96,7 @@ struct HostStats {
   std::uint64_t late = 0;         // messages for a completed or failed instance
   std::uint64_t rekeyed = 0;      // messages forwarded into the input topic
   std::uint64_t state_writes = 0;
+  std::uint64_t state_bytes = 0;  // written, in all
   std::uint64_t unchanged = 0;    // handlers that changed nothing, so wrote nothing
   std::uint64_t timeouts_fired = 0;  // timeout messages sent
   std::uint64_t expired = 0;      // finished instances removed after their retention
