@@ -25,6 +25,7 @@
 #include "kbus/json.hpp"
 #include "kbus/kafka/admin.hpp"
 #include "kbus/kafka/producer.hpp"
+#include "kbus/kafka/state_topic.hpp"
 #include "kbus/kafka/worker.hpp"
 #include "messages.hpp"
 #include "test_broker.hpp"
@@ -392,6 +393,36 @@ TEST(KbusWatch, RefusesBadFlagsNamingThem) {
   EXPECT_NE(timeout.err.find("--timeout-ms"), std::string::npos) << timeout.err;
 }
 
+TEST(KbusWorkflows, PrintsEachInstancesLatestStateRecordFilteredByStatusOrId) {
+  const std::string name = TestBroker::UniqueName("cli-wf");
+  TestBroker::Get().CreateTopic(name + ".state", 2);
+  kafka::StateTopic state({.brokers = Bootstrap()}, name + ".state");
+  auto record = [&](const std::string& id, const std::string& status, int version) {
+    return R"({"workflow":")" + name + R"(","id":")" + id + R"(","version":)" + std::to_string(version) +
+           R"(,"status":")" + status + R"("})";
+  };
+  ASSERT_TRUE(state.Write(0, "a", record("a", "running", 1)).ok());
+  ASSERT_TRUE(state.Write(0, "a", record("a", "completed", 2)).ok());
+  ASSERT_TRUE(state.Write(1, "b", record("b", "running", 1)).ok());
+  ASSERT_TRUE(state.Write(1, "gone", record("gone", "failed", 1)).ok());
+  ASSERT_TRUE(state.Erase(1, "gone").ok());
+
+  const ProcessResult all = Kbus({"workflows", "--brokers", Bootstrap(), name});
+  EXPECT_EQ(all.exit_code, 0) << all.Describe();
+  EXPECT_EQ(Lines(all.out), (std::vector<std::string>{record("a", "completed", 2), record("b", "running", 1)}));
+  const ProcessResult running = Kbus({"workflows", "--brokers", Bootstrap(), name, "--status", "running"});
+  EXPECT_EQ(Lines(running.out), std::vector<std::string>{record("b", "running", 1)});
+  const ProcessResult one = Kbus({"workflows", "--brokers", Bootstrap(), name, "--id", "a"});
+  EXPECT_EQ(Lines(one.out), std::vector<std::string>{record("a", "completed", 2)});
+
+  const ProcessResult bad = Kbus({"workflows", "--brokers", Bootstrap(), name, "--status", "sleeping"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--status"), std::string::npos) << bad.err;
+  const ProcessResult missing = Kbus({"workflows", "--brokers", Bootstrap(), "no-such-workflow"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("no-such-workflow.state"), std::string::npos) << missing.err;
+}
+
 TEST(KbusFlags, UnknownOptionExitsWithTwoNamingIt) {
   ExpectUsageError({"send", "--bogus", "--type", "t", "--topic", "x", "{}"}, {"--bogus"});
   ExpectUsageError({"tail", "--topic", "x", "--bogus=1"}, {"--bogus"});
@@ -478,6 +509,7 @@ TEST(KbusFlags, HelpListsEveryOptionOfTheToolAndOfEachCommand) {
       {{"topics", "create", "--help"},
        {"--brokers", "-X", "--partitions", "--replication-factor", "--config", "--timeout-ms"}},
       {{"topics", "list", "--help"}, {"--brokers", "-X", "--timeout-ms"}},
+      {{"workflows", "--help"}, {"--brokers", "-X", "--state-topic", "--id", "--status", "--timeout-ms"}},
       {{"--help"},
        {"broker", "send", "tail", "topics create", "topics list", "--group", "--correlation-id",
         "--brokers-count"}},

@@ -17,6 +17,8 @@ int RunTail(const std::vector<std::string>& args);
 void PrintTailHelp(std::ostream& os);
 int RunWatch(const std::vector<std::string>& args);
 void PrintWatchHelp(std::ostream& os);
+int RunWorkflows(const std::vector<std::string>& args);
+void PrintWorkflowsHelp(std::ostream& os);
 int RunTopicsCreate(const std::vector<std::string>& args);
 void PrintTopicsCreateHelp(std::ostream& os);
 int RunTopicsList(const std::vector<std::string>& args);

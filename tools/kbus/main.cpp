@@ -30,6 +30,8 @@ constexpr Command kCommands[] = {
     {"send", "send one message with a kbus envelope; prints its id", &RunSend, &PrintSendHelp},
     {"tail", "print a topic's records as JSON lines", &RunTail, &PrintTailHelp},
     {"watch", "follow launcher jobs: a progress bar, or a line per event", &RunWatch, &PrintWatchHelp},
+    {"workflows", "print a workflow's instances from its state topic, a JSON line each", &RunWorkflows,
+     &PrintWorkflowsHelp},
     {"topics create", "create topics (Kafka admin API)", &RunTopicsCreate, &PrintTopicsCreateHelp},
     {"topics list", "list topics and their partition counts", &RunTopicsList, &PrintTopicsListHelp},
     {"dlq list", "print a group's dead letters as JSON lines", &RunDlqList, &PrintDlqListHelp},

@@ -56,7 +56,6 @@ Status StateTopic::Load(std::int32_t partition,
       {"enable.auto.commit", "false"},
       {"enable.auto.offset.store", "false"},
       {"enable.partition.eof", "true"},
-      {"allow.auto.create.topics", "false"},
   };
   for (const auto& [k, v] : client_.properties) {
     if (k.starts_with("sasl.") || k.starts_with("ssl.") || k == "security.protocol") props[k] = v;
