@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -15,6 +16,7 @@
 #include "encode_workflow.hpp"
 #include "it_support.hpp"
 #include "kbus/dispatcher.hpp"
+#include "kbus/kafka/admin.hpp"
 #include "services.hpp"
 
 namespace {
@@ -226,6 +228,41 @@ TEST(VideoEncoding, AStateTopicWithAnotherPartitionCountIsRefusedAtStart) {
     EXPECT_NE(what.find(s.name + ".in has 4 partitions"), std::string::npos) << what;
     EXPECT_NE(what.find(s.name + ".state has 2"), std::string::npos) << what;
   }
+}
+
+}  // namespace
+
+namespace {
+
+// A host restarted on its topics must not wait on the admin API, which the embedded broker
+// never answers; on Kafka a missing state topic gets the input topic's partition count.
+TEST(WorkflowTopics, ExistingTopicsAreLeftAloneAndAMissingStateTopicFollowsTheInput) {
+  kbus::kafka::ClientConfig client;
+  client.brokers = TestBroker::Get().bootstrap();
+  kbus::workflows::WorkflowOptions have;
+  have.input_topic = TestBroker::UniqueName("have") + ".in";
+  have.state_topic = have.input_topic + ".state";
+  TestBroker::Get().CreateTopic(have.input_topic, 3);
+  TestBroker::Get().CreateTopic(have.state_topic, 3);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(kbus::workflows::CreateWorkflowTopics(client, have, 4).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "the admin API was asked";
+
+  if (TestBroker::Get().embedded()) return;  // no admin API to create the missing one
+  kbus::workflows::WorkflowOptions half;
+  half.input_topic = TestBroker::UniqueName("half") + ".in";
+  half.state_topic = half.input_topic + ".state";
+  TestBroker::Get().CreateTopic(half.input_topic, 2);
+  ASSERT_TRUE(kbus::workflows::CreateWorkflowTopics(client, half, 4).ok());
+  EXPECT_TRUE(kbus::test::WaitFor(
+      [&] {
+        auto topics = kbus::kafka::ListTopics(client);
+        if (!topics.ok()) return false;
+        return std::any_of(topics->begin(), topics->end(),
+                           [&](const auto& t) { return t.name == half.state_topic && t.partitions == 2; });
+      },
+      30s))
+      << "the state topic was made with the input topic's 2 partitions";
 }
 
 }  // namespace

@@ -106,14 +106,29 @@ inline void Attach(WorkflowHost& host, kafka::WorkerConfig& config) {
 }
 
 // The workflow's input topic and its state topic, with the same partition count (the state
-// topic compacted), on a real broker. The embedded broker has no admin API: create both there
-// with EmbeddedBroker::CreateTopic (the state topic then neither compacts nor keeps more than
-// about 5 MiB per partition; docs/workflows.md says what that means).
+// topic compacted), on a real broker. Topics that exist are left as they are, and only missing
+// ones are asked of the admin API: a missing state topic gets the input topic's count. The
+// embedded broker has no admin API (a request would go unanswered until the timeout): with both
+// topics there, or auto-created on first use (4 partitions each; the state topic then neither
+// compacts nor keeps more than about 5 MiB per partition, see docs/workflows.md), nothing is
+// asked of it.
 inline Status CreateWorkflowTopics(const kafka::ClientConfig& client, const WorkflowOptions& workflow,
                                    int partitions, int replication_factor = -1) {
-  kafka::TopicSpec input{workflow.input_topic, partitions, replication_factor, {}};
-  kafka::TopicSpec state{workflow.state_topic, partitions, replication_factor, kafka::CompactedTopicConfigs()};
-  return kafka::CreateTopics(client, {input, state});
+  auto listed = kafka::ListTopics(client);
+  if (!listed.ok()) return listed.error();
+  int input = 0, state = 0;
+  for (const auto& t : *listed) {
+    if (t.name == workflow.input_topic) input = t.partitions;
+    if (t.name == workflow.state_topic) state = t.partitions;
+  }
+  std::vector<kafka::TopicSpec> missing;
+  if (input == 0) missing.push_back({workflow.input_topic, state > 0 ? state : partitions, replication_factor, {}});
+  if (state == 0) {
+    missing.push_back({workflow.state_topic, input > 0 ? input : partitions, replication_factor,
+                       kafka::CompactedTopicConfigs()});
+  }
+  if (missing.empty()) return Ok();
+  return kafka::CreateTopics(client, missing);
 }
 
 }  // namespace kbus::workflows
