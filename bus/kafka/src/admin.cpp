@@ -105,4 +105,51 @@ Result<std::vector<TopicInfo>> ListTopics(const ClientConfig& client,
   return out;
 }
 
+Result<std::map<std::string, std::string>> DescribeTopicConfigs(const ClientConfig& client,
+                                                                const std::string& topic,
+                                                                std::chrono::milliseconds timeout) {
+  auto rk = AdminHandle(client);
+  ServeLogsOnExit serve_logs{rk.get()};
+  char err[512];
+  rd_kafka_ConfigResource_t* resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  detail::RdQueuePtr queue(rd_kafka_queue_new(rk.get()));
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+  rd_kafka_AdminOptions_set_request_timeout(options, static_cast<int>(timeout.count()), err, sizeof err);
+  rd_kafka_DescribeConfigs(rk.get(), &resource, 1, options, queue.get());
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_ConfigResource_destroy(resource);
+
+  detail::RdEventPtr event(rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()) + 5000));
+  if (!event || rd_kafka_event_error(event.get()) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+    return Error(ErrorCode::kTimeout,
+                 "no answer to DescribeConfigs for topic '" + topic + "' within " + std::to_string(timeout.count()) +
+                     " ms (the embedded broker has no admin API)",
+                 true);
+  }
+  if (rd_kafka_event_error(event.get())) {
+    return Error(ErrorCode::kTransport, "DescribeConfigs of topic '" + topic +
+                                            "' failed: " + rd_kafka_event_error_string(event.get()));
+  }
+  const rd_kafka_DescribeConfigs_result_t* result = rd_kafka_event_DescribeConfigs_result(event.get());
+  size_t count = 0;
+  const rd_kafka_ConfigResource_t** resources = rd_kafka_DescribeConfigs_result_resources(result, &count);
+  if (count != 1) {
+    return Error(ErrorCode::kTransport, "DescribeConfigs of topic '" + topic + "' answered " +
+                                            std::to_string(count) + " resources, not 1");
+  }
+  if (const rd_kafka_resp_err_t e = rd_kafka_ConfigResource_error(resources[0])) {
+    const char* why = rd_kafka_ConfigResource_error_string(resources[0]);
+    return Error(ErrorCode::kTransport,
+                 "cannot describe topic '" + topic + "': " + (why != nullptr ? why : rd_kafka_err2str(e)));
+  }
+  size_t entry_count = 0;
+  const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(resources[0], &entry_count);
+  std::map<std::string, std::string> out;
+  for (size_t i = 0; i < entry_count; ++i) {
+    const char* value = rd_kafka_ConfigEntry_value(entries[i]);
+    out[rd_kafka_ConfigEntry_name(entries[i])] = value != nullptr ? value : "";
+  }
+  return out;
+}
+
 }  // namespace kbus::kafka

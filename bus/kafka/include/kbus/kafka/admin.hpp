@@ -33,4 +33,11 @@ Status CreateTopics(const ClientConfig& client, const std::vector<TopicSpec>& to
 Result<std::vector<TopicInfo>> ListTopics(const ClientConfig& client,
                                           std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// A topic's effective configuration (DescribeConfigs): every entry the broker reports, defaults
+// included, e.g. "cleanup.policy" -> "compact". Sensitive values come back empty. An unknown
+// topic is an error naming it.
+Result<std::map<std::string, std::string>> DescribeTopicConfigs(
+    const ClientConfig& client, const std::string& topic,
+    std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 }  // namespace kbus::kafka
