@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
       "heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms)->value_name("MS"),
       "how often the launcher reports that an attempt runs")(
       "heartbeat-timeout-ms", po::value(&heartbeat_timeout_ms)->default_value(heartbeat_timeout_ms)->value_name("MS"),
-      "silence after which an attempt counts as lost (0: 3 heartbeats)")(
+      "silence after which an attempt counts as lost: 0 for 3 heartbeats, else at least 2")(
       "partitions", po::value(&partitions)->default_value(partitions)->value_name("N"),
       "on a real broker, the partitions of NAME.in and NAME.state when they do not exist yet (the "
       "state topic is made compacted)")(
@@ -258,7 +258,27 @@ int main(int argc, char** argv) {
                                     {"heartbeat-ms", heartbeat_ms}}) {
     if (value <= 0) return cli::ReportUsage("", parsed->Spelling(flag) + " must be positive");
   }
+  if (retry_max_ms < retry_initial_ms) {
+    return cli::ReportUsage("", parsed->Spelling("retry-max-ms") + " (" + std::to_string(retry_max_ms) +
+                                    ") must be at least " + parsed->Spelling("retry-initial-ms") + " (" +
+                                    std::to_string(retry_initial_ms) + ")");
+  }
+  if (settings.retry.maximum_attempts < 0) {
+    return cli::ReportUsage("", parsed->Spelling("max-attempts") + " must be 0 (unlimited) or more");
+  }
   if (heartbeat_timeout_ms < 0) return cli::ReportUsage("", parsed->Spelling("heartbeat-timeout-ms") + " must not be negative");
+  // The workflow moves its silence deadline once half of the window is used: a window shorter
+  // than two heartbeats can close between two of them and lose an attempt that runs fine.
+  if (heartbeat_timeout_ms > 0 && heartbeat_timeout_ms < 2 * heartbeat_ms) {
+    return cli::ReportUsage("", parsed->Spelling("heartbeat-timeout-ms") + " (" + std::to_string(heartbeat_timeout_ms) +
+                                    ") must be 0 or at least twice " + parsed->Spelling("heartbeat-ms") + " (" +
+                                    std::to_string(heartbeat_ms) + ")");
+  }
+  for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{"name", &settings.name},
+                                    {"launcher-topic", &settings.launcher_topic},
+                                    {"control-topic", &settings.control_topic}}) {
+    if (value->empty()) return cli::ReportUsage("", parsed->Spelling(flag) + " must not be empty");
+  }
   if (settings.fake_seconds < 0) return cli::ReportUsage("", parsed->Spelling("fake-seconds") + " must not be negative");
   if (partitions < 1) return cli::ReportUsage("", parsed->Spelling("partitions") + " must be at least 1");
   settings.encoder = encoder;

@@ -498,6 +498,31 @@ TEST(WorkerFlags, AWorkerRefusesBadSettingsNamingTheFlagOrVariable) {
   expect({"--local-attempts", "0"}, {}, {"--local-attempts"});
 }
 
+// The workflow host's own flags (the robustness suites drive it with them) are checked before
+// it connects, each error naming the flag or variable.
+TEST(VideoEncodingFlags, TheHostRefusesBadWorkflowSettingsNamingTheFlagOrVariable) {
+  auto expect = [](const std::vector<std::string>& args, const std::vector<std::string>& env,
+                   const std::vector<std::string>& named) {
+    std::vector<std::string> argv = {VIDEO_ENCODING_PATH, "--brokers", "127.0.0.1:9"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ChildProcess child(argv, env);
+    const ProcessResult r = child.Wait(seconds(30));
+    EXPECT_EQ(r.exit_code, 2) << r.Describe();
+    for (const auto& n : named) EXPECT_NE(r.err.find(n), std::string::npos) << n << ": " << r.Describe();
+  };
+  expect({"--retry-initial-ms", "-1"}, {}, {"video-encoding:", "--retry-initial-ms"});
+  expect({"--retry-initial-ms", "5000", "--retry-max-ms", "1000"}, {}, {"--retry-max-ms (1000)", "--retry-initial-ms (5000)"});
+  expect({"--max-attempts", "-2"}, {}, {"--max-attempts"});
+  expect({"--heartbeat-ms", "0"}, {}, {"--heartbeat-ms"});
+  expect({"--heartbeat-ms", "1000", "--heartbeat-timeout-ms", "1500"}, {}, {"--heartbeat-timeout-ms (1500)", "--heartbeat-ms"});
+  expect({}, {"KBUS_HEARTBEAT_TIMEOUT_MS=-1"}, {"KBUS_HEARTBEAT_TIMEOUT_MS"});
+  expect({"--fake-seconds", "-1"}, {}, {"--fake-seconds"});
+  expect({"--run-timeout-ms", "0"}, {}, {"--run-timeout-ms"});
+  expect({"--name", ""}, {}, {"--name"});
+  expect({"--control-topic", ""}, {}, {"--control-topic"});
+  expect({"--encoder", "handbrake"}, {}, {"--encoder", "'handbrake'"});
+}
+
 TEST(KbusFlags, HelpListsEveryOptionOfTheToolAndOfEachCommand) {
   const std::map<std::vector<std::string>, std::vector<std::string>> expected = {
       {{"broker", "--help"}, {"--port", "--brokers-count", "--topic", "--log-level"}},
