@@ -386,7 +386,7 @@ TEST(WorkflowTopics, TheStateTopicIsCompactedAndCoPartitionedWithTheInput) {
                                [](const it::Work&, Nothing&, kbus::workflows::WorkflowContext&) {});
   kbus::workflows::MemoryStateStore store;
   kbus::workflows::WorkflowHost host(workflow, {.group = name + "-g"}, store);
-  ASSERT_THAT(kbus::workflows::CreateWorkflowTopics(Client(), host, 3), IsOk());
+  ASSERT_THAT(kbus::workflows::CreateWorkflowTopics(Client(), workflow.options(), 3), IsOk());
 
   auto state = kbus::kafka::DescribeTopicConfigs(Client(), host.state_topic());
   ASSERT_THAT(state, IsOk());
@@ -403,7 +403,7 @@ TEST(WorkflowTopics, TheStateTopicIsCompactedAndCoPartitionedWithTheInput) {
   EXPECT_EQ(counts[host.state_topic()], 3);
 
   // Again: topics that exist already are fine.
-  EXPECT_THAT(kbus::workflows::CreateWorkflowTopics(Client(), host, 3), IsOk());
+  EXPECT_THAT(kbus::workflows::CreateWorkflowTopics(Client(), workflow.options(), 3), IsOk());
   EXPECT_THAT(kbus::kafka::DescribeTopicConfigs(Client(), TestBroker::UniqueName("no-such-topic")),
               ErrorIs(ErrorCode::kTransport, HasSubstr("no-such-topic")));
 }

@@ -384,6 +384,11 @@ TEST(DelegatedOptions, ARunTimeoutIdAndLaunchAreRequired) {
   o = Options();
   o.retry.jitter = 2;
   EXPECT_THROW(DelegatedCommand<Render>("x", o), std::invalid_argument);
+  o = Options();
+  o.heartbeat_timeout = o.heartbeat_interval + o.heartbeat_interval / 2;  // could close between two
+  EXPECT_THROW(DelegatedCommand<Render>("x", o), std::invalid_argument);
+  o.heartbeat_timeout = 2 * o.heartbeat_interval;
+  EXPECT_NO_THROW(DelegatedCommand<Render>("x", o));
 }
 
 }  // namespace

@@ -185,6 +185,15 @@ Workflow<DelegatedState> DelegatedCommand(std::string name, DelegatedOptions<Cmd
     throw std::invalid_argument("DelegatedCommand " + name + ": `run_timeout` is required (> 0)");
   }
   Validate(o.retry);
+  if (o.heartbeat_interval.count() <= 0) {
+    throw std::invalid_argument("DelegatedCommand " + name + ": `heartbeat_interval` must be positive");
+  }
+  if (o.heartbeat_timeout.count() != 0 && o.heartbeat_timeout < 2 * o.heartbeat_interval) {
+    // The silence deadline moves once half of it is used: a shorter window could close
+    // between two heartbeats of an attempt that runs fine.
+    throw std::invalid_argument("DelegatedCommand " + name +
+                                ": `heartbeat_timeout` must be at least twice `heartbeat_interval`");
+  }
   Workflow<DelegatedState> wf(name, o.workflow);
   auto core = std::make_shared<detail::DelegatedCore>();
   core->name = name;
