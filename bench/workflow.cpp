@@ -140,21 +140,27 @@ struct RunResult {
   std::uint64_t state_writes = 0;
 };
 
+// The raw loops' consumer: the Worker's settings (a fresh group, 10 ms fetch waits, a 6 s
+// session), offsets stored by the loop and auto-committed every 500 ms.
+rd_kafka_t* RawConsumer(const std::string& bootstrap, const std::string& group) {
+  return NewClient(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstrap},
+                                       {"group.id", group},
+                                       {"auto.offset.reset", "earliest"},
+                                       {"enable.auto.commit", "true"},
+                                       {"enable.auto.offset.store", "false"},
+                                       {"auto.commit.interval.ms", "500"},
+                                       {"fetch.wait.max.ms", "10"},
+                                       {"session.timeout.ms", "6000"},
+                                       {"heartbeat.interval.ms", "1200"}});
+}
+
 // (a) The raw loop.
 RunResult RunRaw(const std::string& bootstrap, const std::string& input, int run, std::int64_t steps,
                  std::size_t state_bytes) {
   const std::string state = "bench.raw.state." + std::to_string(run);
   const std::string out = "bench.raw.out." + std::to_string(run);
   Rd consumer, producer;
-  consumer.rk = NewClient(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstrap},
-                                              {"group.id", "bench-raw-" + std::to_string(run)},
-                                              {"auto.offset.reset", "earliest"},
-                                              {"enable.auto.commit", "true"},
-                                              {"enable.auto.offset.store", "false"},
-                                              {"auto.commit.interval.ms", "500"},
-                                              {"fetch.wait.max.ms", "10"},
-                                              {"session.timeout.ms", "6000"},
-                                              {"heartbeat.interval.ms", "1200"}});
+  consumer.rk = RawConsumer(bootstrap, "bench-raw-" + std::to_string(run));
   producer.rk = NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", bootstrap},
                                               {"enable.idempotence", "true"},
                                               {"acks", "all"},
@@ -225,15 +231,7 @@ RunResult RunRawOrdered(const std::string& bootstrap, const std::string& input, 
   const std::string state = "bench.raw.state." + std::to_string(run);
   const std::string out = "bench.raw.out." + std::to_string(run);
   Rd consumer, producer;
-  consumer.rk = NewClient(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstrap},
-                                              {"group.id", "bench-raw2-" + std::to_string(run)},
-                                              {"auto.offset.reset", "earliest"},
-                                              {"enable.auto.commit", "true"},
-                                              {"enable.auto.offset.store", "false"},
-                                              {"auto.commit.interval.ms", "500"},
-                                              {"fetch.wait.max.ms", "10"},
-                                              {"session.timeout.ms", "6000"},
-                                              {"heartbeat.interval.ms", "1200"}});
+  consumer.rk = RawConsumer(bootstrap, "bench-raw2-" + std::to_string(run));
   struct Waiter {
     std::mutex mu;
     std::condition_variable cv;
