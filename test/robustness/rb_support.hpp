@@ -5,13 +5,16 @@
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 
 #include <cstdint>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -57,6 +60,91 @@ inline int WaitExit(pid_t pid, std::chrono::seconds timeout) {
   kill(pid, SIGKILL);
   waitpid(pid, &status, 0);
   return -1;
+}
+
+// A program a test starts and owns. It gets SIGKILL when the test process dies (even by SIGKILL,
+// as ctest does on a timeout: PR_SET_PDEATHSIG, set between fork and exec, survives the exec),
+// and when the object is destroyed while it still runs (a failed assertion left the test early).
+// So no orphan outlives its test, holding ctest's output pipe open until the timeout.
+// Thread safety: one thread; the death signal follows the thread that constructed the object,
+// which must live as long as the process (a test's main thread does).
+class Process {
+ public:
+  explicit Process(const std::vector<std::string>& args) {
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    const pid_t parent = getpid();
+    pid_ = fork();
+    if (pid_ == 0) {  // only async-signal-safe calls until the exec
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
+      execve(argv[0], argv.data(), environ);
+      _exit(127);
+    }
+  }
+  ~Process() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  Process(Process&&) = delete;
+  Process& operator=(Process&&) = delete;
+
+  pid_t pid() const { return pid_ > 0 ? pid_ : reaped_; }
+  bool started() const { return pid_ > 0 || reaped_ > 0; }
+  // False once it exited (it is then reaped; exit_code() says how).
+  bool Running() {
+    int status = 0;
+    if (pid_ <= 0) return false;
+    if (waitpid(pid_, &status, WNOHANG) != pid_) return true;
+    Reaped(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    return false;
+  }
+  // Sends `sig` and waits for the exit, as WaitExit does; returns its result.
+  int Stop(int sig, std::chrono::seconds timeout) {
+    if (pid_ <= 0) return exit_code_;
+    kill(pid_, sig);
+    Reaped(WaitExit(pid_, timeout));
+    return exit_code_;
+  }
+  // Its exit code, 128 + the signal that ended it, or -1 while it runs (or was stopped by force).
+  int exit_code() const { return exit_code_; }
+
+ private:
+  void Reaped(int code) {
+    exit_code_ = code;
+    reaped_ = pid_;
+    pid_ = -1;
+  }
+  pid_t pid_ = -1;
+  pid_t reaped_ = -1;
+  int exit_code_ = -1;
+};
+
+// Whether `pid` is gone: no such process, or a zombie nobody reaped yet.
+inline bool Gone(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const auto paren = line.rfind(')');
+  return paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] == 'Z';
+}
+
+// The parent of `pid` (from /proc), or -1 when it is gone.
+inline pid_t ParentOf(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return -1;
+  const auto paren = line.rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::istringstream rest(line.substr(paren + 2));
+  char state = 0;
+  pid_t ppid = -1;
+  rest >> state >> ppid;
+  return ppid;
 }
 
 struct Watermark {
