@@ -56,6 +56,9 @@ Status StateTopic::Load(std::int32_t partition,
       {"enable.auto.commit", "false"},
       {"enable.auto.offset.store", "false"},
       {"enable.partition.eof", "true"},
+      // Records deleted under the reader (retention, DeleteRecords) must fail the load; the
+      // default would jump to the end and report a partial view as the whole.
+      {"auto.offset.reset", "error"},
   };
   for (const auto& [k, v] : client_.properties) {
     if (k.starts_with("sasl.") || k.starts_with("ssl.") || k == "security.protocol") props[k] = v;
@@ -100,7 +103,10 @@ Status StateTopic::Load(std::int32_t partition,
       continue;
     }
     if (m->err) {
-      const std::string what = rd_kafka_message_errstr(m.get());
+      std::string what = rd_kafka_message_errstr(m.get());
+      if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+        what += " (records from offset " + std::to_string(next) + " on were deleted while reading; load again)";
+      }
       rd_kafka_assign(rk.get(), nullptr);
       return Error(ErrorCode::kTransport, "reading " + Where(topic_, partition) + " failed: " + what, true);
     }
