@@ -80,7 +80,13 @@ TEST(Visibility, AHandlerSlowerThanItsTimeoutIsDeliveredAgainAndItsLateMessagesN
         if (s.id == 1) {
           ++runs;
           if (ctx.attempt() == 1) {
-            std::this_thread::sleep_for(milliseconds(1500));  // ignores its deadline
+            // Outlives its deadline and publishes anyway. It returns once abandoned, well before
+            // the worker would call it stuck (3 timeouts) and exit: a fixed sleep either side of
+            // that line races it on a loaded machine.
+            const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (!ctx.Cancelled() && std::chrono::steady_clock::now() < give_up) {
+              std::this_thread::sleep_for(milliseconds(5));
+            }
             ctx.Publish(vt::StepDone{s.id, ctx.attempt()}, {.topic = t.out, .key = "k"});
             late_returned = true;
             return;
