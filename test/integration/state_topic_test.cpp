@@ -299,6 +299,32 @@ TEST(WorkerHooks, OnAssignedListsEveryPartitionBeforeTheHandlerSeesARecord) {
   EXPECT_EQ(hooks.assigned_calls.front(), (std::vector<std::int32_t>{0, 1, 2, 3})) << "one call for the lone member";
 }
 
+// A hook is user code: whatever it throws (here not even a std::exception) is logged, and the
+// worker goes on handling records and stops cleanly, calling on_revoked at the end.
+TEST(WorkerHooks, AHookThatThrowsAnythingDoesNotStopTheWorker) {
+  const std::string topic = TestBroker::UniqueName("hooks-throw");
+  TestBroker::Get().CreateTopic(topic, 4);
+  std::atomic<int> handled{0}, assigned_calls{0}, revoked_calls{0};
+  kbus::HandlerRegistry handlers;
+  handlers.Handle<it::Work>([&](const it::Work&, kbus::Context&) { ++handled; }, {.topic = topic});
+  kbus::kafka::WorkerConfig config = it::WorkerConfigFor(TestBroker::UniqueName("hooks-throw-g"));
+  config.on_assigned = [&](const std::vector<TopicPartition>&) {
+    ++assigned_calls;
+    throw 42;
+  };
+  config.on_revoked = [&](const std::vector<TopicPartition>&) {
+    ++revoked_calls;
+    throw "a C string";
+  };
+  {
+    it::RunningWorker worker(config, handlers);
+    ProduceToEveryPartition(topic, 20);
+    ASSERT_TRUE(WaitFor([&] { return handled.load() >= 20; }, 60s)) << "handled " << handled.load();
+  }
+  EXPECT_GE(assigned_calls.load(), 1);
+  EXPECT_GE(revoked_calls.load(), 1) << "the stop still called on_revoked";
+}
+
 TEST(WorkerHooks, AJoiningMemberTakesPartitionsAndAStoppingOneGivesBackWhatItHeldOnce) {
   const std::string topic = TestBroker::UniqueName("hooks");
   TestBroker::Get().CreateTopic(topic, 4);

@@ -1318,6 +1318,8 @@ struct Worker::Impl {
       static_cast<Impl*>(opaque)->OnRebalance(rk, err, parts);
     } catch (const std::exception& e) {
       Log(LogLevel::kError, "rebalance handling failed", {{"error", e.what()}});
+    } catch (...) {  // it must not leave a C callback, nor terminate the process
+      Log(LogLevel::kError, "rebalance handling failed", {{"error", "an exception not derived from std::exception"}});
     }
   }
 
@@ -1419,6 +1421,9 @@ struct Worker::Impl {
       hook(parts);
     } catch (const std::exception& e) {
       Log(LogLevel::kError, "rebalance hook failed", {{"hook", name}, {"error", e.what()}});
+    } catch (...) {  // user code: a thrown int must not terminate the worker either
+      Log(LogLevel::kError, "rebalance hook failed",
+          {{"hook", name}, {"error", "an exception not derived from std::exception"}});
     }
   }
 
