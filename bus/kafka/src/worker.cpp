@@ -123,6 +123,10 @@ struct Worker::Impl {
     Clock::time_point started{};   // written by the handler thread under its slot's lock
     bool ran = false;
     DispatchResult result;
+    // Who ends the run first: the handler thread, by finishing (kFinished), or the poll thread,
+    // by abandoning it (kAbandoned). The winner alone may touch the record's parsed headers.
+    enum : int { kRunning, kFinished, kAbandoned };
+    std::atomic<int> claim{kRunning};
     SlotHold slot;  // taken for this run (DeliveryPolicy::slots); the handler may keep it
     // Poll thread only:
     bool abandoned = false;
@@ -439,6 +443,7 @@ struct Worker::Impl {
           slot.current = std::move(a);  // moved, not copied: no reference count per run
         }
         RunOne(*slot.current, headers);  // only this thread replaces slot.current
+        DropHeaders(*slot.current);
         std::lock_guard lock(slot.mu);
         slot.finished.push_back(std::move(slot.current));
       }
@@ -456,6 +461,19 @@ struct Worker::Impl {
     }
     a.slot.Release();  // unless the handler kept it
     a.ran = true;
+  }
+
+  // After a run that succeeded nothing reads the record's parsed headers (librdkafka parses
+  // them on first use); a record sent on later (a retry, a dead letter) has them parsed again.
+  // Freed here, by the thread that parsed them, their memory serves the next record's parse.
+  // Not when another run of the record may still read them (an abandoned one holds a reference
+  // too), nor when the poll thread abandoned this run: it reads them to decide what follows.
+  void DropHeaders(Attempt& a) {
+    if (a.result.kind != DispatchResult::Kind::kAck && a.result.kind != DispatchResult::Kind::kSkip) return;
+    if (a.msg.use_count() != 2) return;  // the entry's reference and this run's
+    int expected = Attempt::kRunning;
+    if (!a.claim.compare_exchange_strong(expected, Attempt::kFinished)) return;
+    rd_kafka_message_set_headers(a.msg.get(), nullptr);
   }
 
   // Hands finished runs to the poll thread, and wakes it only if it is blocked waiting for
@@ -1076,6 +1094,12 @@ struct Worker::Impl {
   // Gives up on a running delivery. With `decide`, its record is retried or dead-lettered now;
   // without (the partition is being given away), the next owner decides, from the ledger.
   void Abandon(Attempt& a, std::string why, bool decide = true) {
+    if (decide) {
+      // The run may have finished meanwhile: then its result is on its way, and the handler
+      // thread may be releasing the headers this would read.
+      int expected = Attempt::kRunning;
+      if (!a.claim.compare_exchange_strong(expected, Attempt::kAbandoned)) return;
+    }
     a.visibility.Cancel();
     a.abandoned = true;
     a.stuck_at = a.started + (a.visibility.deadline() - a.started) * kStuckFactor;
