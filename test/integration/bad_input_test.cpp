@@ -181,11 +181,15 @@ TEST(BadInput, MessagesThatCanNeverBeSentAreSentAgainWithoutRerunningTheHandlerT
       {.topic = topic, .policy = {.max_deliveries = 3}});
   it::RunningWorker worker(it::WorkerConfigFor(group), handlers);
   kbus::kafka::Producer producer(it::ProducerConfig());
-  ASSERT_TRUE(producer.SendSync(kbus::BuildRecord(it::Work{5, "t", ""}, {.topic = topic})).ok());
+  const kbus::OutgoingRecord sent = kbus::BuildRecord(it::Work{5, "t", ""}, {.topic = topic});
+  ASSERT_TRUE(producer.SendSync(sent).ok());
 
   const auto dlq = ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(group), 1);
   ASSERT_EQ(dlq.size(), 1u);
   EXPECT_EQ(dlq[0].FindHeader("kbus-dlq-reason"), "publish-error");
+  // The worker frees a record's parsed headers after a successful run; the copy, made later,
+  // still carries every one of them.
+  for (const kbus::Header& h : sent.headers) EXPECT_EQ(dlq[0].FindHeader(h.name), h.value) << h.name;
   EXPECT_NE(dlq[0].FindHeader("kbus-dlq-error").value_or("").find("3 rounds"), std::string::npos)
       << dlq[0].FindHeader("kbus-dlq-error").value_or("");
   EXPECT_EQ(runs.load(), 1) << "the handler ran again although only its sends failed";
