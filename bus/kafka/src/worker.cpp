@@ -443,7 +443,7 @@ struct Worker::Impl {
           slot.current = std::move(a);  // moved, not copied: no reference count per run
         }
         RunOne(*slot.current, headers);  // only this thread replaces slot.current
-        DropHeaders(*slot.current);
+        Finished(*slot.current);
         std::lock_guard lock(slot.mu);
         slot.finished.push_back(std::move(slot.current));
       }
@@ -463,16 +463,18 @@ struct Worker::Impl {
     a.ran = true;
   }
 
+  // The handler returned: unless the poll thread abandoned the run first, its result stands,
+  // however late the poll thread gets to it.
   // After a run that succeeded nothing reads the record's parsed headers (librdkafka parses
   // them on first use); a record sent on later (a retry, a dead letter) has them parsed again.
   // Freed here, by the thread that parsed them, their memory serves the next record's parse.
-  // Not when another run of the record may still read them (an abandoned one holds a reference
-  // too), nor when the poll thread abandoned this run: it reads them to decide what follows.
-  void DropHeaders(Attempt& a) {
-    if (a.result.kind != DispatchResult::Kind::kAck && a.result.kind != DispatchResult::Kind::kSkip) return;
-    if (a.msg.use_count() != 2) return;  // the entry's reference and this run's
+  // Not when the poll thread abandoned this run (it reads them to decide what follows), nor when
+  // another run of the record may still read them (an abandoned one holds a reference too).
+  void Finished(Attempt& a) {
     int expected = Attempt::kRunning;
     if (!a.claim.compare_exchange_strong(expected, Attempt::kFinished)) return;
+    if (a.result.kind != DispatchResult::Kind::kAck && a.result.kind != DispatchResult::Kind::kSkip) return;
+    if (a.msg.use_count() != 2) return;  // the entry's reference and this run's
     rd_kafka_message_set_headers(a.msg.get(), nullptr);
   }
 
@@ -1095,8 +1097,8 @@ struct Worker::Impl {
   // without (the partition is being given away), the next owner decides, from the ledger.
   void Abandon(Attempt& a, std::string why, bool decide = true) {
     if (decide) {
-      // The run may have finished meanwhile: then its result is on its way, and the handler
-      // thread may be releasing the headers this would read.
+      // The handler may have returned meanwhile: then its result stands and is on its way, and
+      // the handler thread may be freeing the headers this would read.
       int expected = Attempt::kRunning;
       if (!a.claim.compare_exchange_strong(expected, Attempt::kAbandoned)) return;
     }
