@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <memory_resource>
 #include <mutex>
@@ -577,13 +578,9 @@ struct Worker::Impl {
   }
   // Under pool_mu.
   void HandOverGraves() {
-    if (graveyard.empty()) return;
-    if (pool_graves.empty()) {
-      pool_graves.swap(graveyard);
-    } else {
-      for (auto& m : graveyard) pool_graves.push_back(std::move(m));
-      graveyard.clear();
-    }
+    pool_graves.insert(pool_graves.end(), std::make_move_iterator(graveyard.begin()),
+                       std::make_move_iterator(graveyard.end()));
+    graveyard.clear();
   }
   static constexpr std::size_t kGraveBatch = 256;
   std::vector<MessagePtr> graveyard;  // poll thread only
