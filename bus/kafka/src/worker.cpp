@@ -1592,6 +1592,28 @@ struct Worker::Impl {
 
   // ---- shutdown -----------------------------------------------------------------------------
 
+  // Unsubscribes and serves the resulting revoke here, through the usual rebalance callback,
+  // so that closing the consumer has nothing left to revoke. A revoke served from inside
+  // rd_kafka_consumer_close can hang for good in rd_kafka_assign (caught in a test: the poll
+  // thread blocked there with every other thread idle; librdkafka issue #4884 describes the same
+  // hang). Bounded: after 10 s the close does the rest, as it did before.
+  void GiveUpAssignment() {
+    if (partitions.empty()) return;
+    if (rd_kafka_resp_err_t err = rd_kafka_unsubscribe(consumer.get())) {
+      Log(LogLevel::kWarn, "unsubscribe failed", {{"error", rd_kafka_err2str(err)}});
+      return;
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (!partitions.empty() && Clock::now() < deadline) {
+      // Records still arriving are not handled: the next owner reads them from the commit.
+      if (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), 100)) rd_kafka_message_destroy(m);
+    }
+    if (!partitions.empty()) {
+      Log(LogLevel::kWarn, "partitions not revoked 10 s after unsubscribing; closing anyway",
+          {{"count", partitions.size()}, {"group", config.group}});
+    }
+  }
+
   void Shutdown() {
     Log(LogLevel::kInfo, "worker stopping", {{"group", config.group}});
     DetachSlots();
@@ -1601,6 +1623,7 @@ struct Worker::Impl {
     for (auto& [key, p] : partitions) AdvanceCommit(p);
     // Commit while still a stable member: during the leave rebalance the broker may refuse it.
     CommitAll(/*clean=*/true);
+    GiveUpAssignment();
     if (rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer.get())) {
       Log(LogLevel::kWarn, "consumer close failed", {{"error", rd_kafka_err2str(err)}});
     }
