@@ -157,7 +157,7 @@ struct Bench {
   pid_t StartLauncher(const Topics& t, int max_processes) {
     return Spawn({launcher_path, "--brokers", broker.bootstrap(), "--group", t.group, "--allow-list",
                   allow.string(), "--launch-topic", t.launch, "--control-topic", t.control,
-                  "--max-processes", std::to_string(max_processes), "--kill-grace-ms", "1000",
+                  "--max-processes", std::to_string(max_processes), "--kill-grace-ms", "1000", "--reply-topics", "bench.events.*",
                   "--log-level", "error"});
   }
   void Send(const Topics& t, const std::string& job, const std::string& program, std::vector<std::string> args,

@@ -83,6 +83,7 @@ int RunDemo(const kbus::kafka::WorkerConfig& base, const std::string& fake_encod
   lc.default_heartbeat = 500ms;
   lc.kill_grace = 2s;
   lc.host = "demo";
+  lc.reply_topics = {settings.name + ".in"};  // the workflow's input: its events come back there
   video::LauncherService launcher(launcher_config, std::move(*allow), lc);
   video::EncodeService encoder(base, settings);
 

@@ -65,6 +65,8 @@ int main(int argc, char** argv) {
   kbus::handlers::LauncherConfig launcher_config;
   std::int64_t kill_grace_ms = launcher_config.kill_grace.count();
   std::int64_t heartbeat_ms = launcher_config.default_heartbeat.count();
+  std::string reply_topics;
+  for (const auto& t : launcher_config.reply_topics) reply_topics += (reply_topics.empty() ? "" : ",") + t;
   po::options_description desc("Options (each also from KBUS_<NAME>, e.g. KBUS_ALLOW_LIST)",
                                cli::kHelpWidth);
   cli::AddWorkerOptions(desc, options, config);
@@ -77,6 +79,9 @@ int main(int argc, char** argv) {
        "between SIGTERM and SIGKILL, on timeout, cancel and shutdown")
       ("heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms)->value_name("MS"),
        "heartbeat interval for commands that set none")
+      ("reply-topics", po::value(&reply_topics)->default_value(reply_topics)->value_name("LIST"),
+       "the topics a command's reply_to may name: comma-separated names or patterns, '*' matching any "
+       "run of characters; a launch replying elsewhere is dead-lettered")
       ("launch-topic", po::value(&launch_topic)->default_value(launch_topic)->value_name("TOPIC"),
        "where LaunchProcess commands arrive")
       ("control-topic", po::value(&control_topic)->default_value(control_topic)->value_name("TOPIC"),
@@ -104,8 +109,19 @@ int main(int argc, char** argv) {
   if (launcher_config.max_processes < 1) {
     return cli::ReportUsage("", parsed->Spelling("max-processes") + " must be at least 1");
   }
-  if (kill_grace_ms < 0) return cli::ReportUsage("", parsed->Spelling("kill-grace-ms") + " must not be negative");
-  if (heartbeat_ms <= 0) return cli::ReportUsage("", parsed->Spelling("heartbeat-ms") + " must be positive");
+  if (kill_grace_ms < 0 || kill_grace_ms > kbus::handlers::kMaxKillGrace.count()) {
+    return cli::ReportUsage("", parsed->Spelling("kill-grace-ms") + " must be from 0 to " +
+                                    std::to_string(kbus::handlers::kMaxKillGrace.count()));
+  }
+  if (heartbeat_ms < kbus::handlers::kMinHeartbeatInterval.count() ||
+      heartbeat_ms > kbus::handlers::kMaxHeartbeatInterval.count()) {
+    return cli::ReportUsage("", parsed->Spelling("heartbeat-ms") + " must be from " +
+                                    std::to_string(kbus::handlers::kMinHeartbeatInterval.count()) + " to " +
+                                    std::to_string(kbus::handlers::kMaxHeartbeatInterval.count()));
+  }
+  auto replies = kbus::handlers::ParseReplyTopics(reply_topics);
+  if (!replies.ok()) return cli::ReportUsage("", parsed->Spelling("reply-topics") + ": " + replies.error().message());
+  launcher_config.reply_topics = std::move(replies.value());
   if (launch_topic.empty() || control_topic.empty() || launch_topic == control_topic) {
     return cli::ReportUsage("", "--launch-topic and --control-topic must be two different topics");
   }
@@ -143,7 +159,7 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, OnSignal);
     kbus::Log(kbus::LogLevel::kInfo, "launcher running",
               {{"group", config.group}, {"launch_topic", launch_topic}, {"control_topic", control_topic},
-               {"max_processes", launcher_config.max_processes}});
+               {"max_processes", launcher_config.max_processes}, {"reply_topics", reply_topics}});
     worker.Run();  // returns after Stop(): nothing more is taken, the launches are committed
     g_worker = nullptr;
     launcher.Shutdown();  // terminates what runs and reports it

@@ -1,6 +1,7 @@
 #include "kbus/handlers/launcher.hpp"
 
 #include <condition_variable>
+#include <limits>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -12,10 +13,13 @@
 #include "kbus/envelope.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/log.hpp"
+#include "launch_checks.hpp"
 
 namespace kbus::handlers {
 
 namespace {
+
+using detail::Shown;
 
 // The parts of a command's envelope its events inherit, owned (an Envelope only views).
 struct Parent {
@@ -37,12 +41,20 @@ struct Parent {
   }
 };
 
+// One attempt of a job; attempt 0 stands for every attempt (a job-wide cancel). A struct, not a
+// joined string: no job id, whatever bytes it holds, can name another job's attempt.
+struct AttemptKey {
+  std::string job_id;
+  int attempt = 0;
+  auto operator<=>(const AttemptKey&) const = default;
+};
+
 // Remembers the last `limit` keys.
 class Recent {
  public:
   explicit Recent(std::size_t limit) : limit_(limit) {}
-  bool Contains(const std::string& key) const { return set_.count(key) != 0; }
-  void Add(std::string key) {
+  bool Contains(const AttemptKey& key) const { return set_.count(key) != 0; }
+  void Add(AttemptKey key) {
     if (!set_.insert(key).second) return;
     order_.push_back(std::move(key));
     if (order_.size() > limit_) {
@@ -53,12 +65,37 @@ class Recent {
 
  private:
   std::size_t limit_;
-  std::set<std::string> set_;
-  std::deque<std::string> order_;
+  std::set<AttemptKey> set_;
+  std::deque<AttemptKey> order_;
 };
 
-std::string AttemptKey(const std::string& job_id, int attempt) {
-  return job_id + '\n' + std::to_string(attempt);
+// The fields a LaunchProcess needs before any event can be sent for it: which attempt of which
+// job, and where to. Decoded first, so that a command whose other fields are bad is still
+// reported (launch_failed) rather than only dead-lettered.
+struct LaunchIdentity {
+  std::string job_id;
+  int attempt = 1;
+  std::string reply_to;
+  std::string program;
+};
+
+// "" when the identity decodes, else why (naming the field).
+std::string ReadIdentity(const JsonValue& payload, LaunchIdentity& id) {
+  if (!payload.IsObject()) return "the payload is not a JSON object";
+  const auto job = payload.Find("job_id");
+  if (!job || !job->IsString()) return "job_id: missing or not a string";
+  id.job_id = std::string(job->GetString());
+  if (const auto a = payload.Find("attempt")) {
+    const auto n = a->AsInt64();
+    if (!n || *n < 1 || *n > std::numeric_limits<int>::max()) return "attempt: not an integer from 1 to 2147483647";
+    id.attempt = static_cast<int>(*n);
+  }
+  if (const auto r = payload.Find("reply_to")) {
+    if (!r->IsString()) return "reply_to: not a string";
+    id.reply_to = std::string(r->GetString());
+  }
+  if (const auto p = payload.Find("program"); p && p->IsString()) id.program = std::string(p->GetString());
+  return {};
 }
 
 constexpr int kDeliverTries = 10;
@@ -130,34 +167,63 @@ struct Launcher::Impl {
   // acknowledgement.
   Outcome Report(const LaunchProcess& cmd, Context& ctx, ProcessExited exited) {
     Log(LogLevel::kWarn, "launch not run",
-        {{"job_id", cmd.job_id}, {"attempt", cmd.attempt}, {"program", cmd.program},
-         {"outcome", exited.outcome}, {"error", exited.error}});
+        {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"program", Shown(cmd.program)},
+         {"outcome", exited.outcome}, {"error", Shown(exited.error, 512)}});
     SendOptions options;
     options.topic = cmd.reply_to;
     ctx.Publish(exited, std::move(options));
     std::lock_guard lock(mu);
     if (exited.outcome == OutcomeName(ProcessOutcome::kLaunchFailed)) ++stats.launch_failed;
-    finished.Add(AttemptKey(cmd.job_id, cmd.attempt));
+    finished.Add({cmd.job_id, cmd.attempt});
     return Ack();
   }
 
-  Outcome OnLaunch(const LaunchProcess& cmd, Context& ctx) {
-    if (cmd.job_id.empty()) return DeadLetter("LaunchProcess has an empty job_id");
-    if (cmd.attempt < 1) return DeadLetter("LaunchProcess attempt must be at least 1");
+  static Outcome Reject(std::string why) {
+    Log(LogLevel::kWarn, "launch dead-lettered", {{"error", Shown(why, 512)}});
+    return DeadLetter("LaunchProcess " + std::move(why));
+  }
+
+  // The launch handler, on the raw payload: whatever a command holds, either an event reports it
+  // or (when no event could say which attempt it was, or go anywhere allowed) a dead letter.
+  Outcome OnLaunchPayload(const JsonValue& payload, Context& ctx) {
+    LaunchIdentity id;
+    if (std::string why = ReadIdentity(payload, id); !why.empty()) {
+      return Outcome::DeadLetterFor("decode-error", "LaunchProcess " + why);
+    }
+    if (id.job_id.empty()) return Reject("has an empty job_id");
+    if (std::string why = detail::CheckReplyTo(id.reply_to, config.reply_topics); !why.empty()) {
+      return Reject(std::move(why));
+    }
+    Result<LaunchProcess> decoded = FromJsonValue<LaunchProcess>(payload);
+    if (!decoded.ok()) {
+      LaunchProcess partial;
+      partial.job_id = std::move(id.job_id);
+      partial.attempt = id.attempt;
+      partial.reply_to = std::move(id.reply_to);
+      partial.program = std::move(id.program);
+      return OnLaunch(partial, ctx, "the command does not decode: " + decoded.error().message());
+    }
+    return OnLaunch(decoded.value(), ctx, {});
+  }
+
+  // `invalid`: why the command cannot run although it names its attempt (a field that did not
+  // decode), or empty.
+  Outcome OnLaunch(const LaunchProcess& cmd, Context& ctx, std::string invalid) {
     auto refuse = [&](std::string error) {
       return Report(cmd, ctx, ExitedFor(cmd, ProcessOutcome::kLaunchFailed, std::move(error)));
     };
     {
       std::lock_guard lock(mu);
-      if (running.count({cmd.job_id, cmd.attempt}) != 0 || finished.Contains(AttemptKey(cmd.job_id, cmd.attempt))) {
+      if (running.count({cmd.job_id, cmd.attempt}) != 0 || finished.Contains({cmd.job_id, cmd.attempt})) {
         ++stats.duplicates;
         Log(LogLevel::kInfo, "launch of an attempt that runs or ran here: not started again",
-            {{"job_id", cmd.job_id}, {"attempt", cmd.attempt}});
+            {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}});
         return Ack();
       }
     }
-    if (cmd.run_timeout.count() < 0) return refuse("run_timeout must not be negative");
-    if (cmd.heartbeat_interval.count() < 0) return refuse("heartbeat_interval must not be negative");
+    if (!invalid.empty()) return refuse(std::move(invalid));
+    if (std::string why = detail::CheckJobId(cmd.job_id); !why.empty()) return refuse(std::move(why));
+    if (std::string why = detail::CheckDurations(cmd); !why.empty()) return refuse(std::move(why));
     Result<ProcessSpec> spec = allow.Resolve(cmd.program, cmd.args, cmd.env);
     if (!spec.ok()) return refuse(spec.error().message());
 
@@ -169,8 +235,7 @@ struct Launcher::Impl {
     {
       std::lock_guard lock(mu);
       if (shut) return Retry(std::chrono::seconds(1), "the launcher is shutting down");
-      cancelled_early = early_cancels.Contains(cmd.job_id) ||
-                        early_cancels.Contains(AttemptKey(cmd.job_id, cmd.attempt));
+      cancelled_early = early_cancels.Contains({cmd.job_id, 0}) || early_cancels.Contains({cmd.job_id, cmd.attempt});
       if (!cancelled_early) {
         running[{cmd.job_id, cmd.attempt}] = job;
         ++threads;
@@ -202,14 +267,14 @@ struct Launcher::Impl {
       events.Post(EventFor(*job, started), [this, job](const Status& s) {
         if (!s.ok()) {
           Log(LogLevel::kError, "ProcessStarted not delivered",
-              {{"job_id", job->command.job_id}, {"attempt", job->command.attempt}, {"error", s.error().message()}});
+              {{"job_id", Shown(job->command.job_id)}, {"attempt", job->command.attempt}, {"error", Shown(s.error().message(), 512)}});
         }
         std::lock_guard lock(mu);
         job->started_answered = true;
         cv.notify_all();
       });
       Log(LogLevel::kInfo, "process started",
-          {{"job_id", cmd.job_id}, {"attempt", cmd.attempt}, {"program", cmd.program}, {"pid", pid}});
+          {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"program", Shown(cmd.program)}, {"pid", pid}});
       std::lock_guard lock(mu);
       ++stats.started;
       ++stats.running;
@@ -263,14 +328,14 @@ struct Launcher::Impl {
       }
     }
     Log(LogLevel::kInfo, "process exited",
-        {{"job_id", cmd.job_id}, {"attempt", cmd.attempt}, {"outcome", exited.outcome},
+        {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"outcome", exited.outcome},
          {"exit_code", exited.exit_code}, {"signal", exited.signal}});
     const OutgoingRecord record = EventFor(*job, exited);
     for (int i = 1;; ++i) {
       Status s = events.Deliver(record);
       if (s.ok()) break;
       Log(LogLevel::kError, "ProcessExited not delivered",
-          {{"job_id", cmd.job_id}, {"attempt", cmd.attempt}, {"try", i}, {"error", s.error().message()}});
+          {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"try", i}, {"error", Shown(s.error().message(), 512)}});
       if (i == kDeliverTries) break;
       std::this_thread::sleep_for(kDeliverPause);
     }
@@ -280,7 +345,7 @@ struct Launcher::Impl {
     // Shutdown from returning while a callback into this launcher is still due.
     cv.wait(lock, [&] { return job->started_answered; });
     running.erase({cmd.job_id, cmd.attempt});
-    finished.Add(AttemptKey(cmd.job_id, cmd.attempt));
+    finished.Add({cmd.job_id, cmd.attempt});
     ++stats.exited;
     --stats.running;
     --threads;
@@ -288,7 +353,12 @@ struct Launcher::Impl {
   }
 
   Outcome OnCancel(const CancelProcess& cmd, Context&) {
-    if (cmd.job_id.empty()) return DeadLetter("CancelProcess has an empty job_id");
+    // No event answers a cancel, so a bad one can only be dead-lettered.
+    if (std::string why = detail::CheckJobId(cmd.job_id); !why.empty()) {
+      Log(LogLevel::kWarn, "cancel dead-lettered", {{"job_id", Shown(cmd.job_id)}, {"error", why}});
+      return DeadLetter("CancelProcess " + why);
+    }
+    if (cmd.attempt < 0) return DeadLetter("CancelProcess attempt must not be negative (0: every attempt)");
     std::lock_guard lock(mu);
     int found = 0;
     for (auto it = running.lower_bound({cmd.job_id, 0}); it != running.end() && it->first.first == cmd.job_id; ++it) {
@@ -301,8 +371,9 @@ struct Launcher::Impl {
     stats.cancelled += static_cast<std::uint64_t>(found);
     // A later launch of the job, or of that attempt (it may still wait in the backlog), does
     // not run.
-    early_cancels.Add(cmd.attempt > 0 ? AttemptKey(cmd.job_id, cmd.attempt) : cmd.job_id);
-    Log(LogLevel::kInfo, "cancel", {{"job_id", cmd.job_id}, {"attempt", cmd.attempt}, {"running_attempts", found}});
+    early_cancels.Add({cmd.job_id, cmd.attempt});
+    Log(LogLevel::kInfo, "cancel",
+        {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"reason", Shown(cmd.reason)}, {"running_attempts", found}});
     return Ack();
   }
 
@@ -322,9 +393,22 @@ Launcher::Launcher(LauncherConfig config, AllowList allow, Backend& backend, Eve
     throw std::invalid_argument("launcher: max_processes must be at least 1, got " +
                                 std::to_string(config.max_processes));
   }
-  if (config.default_heartbeat.count() <= 0) throw std::invalid_argument("launcher: the default heartbeat must be positive");
-  if (config.kill_grace.count() < 0) throw std::invalid_argument("launcher: kill_grace must not be negative");
+  if (config.default_heartbeat < kMinHeartbeatInterval || config.default_heartbeat > kMaxHeartbeatInterval) {
+    throw std::invalid_argument("launcher: the default heartbeat must be from " +
+                                std::to_string(kMinHeartbeatInterval.count()) + " to " +
+                                std::to_string(kMaxHeartbeatInterval.count()) + " ms");
+  }
+  if (config.kill_grace.count() < 0 || config.kill_grace > kMaxKillGrace) {
+    throw std::invalid_argument("launcher: kill_grace must be from 0 to " + std::to_string(kMaxKillGrace.count()) + " ms");
+  }
   if (config.remembered_jobs == 0) throw std::invalid_argument("launcher: remembered_jobs must be at least 1");
+  if (config.reply_topics.empty()) throw std::invalid_argument("launcher: reply_topics must name at least one topic");
+  for (const auto& pattern : config.reply_topics) {
+    if (!detail::IsTopicPattern(pattern)) {
+      throw std::invalid_argument("launcher: reply topic '" + Shown(pattern) +
+                                  "' is not a topic name or pattern ([a-zA-Z0-9._-] and '*')");
+    }
+  }
   impl_ = std::make_unique<Impl>(std::move(config), std::move(allow), backend, events);
 }
 
@@ -333,8 +417,13 @@ Launcher::~Launcher() { impl_->Shutdown(); }
 void Launcher::Register(HandlerRegistry& handlers, HandlerOptions launch, HandlerOptions cancel) {
   launch.policy.slots = impl_->slots;
   Impl* impl = impl_.get();
-  handlers.Handle<LaunchProcess>(
-      [impl](const LaunchProcess& cmd, Context& ctx) { return impl->OnLaunch(cmd, ctx); }, std::move(launch));
+  // The launch route decodes the payload itself (Impl::OnLaunchPayload): a field that does not
+  // decode is reported to reply_to, not only dead-lettered.
+  using Traits = MessageTraits<LaunchProcess>;
+  handlers.AddRoute({std::string(Traits::kType), Traits::kKind,
+                     launch.topic.empty() ? std::string(Traits::kTopic) : std::move(launch.topic),
+                     [impl](const JsonValue& payload, Context& ctx) { return impl->OnLaunchPayload(payload, ctx); },
+                     std::move(launch.policy)});
   handlers.Handle<CancelProcess>(
       [impl](const CancelProcess& cmd, Context& ctx) { return impl->OnCancel(cmd, ctx); }, std::move(cancel));
 }
@@ -347,5 +436,23 @@ LauncherStats Launcher::Stats() const {
 }
 
 const std::shared_ptr<Slots>& Launcher::slots() const { return impl_->slots; }
+
+Result<std::vector<std::string>> ParseReplyTopics(std::string_view list) {
+  std::vector<std::string> out;
+  while (true) {
+    const auto comma = list.find(',');
+    std::string_view entry = list.substr(0, comma);
+    while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
+    while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
+    if (!detail::IsTopicPattern(entry)) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "'" + Shown(entry) + "' is not a topic name or pattern: 1 to 249 of [a-zA-Z0-9._-], '*' "
+                   "matching any run of them, entries separated by commas");
+    }
+    out.emplace_back(entry);
+    if (comma == std::string_view::npos) return out;
+    list.remove_prefix(comma + 1);
+  }
+}
 
 }  // namespace kbus::handlers

@@ -57,13 +57,34 @@ struct Fd {
   }
 };
 
-// The child side of the spawn, between vfork and execve: only system calls, no allocation.
-// Shares memory with the (suspended) parent, so it reports an exec failure through `*error`.
-[[noreturn]] void ExecChild(const char* path, char* const* argv, char* const* envp, int null_fd, int out_fd,
-                            int err_fd, pid_t parent, volatile int* error) {
-  ::setpgid(0, 0);                       // its own group: signals reach its descendants too
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);    // dies with the thread that started it
-  if (::getppid() != parent) ::_exit(127);  // that thread died already
+// What the supervisor tells RunProcess, one write each (below PIPE_BUF, so never torn).
+struct Report {
+  std::int32_t kind;
+  std::int32_t value;
+};
+enum : std::int32_t {
+  kReportStarted = 1,      // value: the job's pid
+  kReportExecFailed = 2,   // value: execve's errno
+  kReportSetupFailed = 3,  // value: errno of a failed vfork
+  kReportExited = 4,       // value: the job's wait status
+};
+
+// t + d, saturating at the end of time: a duration from a message cannot wrap a deadline into
+// the past.
+Clock::time_point After(Clock::time_point t, std::chrono::milliseconds d) {
+  if (d.count() <= 0) return t;
+  const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::time_point::max() - t);
+  return d >= room ? Clock::time_point::max() : t + std::chrono::duration_cast<Clock::duration>(d);
+}
+
+// The job's side, between vfork and execve: only system calls, no allocation. Shares memory with
+// the (suspended) supervisor, so it reports an exec failure through `*error`. Its stdin, stdout
+// and stderr are in place already.
+[[noreturn]] void ExecJob(const char* path, char* const* argv, char* const* envp, pid_t supervisor,
+                          volatile int* error) {
+  ::setpgid(0, 0);                     // its own group: signals reach its descendants too
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // dies with its supervisor, however that dies
+  if (::getppid() != supervisor) ::_exit(127);
   // Default dispositions and an empty mask, as a fresh program expects.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
@@ -73,14 +94,119 @@ struct Fd {
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  if (::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) {
-    *error = errno;
-    ::_exit(127);
-  }
   ::syscall(SYS_close_range, 3U, ~0U, 0U);  // nothing else of the launcher's leaks in
   ::execve(path, argv, envp);
   *error = errno;
   ::_exit(127);
+}
+
+void Tell(std::int32_t kind, std::int32_t value) {
+  const Report r{kind, value};
+  (void)!::write(3, &r, sizeof r);
+}
+
+std::int64_t MonotonicMs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Waits up to `ms` for a signal of `set`; returns it, or 0.
+int WaitSignal(const sigset_t& set, std::int64_t ms) {
+  if (ms < 0) ms = 0;
+  timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>((ms % 1000) * 1000000)};
+  const int sig = ::sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+// Reaps every exited child, noting the job's status. True once the job was reaped.
+bool ReapChildren(pid_t job, int& job_status, bool& job_reaped) {
+  for (;;) {
+    int status = 0;
+    const pid_t r = ::waitpid(-1, &status, WNOHANG);
+    if (r <= 0) return job_reaped;
+    if (r == job) {
+      job_status = status;
+      job_reaped = true;
+    }
+  }
+}
+
+// Kills what is left of the job's group and reaps it (the supervisor is their subreaper), for up
+// to a second.
+void ClearGroup(pid_t job, const sigset_t& chld, int& job_status, bool& job_reaped) {
+  ::kill(-job, SIGKILL);
+  const std::int64_t until = MonotonicMs() + 1000;
+  while (::kill(-job, 0) == 0 && MonotonicMs() < until) {
+    ReapChildren(job, job_status, job_reaped);
+    WaitSignal(chld, 10);
+  }
+  ReapChildren(job, job_status, job_reaped);
+}
+
+// The job's supervisor: a forked copy of the job's thread that execs nothing, so it makes only
+// system calls and never allocates (the launcher has other threads). It starts the job, reports
+// the job's pid and its end on fd 3, and is the job's subreaper: what the job leaves in its
+// group goes when the job ends. When the launcher dies, however it dies (PR_SET_PDEATHSIG), it
+// stops the job's whole group: SIGTERM, `grace_ms`, SIGKILL. Every signal is blocked on entry
+// and taken with sigtimedwait. Fds: 0 /dev/null, 1 and 2 the job's output pipes, 3 the report.
+[[noreturn]] void Supervise(const char* path, char* const* argv, char* const* envp, pid_t launcher,
+                            std::int64_t grace_ms) {
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::getppid() != launcher) ::_exit(0);  // the launcher's thread is gone already: run nothing
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGCHLD, &dfl, nullptr);  // not SIG_IGN, or children would not wait to be reaped
+  sigset_t chld;
+  ::sigemptyset(&chld);
+  ::sigaddset(&chld, SIGCHLD);
+  sigset_t stop_or_chld = chld;
+  ::sigaddset(&stop_or_chld, SIGTERM);
+  ::sigaddset(&stop_or_chld, SIGHUP);
+
+  volatile int exec_errno = 0;
+  const pid_t self = ::getpid();
+  const pid_t job = ::vfork();
+  if (job == 0) ExecJob(path, argv, envp, self, &exec_errno);
+  const int vfork_errno = errno;
+  ::dup2(0, 1);  // only the job holds the write ends of its pipes
+  ::dup2(0, 2);
+  if (job < 0) {
+    Tell(kReportSetupFailed, vfork_errno);
+    ::_exit(0);
+  }
+  if (exec_errno != 0) {
+    int status = 0;
+    ::waitpid(job, &status, 0);
+    Tell(kReportExecFailed, exec_errno);
+    ::_exit(0);
+  }
+  ::setpgid(job, job);  // also from here, so the group exists whichever side runs first
+  Tell(kReportStarted, job);
+
+  int job_status = 0;
+  bool job_reaped = false;
+  for (;;) {
+    const int sig = WaitSignal(stop_or_chld, 1000);
+    if (sig == SIGTERM || sig == SIGHUP || ::getppid() != launcher) break;  // the launcher went
+    if (ReapChildren(job, job_status, job_reaped)) {
+      ClearGroup(job, chld, job_status, job_reaped);
+      Tell(kReportExited, job_status);
+      ::_exit(0);
+    }
+  }
+  // The launcher is gone (or we were told to stop): the whole group goes, gently first.
+  ::kill(-job, SIGTERM);
+  ::kill(-job, SIGCONT);
+  const std::int64_t kill_at = MonotonicMs() + grace_ms;
+  while (::kill(-job, 0) == 0 && MonotonicMs() < kill_at) {
+    ReapChildren(job, job_status, job_reaped);
+    WaitSignal(chld, std::min<std::int64_t>(kill_at - MonotonicMs(), 100));
+  }
+  ClearGroup(job, chld, job_status, job_reaped);
+  Tell(kReportExited, job_status);
+  ::_exit(0);
 }
 
 void SignalGroup(pid_t pgid, int sig) { ::kill(-pgid, sig); }
@@ -167,43 +293,83 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
   Fd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (null_fd.fd < 0) return launch_failed(std::string("/dev/null: ") + std::strerror(errno));
 
-  // No signal handler of ours may run in the child between vfork and execve.
+  int report_pipe[2];
+  if (::pipe2(report_pipe, O_CLOEXEC) != 0) return launch_failed(std::string("pipe: ") + std::strerror(errno));
+  Fd report_r(report_pipe[0]), report_w(report_pipe[1]);
+
+  // The supervisor runs with every signal blocked (it takes them with sigtimedwait), and no
+  // signal handler of ours may run in it.
   sigset_t all, old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  volatile int child_errno = 0;
   const pid_t parent = ::getpid();
-  const pid_t pid = ::vfork();
-  if (pid == 0) {
-    ExecChild(spec.path.c_str(), argv.data(), envp.data(), null_fd.fd, out_w.fd, err_w.fd, parent, &child_errno);
+  const std::int64_t grace_ms = std::clamp<std::int64_t>(spec.kill_grace.count(), 0, 24 * 3600 * 1000);
+  const pid_t supervisor = ::fork();
+  if (supervisor == 0) {
+    // Its fds: 0 /dev/null, 1 and 2 the output pipes, 3 the report pipe; nothing else of the
+    // launcher's (another job's pipe held here would never reach end of file). Copied above 9
+    // first, so that no dup2 overwrites a source.
+    const int fds[4] = {::fcntl(null_fd.fd, F_DUPFD, 10), ::fcntl(out_w.fd, F_DUPFD, 10),
+                        ::fcntl(err_w.fd, F_DUPFD, 10), ::fcntl(report_w.fd, F_DUPFD, 10)};
+    for (int i = 0; i < 4; ++i) {
+      if (fds[i] < 0 || ::dup2(fds[i], i) < 0) ::_exit(127);
+    }
+    ::syscall(SYS_close_range, 4U, ~0U, 0U);
+    Supervise(spec.path.c_str(), argv.data(), envp.data(), parent, grace_ms);
   }
   const int spawn_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) return launch_failed(std::string("cannot start a process: ") + std::strerror(spawn_errno));
+  if (supervisor < 0) return launch_failed(std::string("cannot start a process: ") + std::strerror(spawn_errno));
   out_w.Reset();
   err_w.Reset();
   null_fd.Reset();
-  if (child_errno != 0) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);  // the failed child exited with 127: reap it
-    return launch_failed("cannot execute " + spec.path + ": " + std::strerror(child_errno));
+  report_w.Reset();
+  // Reads one whole report; false at end of file (the supervisor died).
+  auto read_report = [&](Report& r) {
+    std::size_t got = 0;
+    auto* bytes = reinterpret_cast<char*>(&r);
+    while (got < sizeof r) {
+      const ssize_t n = ::read(report_r.fd, bytes + got, sizeof r - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      got += static_cast<std::size_t>(n);
+    }
+    return true;
+  };
+  auto reap_supervisor = [&] {
+    int st = 0;
+    while (::waitpid(supervisor, &st, 0) < 0 && errno == EINTR) {
+    }
+  };
+  Report first{};
+  if (!read_report(first) || first.kind != kReportStarted) {
+    reap_supervisor();
+    if (first.kind == kReportExecFailed) {
+      return launch_failed("cannot execute " + spec.path + ": " + std::strerror(first.value));
+    }
+    if (first.kind == kReportSetupFailed) {
+      return launch_failed(std::string("cannot start a process: ") + std::strerror(first.value));
+    }
+    return launch_failed("the job's supervisor ended before the job started");
   }
-  ::setpgid(pid, pid);  // also from here, so the group exists whichever side runs first
+  const pid_t pid = first.value;
   if (observer.started) observer.started(pid);
 
-  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  const auto run_deadline = spec.run_timeout.count() > 0 ? started + spec.run_timeout : Clock::time_point::max();
+  auto run_deadline = spec.run_timeout.count() > 0 ? After(started, spec.run_timeout) : Clock::time_point::max();
   auto kill_at = Clock::time_point::max();  // SIGKILL after the grace, once SIGTERM went out
-  auto next_tick = observer.tick_interval.count() > 0 ? started + observer.tick_interval : Clock::time_point::max();
+  auto next_tick = observer.tick_interval.count() > 0 ? After(started, observer.tick_interval) : Clock::time_point::max();
   bool timed_out = false, cancelled = false, exited = false;
   int status = 0;
   std::string line;
   bool line_too_long = false;
+  auto pipes_closed_by = Clock::time_point::max();
+  // Signals go to the group only while the supervisor has not reported the job's end: after it,
+  // the group is gone and its id may be reused.
   auto stop = [&](bool& flag) {
-    if (flag || timed_out || cancelled) return;
+    if (flag || timed_out || cancelled || exited) return;
     flag = true;
     SignalGroup(pid, SIGTERM);
-    kill_at = Clock::now() + spec.kill_grace;
+    kill_at = After(Clock::now(), spec.kill_grace);
   };
   auto on_stdout = [&](const char* data, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
@@ -249,38 +415,50 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
       return false;
     }
   };
-  auto reap = [&](int options) {
-    const pid_t r = ::waitpid(pid, &status, options);
-    if (r == pid) exited = true;
-    return exited;
+  // The supervisor reports the job's end once it reaped the job and cleared its group. A report
+  // is one write of 8 bytes, so a readable pipe holds it whole.
+  auto on_report = [&] {
+    Report r{};
+    if (!read_report(r) || r.kind != kReportExited) {
+      // The supervisor died without a word (someone killed it): nothing may outlive it.
+      SignalGroup(pid, SIGKILL);
+      r.value = SIGKILL;  // as a wait status: killed by SIGKILL
+    }
+    status = r.value;
+    exited = true;
+    kill_at = Clock::time_point::max();
+    report_r.Reset();
+    reap_supervisor();
+    pipes_closed_by = Clock::now() + std::chrono::milliseconds(200);
   };
 
   // Runs until the child exited and both pipes reached end of file (or, once it exited, a
   // short while for descendants that still hold them).
-  auto pipes_closed_by = Clock::time_point::max();
   while (!exited || out_r.fd >= 0 || err_r.fd >= 0) {
     const auto now = Clock::now();
-    if (now >= run_deadline) stop(timed_out);
-    if (now >= kill_at) {
+    if (now >= run_deadline) {
+      stop(timed_out);
+      run_deadline = Clock::time_point::max();  // once
+    }
+    if (now >= kill_at && !exited) {
       SignalGroup(pid, SIGKILL);
       kill_at = Clock::time_point::max();
     }
     if (now >= next_tick) {
       if (!exited && observer.tick) observer.tick();
-      next_tick = now + observer.tick_interval;
+      next_tick = After(now, observer.tick_interval);
     }
     if (exited && now >= pipes_closed_by) break;
     pollfd fds[4];
     nfds_t n = 0;
-    int i_out = -1, i_err = -1, i_pid = -1, i_ctl = -1;
+    int i_out = -1, i_err = -1, i_rep = -1, i_ctl = -1;
     if (out_r.fd >= 0) i_out = static_cast<int>(n), fds[n++] = {out_r.fd, POLLIN, 0};
     if (err_r.fd >= 0) i_err = static_cast<int>(n), fds[n++] = {err_r.fd, POLLIN, 0};
-    if (!exited && pidfd.fd >= 0) i_pid = static_cast<int>(n), fds[n++] = {pidfd.fd, POLLIN, 0};
+    if (!exited) i_rep = static_cast<int>(n), fds[n++] = {report_r.fd, POLLIN, 0};
     if (!exited && control != nullptr && control->fd() >= 0 && !cancelled) {
       i_ctl = static_cast<int>(n), fds[n++] = {control->fd(), POLLIN, 0};
     }
-    auto wake = std::min({run_deadline, kill_at, next_tick, pipes_closed_by});
-    if (!exited && pidfd.fd < 0) wake = std::min(wake, now + std::chrono::milliseconds(10));  // no pidfd: poll
+    const auto wake = std::min({run_deadline, kill_at, next_tick, pipes_closed_by});
     const int timeout = wake == Clock::time_point::max()
                             ? -1
                             : static_cast<int>(std::clamp<std::int64_t>(
@@ -290,16 +468,13 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
     if (i_out >= 0 && fds[i_out].revents != 0) drain(out_r, true);
     if (i_err >= 0 && fds[i_err].revents != 0) drain(err_r, false);
     if (i_ctl >= 0 && fds[i_ctl].revents != 0) stop(cancelled);
-    if (!exited && ((i_pid >= 0 && fds[i_pid].revents != 0) || pidfd.fd < 0)) {
-      if (reap(WNOHANG)) {
-        // The job is its main process: descendants it left behind in its group go with it, and
-        // the pipes they hold get a moment to deliver what is left.
-        SignalGroup(pid, SIGKILL);
-        pipes_closed_by = Clock::now() + std::chrono::milliseconds(200);
-      }
-    }
+    if (i_rep >= 0 && fds[i_rep].revents != 0) on_report();
   }
-  if (!exited) reap(0);
+  if (!exited) {
+    // poll failed: end the job rather than leave it unwatched, and take the supervisor's word.
+    SignalGroup(pid, SIGKILL);
+    on_report();
+  }
   if (!line.empty()) on_stdout("\n", 1);  // a last line without a newline still counts
   if (result.stderr_tail.size() > kStderrTail) result.stderr_tail.erase(0, result.stderr_tail.size() - kStderrTail);
 

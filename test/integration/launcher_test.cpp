@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <set>
 #include <mutex>
@@ -55,6 +56,7 @@ struct Rig {
     config.kill_grace = milliseconds(300);
     config.default_heartbeat = seconds(10);
     config.host = "test-host";
+    config.reply_topics = {"lt-events-*"};
     launcher = std::make_unique<kbus::handlers::Launcher>(config, std::move(allow.value()), backend, sink);
     kbus::HandlerOptions l, c;
     l.topic = launch;
@@ -84,6 +86,23 @@ struct Rig {
   void Launch(const LaunchProcess& cmd) { Send(Record(cmd)); }
   void Cancel(const std::string& job, const std::string& reason) {
     Send(kbus::BuildRecord(CancelProcess{job, reason}, {.topic = control, .key = job}));
+  }
+  // The launch with `from` replaced by `to` in its JSON payload (values a typed struct cannot hold).
+  void LaunchEdited(const LaunchProcess& cmd, const std::string& from, const std::string& to) {
+    kbus::OutgoingRecord r = Record(cmd);
+    const auto at = r.payload.find(from);
+    ASSERT_NE(at, std::string::npos) << r.payload;
+    r.payload.replace(at, from.size(), to);
+    Send(r);
+  }
+  // The first `n` dead letters of the launcher's group: reason and error headers.
+  std::vector<std::pair<std::string, std::string>> DeadLetters(std::size_t n) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& r : kbus::test::ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(group), n)) {
+      out.emplace_back(r.FindHeader(std::string(kbus::header::kDlqReason)).value_or(""),
+                       r.FindHeader(std::string(kbus::header::kDlqError)).value_or(""));
+    }
+    return out;
   }
 
   std::string launch = TestBroker::UniqueName("lt-launch");
@@ -290,6 +309,105 @@ TEST(Launcher, WithMaxProcesses4ItNeverRunsAFifthAndRunsThemAll) {
   EXPECT_EQ(most, 4) << "12 jobs queued at once fill all 4 slots";
   EXPECT_EQ(rig.launcher->slots()->in_use(), 0);
   std::filesystem::remove_all(dir);
+}
+
+TEST(Launcher, ACancelWhoseJobIdHoldsANewlineIsDeadLetteredAndCancelsNoOtherAttempt) {
+  Rig rig;
+  // Keys were once "job\nattempt": this cancel named job J's attempt 1.
+  rig.Cancel("J\n1", "");
+  const auto dead = rig.DeadLetters(1);
+  ASSERT_EQ(dead.size(), 1u) << "a cancel with a control character in its job id is dead-lettered";
+  EXPECT_EQ(dead[0].first, "rejected");
+  EXPECT_NE(dead[0].second.find("job_id contains a control character"), std::string::npos) << dead[0].second;
+  rig.Launch(rig.Encoder("J", {"--seconds", "0.05", "--steps", "1"}));
+  const ProcessExited j = rig.log->WaitExited("J");
+  EXPECT_EQ(j.outcome, "succeeded") << j.error;
+  EXPECT_EQ(rig.launcher->Stats().cancels, 0u);
+}
+
+TEST(Launcher, AJobIdThatIsTooLongOrHoldsControlCharactersIsALaunchFailureNamingTheField) {
+  Rig rig;
+  const std::string long_id(kbus::handlers::kMaxJobIdBytes + 1, 'x');
+  rig.Launch(rig.Encoder(long_id, {"--seconds", "0.05"}));
+  rig.Launch(rig.Encoder("tab\tbed", {"--seconds", "0.05"}));
+  const ProcessExited too_long = rig.log->WaitExited(long_id);
+  EXPECT_EQ(too_long.outcome, "launch_failed");
+  EXPECT_NE(too_long.error.find("job_id is 257 bytes, more than the 256 allowed"), std::string::npos) << too_long.error;
+  const ProcessExited control = rig.log->WaitExited("tab\tbed");
+  EXPECT_EQ(control.outcome, "launch_failed");
+  EXPECT_NE(control.error.find("job_id contains a control character"), std::string::npos) << control.error;
+  EXPECT_EQ(rig.launcher->Stats().started, 0u);
+}
+
+TEST(Launcher, DurationsOutOfBoundsAreLaunchFailuresNamingTheFieldAndThirtyDaysRuns) {
+  Rig rig;
+  LaunchProcess forever = rig.Encoder("forever", {"--seconds", "0.05", "--steps", "1"});
+  forever.run_timeout = milliseconds(std::numeric_limits<std::int64_t>::max());
+  rig.Launch(forever);
+  LaunchProcess flood = rig.Encoder("flood", {"--seconds", "0.3", "--steps", "1"});
+  flood.heartbeat_interval = milliseconds(10000000000000);
+  rig.Launch(flood);
+  LaunchProcess fast = rig.Encoder("fast", {"--seconds", "0.3", "--steps", "1"});
+  fast.heartbeat_interval = milliseconds(1);
+  rig.Launch(fast);
+  LaunchProcess month = rig.Encoder("month", {"--seconds", "0.05", "--steps", "1"});
+  month.run_timeout = kbus::handlers::kMaxRunTimeout;
+  month.heartbeat_interval = kbus::handlers::kMaxHeartbeatInterval;
+  rig.Launch(month);
+
+  const ProcessExited f = rig.log->WaitExited("forever");
+  EXPECT_EQ(f.outcome, "launch_failed") << "a run_timeout past 30 days was taken as " << f.outcome;
+  EXPECT_NE(f.error.find("run_timeout 9223372036854775807 ms is out of bounds"), std::string::npos) << f.error;
+  for (const char* job : {"flood", "fast"}) {
+    const ProcessExited e = rig.log->WaitExited(job);
+    EXPECT_EQ(e.outcome, "launch_failed") << job;
+    EXPECT_NE(e.error.find("heartbeat_interval"), std::string::npos) << e.error;
+    EXPECT_EQ(rig.log->Count<ProcessHeartbeat>(job), 0) << job;
+  }
+  EXPECT_EQ(rig.log->WaitExited("month").outcome, "succeeded") << "the longest run_timeout allowed";
+  EXPECT_EQ(rig.launcher->Stats().started, 1u);
+}
+
+TEST(Launcher, ANegativeOrUndecodableFieldIsReportedAsLaunchFailedToReplyTo) {
+  Rig rig;
+  rig.LaunchEdited(rig.Encoder("negative", {}), "\"run_timeout\":0", "\"run_timeout\":-1");
+  rig.LaunchEdited(rig.Encoder("heartbeat", {}), "\"heartbeat_interval\":0", "\"heartbeat_interval\":-5");
+  rig.LaunchEdited(rig.Encoder("args", {"a"}), "\"args\":[\"a\"]", "\"args\":\"a\"");
+  rig.LaunchEdited(rig.Encoder("huge", {}), "\"run_timeout\":0", "\"run_timeout\":1e300");
+  for (const auto& [job, field] : std::vector<std::pair<std::string, std::string>>{
+           {"negative", "run_timeout"}, {"heartbeat", "heartbeat_interval"}, {"args", "args"}, {"huge", "run_timeout"}}) {
+    const ProcessExited e = rig.log->WaitExited(job);
+    EXPECT_EQ(e.outcome, "launch_failed") << job;
+    EXPECT_NE(e.error.find(field), std::string::npos) << job << ": " << e.error;
+    EXPECT_EQ(e.attempt, 1) << job;
+  }
+  EXPECT_EQ(rig.launcher->Stats().launch_failed, 4u);
+  EXPECT_EQ(rig.launcher->Stats().started, 0u);
+}
+
+TEST(Launcher, AReplyToOutsideTheAllowedTopicsOrNotATopicNameIsDeadLetteredAndStartsNothing) {
+  Rig rig;
+  LaunchProcess elsewhere = rig.Encoder("elsewhere", {"--seconds", "0.05"});
+  elsewhere.reply_to = "payments.commands";
+  rig.Launch(elsewhere);
+  LaunchProcess bad = rig.Encoder("bad", {"--seconds", "0.05"});
+  bad.reply_to = "lt-events-x/../y";
+  rig.Launch(bad);
+  LaunchProcess fallback = rig.Encoder("fallback", {"--seconds", "0.05"});
+  fallback.reply_to = "";  // kbus.launcher.events, which this launcher does not allow
+  rig.Launch(fallback);
+  auto dead = rig.DeadLetters(3);
+  ASSERT_EQ(dead.size(), 3u);
+  std::sort(dead.begin(), dead.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  for (const auto& d : dead) EXPECT_EQ(d.first, "rejected");
+  EXPECT_NE(dead[0].second.find("reply_to 'kbus.launcher.events' is not a topic this launcher may reply to"),
+            std::string::npos) << dead[0].second;
+  EXPECT_NE(dead[1].second.find("reply_to 'lt-events-x/../y' is not a Kafka topic name"), std::string::npos)
+      << dead[1].second;
+  EXPECT_NE(dead[2].second.find("reply_to 'payments.commands' is not a topic this launcher may reply to"),
+            std::string::npos) << dead[2].second;
+  EXPECT_EQ(rig.launcher->Stats().started, 0u);
+  EXPECT_EQ(rig.launcher->Stats().launch_failed, 0u);
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ struct Stack {
     lc.kill_grace = 1s;
     lc.default_heartbeat = 1s;
     lc.host = "test";
+    lc.reply_topics = {s.name + ".in"};  // the workflow's input, where DelegatedCommand wants its events
     launcher = std::make_unique<video::LauncherService>(it::WorkerConfigFor(tag + "-launcher"), std::move(*allow), lc,
                                                         s.launcher_topic, s.control_topic);
     encoder = std::make_unique<video::EncodeService>(it::WorkerConfigFor(group), s);

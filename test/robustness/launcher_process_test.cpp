@@ -41,7 +41,8 @@ struct LauncherProcess {
 
   pid_t Start() {
     return rb::Spawn({KBUS_LAUNCHER_PATH, "--brokers", TestBroker::Get().bootstrap(), "--group", group,
-                      "--allow-list", allow.string(), "--launch-topic", launch, "--control-topic", control,
+                      "--allow-list", allow.string(), "--launch-topic", launch, "--control-topic", control, "--reply-topics",
+                      "rb-events-*",
                       "--session-timeout-ms", "6000", "--kill-grace-ms", "500", "--log-level", "warn"});
   }
   void Launch(const std::string& job, std::vector<std::string> args) {
@@ -76,6 +77,34 @@ TEST(LauncherProcess, KilledWithSigkillWhileJobsRunItsChildrenDoNotOutliveIt) {
   for (std::int64_t child : children) {
     EXPECT_FALSE(ProcessAlive(child, seconds(5))) << "child " << child << " outlived the launcher";
   }
+}
+
+TEST(LauncherProcess, KilledWithSigkillAJobsGrandchildThatIgnoresSigtermEndsToo) {
+  LauncherProcess lp;
+  EventLog log(lp.events);
+  const pid_t launcher = lp.Start();
+  ASSERT_GT(launcher, 0);
+  lp.Launch("tree", {"--ignore-term", "--spawn-child", "--seconds", "120"});
+  const auto started = log.WaitStarted("tree", seconds(60));
+  ASSERT_TRUE(started.has_value());
+  const int job = static_cast<int>(started->pid);
+  // The job's child (a copy of fake-encoder that ignores SIGTERM) is in the job's group.
+  ASSERT_TRUE(kbus::test::WaitFor(
+      [&] { return AnyAlive([job](int p, int pgrp) { return pgrp == job && p != job; }, std::chrono::milliseconds(0)); },
+      seconds(10)))
+      << "the grandchild never appeared";
+  kill(launcher, SIGKILL);
+  EXPECT_EQ(rb::WaitExit(launcher, seconds(10)), 128 + SIGKILL);
+  // --kill-grace-ms 500, then SIGKILL from the job's supervisor.
+  EXPECT_FALSE(kbus::test::GroupAlive(job, seconds(10))) << "a process of the job outlived its launcher";
+}
+
+TEST(LauncherProcess, ABadReplyTopicsFlagIsRefusedAtStartUpNamingIt) {
+  LauncherProcess lp;
+  const pid_t launcher = rb::Spawn({KBUS_LAUNCHER_PATH, "--brokers", TestBroker::Get().bootstrap(), "--allow-list",
+                                    lp.allow.string(), "--reply-topics", "ok.topic,bad topic"});
+  ASSERT_GT(launcher, 0);
+  EXPECT_EQ(rb::WaitExit(launcher, seconds(30)), 2);
 }
 
 TEST(LauncherProcess, SigtermTerminatesTheJobsReportsThemLostAndCommitsSoTheyDoNotRunAgain) {

@@ -1,4 +1,4 @@
-// SIGKILL the kbus-launcher while it runs a job: its child dies with it (PR_SET_PDEATHSIG) and no
+// SIGKILL the kbus-launcher while it runs a job: the job dies with it (its supervisor) and no
 // exit is ever reported, so the workflow only sees silence. After heartbeat_timeout it counts
 // attempt 1 as lost, cancels it by name, and launches attempt 2, which a new launcher runs to
 // success.
@@ -35,7 +35,8 @@ TEST(LauncherSilence, KillingTheLauncherMidJobIsSeenAsSilenceAndTheNextAttemptRu
   ASSERT_EQ(watch.Await([&] { return watch.Started(first); }, 60s, {host.get(), launcher.get()}), "")
       << "attempt 1 never started";
   const pid_t first_child = static_cast<pid_t>(watch.PidOf(first));
-  EXPECT_EQ(rb::ParentOf(first_child), launcher->pid()) << "attempt 1 runs under the first launcher";
+  // The job's parent is its supervisor, a child of the launcher.
+  EXPECT_EQ(rb::ParentOf(rb::ParentOf(first_child)), launcher->pid()) << "attempt 1 runs under the first launcher";
   EXPECT_EQ(launcher->Stop(SIGKILL, 10s), 128 + SIGKILL);
   EXPECT_TRUE(kbus::test::WaitFor([&] { return rb::Gone(first_child); }, 5s))
       << "the encoder of attempt 1 (pid " << first_child << ") outlived its launcher";
@@ -47,7 +48,7 @@ TEST(LauncherSilence, KillingTheLauncherMidJobIsSeenAsSilenceAndTheNextAttemptRu
   ASSERT_EQ(watch.Await([&] { return watch.Started(second); }, 60s, {host.get(), next.get()}), "")
       << "attempt 2 never started";
   const pid_t second_child = static_cast<pid_t>(watch.PidOf(second));
-  EXPECT_EQ(rb::ParentOf(second_child), next->pid()) << "attempt 2 runs under the new launcher";
+  EXPECT_EQ(rb::ParentOf(rb::ParentOf(second_child)), next->pid()) << "attempt 2 runs under the new launcher";
   EXPECT_EQ(watch.Await([&] { return watch.ended() >= 1; }, 60s, {host.get(), next.get()}), "");
   const auto endings = watch.Settle(2s);
   ASSERT_TRUE(endings.contains(id));

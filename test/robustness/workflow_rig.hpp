@@ -72,7 +72,8 @@ struct Rig {
   std::unique_ptr<rb::Process> StartLauncher() const {
     return std::make_unique<rb::Process>(std::vector<std::string>{
         KBUS_LAUNCHER_PATH, "--brokers", TestBroker::Get().bootstrap(), "--group", tag + "-launcher",
-        "--allow-list", allow.string(), "--launch-topic", launch, "--control-topic", control, "--max-processes",
+        "--allow-list", allow.string(), "--launch-topic", launch, "--control-topic", control, "--reply-topics",
+        name + ".in", "--max-processes",
         "16", "--heartbeat-ms", "500", "--kill-grace-ms", "500", "--session-timeout-ms", "6000", "--log-level",
         "warn"});
   }

@@ -5,6 +5,8 @@
 
 #include "kbus/handlers/process.hpp"
 
+#include "kbus/handlers/launcher.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <sstream>
 #include <iterator>
@@ -309,6 +312,75 @@ TEST(RunProcess, AJobDiesWithTheLauncherThatStartedIt) {
   int status = 0;
   ::waitpid(launcher, &status, 0);
   EXPECT_FALSE(ProcessAlive(job)) << "the job outlived the launcher killed with SIGKILL";
+}
+
+TEST(RunProcess, DurationsTooLongForTheClockNeitherTimeOutAtOnceNorTickWithoutPause) {
+  // started + run_timeout once wrapped into the past: "forever" timed out after 5 ms, and a huge
+  // heartbeat interval ticked on every loop.
+  int ticks = 0;
+  ProcessObserver observer;
+  observer.tick = [&] { ++ticks; };
+  observer.tick_interval = milliseconds(10000000000000);
+  ProcessSpec spec = Encoder({"--seconds", "0.2", "--steps", "1"});
+  spec.run_timeout = milliseconds(std::numeric_limits<std::int64_t>::max());
+  spec.kill_grace = milliseconds(std::numeric_limits<std::int64_t>::max());
+  const auto r = RunProcess(spec, observer);
+  EXPECT_EQ(r.outcome, ProcessOutcome::kSucceeded) << kbus::handlers::OutcomeName(r.outcome);
+  EXPECT_EQ(ticks, 0);
+  EXPECT_TRUE(NoZombies());
+}
+
+TEST(ReplyTopics, ParsesNamesAndPatternsAndRefusesWhatKafkaWouldNot) {
+  auto list = kbus::handlers::ParseReplyTopics("kbus.launcher.events, *.launcher-events,video.*");
+  ASSERT_THAT(list, IsOk());
+  EXPECT_THAT(*list, ElementsAre("kbus.launcher.events", "*.launcher-events", "video.*"));
+  for (const char* bad : {"", "a,,b", "bad topic", "a/b", "events,x;y"}) {
+    EXPECT_THAT(kbus::handlers::ParseReplyTopics(bad),
+                ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("is not a topic name or pattern")))
+        << bad;
+  }
+  EXPECT_THAT(kbus::handlers::ParseReplyTopics(std::string(250, 'a')), ErrorIs(kbus::ErrorCode::kInvalidArgument));
+}
+
+// The pid of a process of group `pgid` other than its leader, waiting up to 5 s for one.
+int GrandchildOf(int pgid) {
+  for (int i = 0; i < 500; ++i) {
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const int pid = std::atoi(entry.path().filename().c_str());
+      if (pid == 0 || pid == pgid) continue;
+      if (::getpgid(pid) == pgid) return pid;
+    }
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return 0;
+}
+
+TEST(RunProcess, AJobsWholeProcessTreeEndsWhenTheLauncherIsKilledEvenAGrandchildIgnoringSigterm) {
+  int pids[2];
+  ASSERT_EQ(::pipe(pids), 0);
+  const pid_t launcher = ::fork();
+  ASSERT_GE(launcher, 0);
+  if (launcher == 0) {  // a stand-in launcher: runs one long job, reporting the job's pid
+    ::close(pids[0]);
+    ProcessObserver observer;
+    observer.started = [&](int pid) { (void)!::write(pids[1], &pid, sizeof pid); };
+    ProcessSpec spec = Encoder({"--ignore-term", "--spawn-child", "--seconds", "60"});
+    spec.kill_grace = milliseconds(300);
+    RunProcess(spec, observer);
+    ::_exit(0);
+  }
+  ::close(pids[1]);
+  int job = 0;
+  ASSERT_EQ(::read(pids[0], &job, sizeof job), static_cast<ssize_t>(sizeof job));
+  ::close(pids[0]);
+  const int grandchild = GrandchildOf(job);
+  ASSERT_GT(grandchild, 0) << "the job's child never appeared";
+  ::kill(launcher, SIGKILL);
+  int status = 0;
+  ::waitpid(launcher, &status, 0);
+  // The grace (300 ms) and the SIGKILL after it, with room for a loaded machine.
+  EXPECT_FALSE(GroupAlive(job, milliseconds(5000)))
+      << "the job's grandchild " << grandchild << " outlived the launcher killed with SIGKILL";
 }
 
 }  // namespace

@@ -9,9 +9,11 @@
 //   is acknowledged without starting anything (remembered for the last `remembered_jobs`);
 // - at most `max_processes` processes: the launch handler's DeliveryPolicy names the
 //   launcher's Slots, so a full launcher takes no more commands until a process ends;
-// - a refused launch (program not allowed, variable not allowed, missing binary) is reported
-//   as a ProcessExited with outcome launch_failed and the reason; a command with no job id is
-//   dead-lettered (rejected), since no event could say which job it was.
+// - a refused launch (program not allowed, variable not allowed, missing binary, a bad job id,
+//   a duration out of the bounds of launcher_messages.hpp, any field that does not decode) is
+//   reported as a ProcessExited with outcome launch_failed and an error naming the field;
+// - a command is dead-lettered only when no event could be sent for it: no usable job_id or
+//   attempt, or a reply_to that is not a topic name or not in `reply_topics`.
 //
 // Thread safety: the handlers run on a worker's threads; Shutdown and Stats from any thread.
 // Jobs run on threads of their own (the local backend ties a child's life to its thread).
@@ -21,8 +23,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "kbus/handler_registry.hpp"
+#include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/handlers/process.hpp"
 #include "kbus/record.hpp"
 #include "kbus/result.hpp"
@@ -65,13 +70,27 @@ class EventSink {
   virtual Status Deliver(const OutgoingRecord& record) = 0;
 };
 
+// The longest kill grace a launcher accepts (kill_grace, --kill-grace-ms).
+inline constexpr std::chrono::milliseconds kMaxKillGrace = std::chrono::hours(1);
+
 struct LauncherConfig {
   int max_processes = 8;
   std::chrono::milliseconds default_heartbeat{10000};  // when a command gives none
   std::chrono::milliseconds kill_grace{10000};         // SIGTERM to SIGKILL
   std::string host;                                    // in ProcessStarted
   std::size_t remembered_jobs = 100000;  // finished attempts and early cancels remembered
+  // The topics a command's reply_to may name: names, or patterns where '*' matches any run of
+  // characters. A command replying elsewhere is dead-lettered before anything starts.
+  std::vector<std::string> reply_topics = DefaultReplyTopics();
+
+  static std::vector<std::string> DefaultReplyTopics() {
+    return {std::string(kLauncherEventsTopic), "*.launcher-events"};
+  }
 };
+
+// Parses a comma-separated reply-topics list ("kbus.launcher.events,video.*"). Refused: an empty
+// list or entry, a character Kafka does not allow in a topic name (other than '*').
+Result<std::vector<std::string>> ParseReplyTopics(std::string_view list);
 
 struct LauncherStats {
   std::uint64_t started = 0;
@@ -85,7 +104,9 @@ struct LauncherStats {
 
 class Launcher {
  public:
-  // Throws std::invalid_argument for max_processes < 1 or a negative duration.
+  // Throws std::invalid_argument for max_processes < 1, a default heartbeat out of
+  // [kMinHeartbeatInterval, kMaxHeartbeatInterval], a kill_grace out of [0, kMaxKillGrace], or a
+  // bad reply_topics entry.
   Launcher(LauncherConfig config, AllowList allow, Backend& backend, EventSink& events);
   ~Launcher();  // Shutdown(kill_grace) if not done yet
   Launcher(const Launcher&) = delete;

@@ -9,6 +9,7 @@
 // causation id is the command's message id.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -25,15 +26,30 @@ inline constexpr std::string_view kLauncherTopic = "kbus.launcher";
 inline constexpr std::string_view kLauncherControlTopic = "kbus.launcher.control";
 inline constexpr std::string_view kLauncherEventsTopic = "kbus.launcher.events";
 
+// What a launcher accepts in a LaunchProcess (docs/launcher.md, "What is refused"). A value out
+// of these bounds is reported as ProcessExited {launch_failed} with an error naming the field.
+// A heartbeat more often than kMinHeartbeatInterval would let a command flood its reply topic;
+// run_timeout has a maximum so that "forever" is spelled 0, not a number that overflows.
+inline constexpr std::size_t kMaxJobIdBytes = 256;  // and no control characters
+inline constexpr std::chrono::milliseconds kMaxRunTimeout = std::chrono::hours(24 * 30);
+inline constexpr std::chrono::milliseconds kMinHeartbeatInterval{100};
+inline constexpr std::chrono::milliseconds kMaxHeartbeatInterval = std::chrono::hours(1);
+// The longest Kafka topic name (reply_to is checked against it and the allowed characters).
+inline constexpr std::size_t kMaxTopicNameBytes = 249;
+
 struct LaunchProcess {
   std::string job_id;
   int attempt = 1;
   std::string program;                     // a name in the launcher's allow-list
   std::vector<std::string> args;           // appended to the program's fixed arguments
   std::map<std::string, std::string> env;  // only variables the allow-list lets through
-  std::chrono::milliseconds run_timeout{0};         // 0: no limit
-  std::chrono::milliseconds heartbeat_interval{0};  // 0: the launcher's default
-  std::string reply_to;                    // the events' topic; empty: kLauncherEventsTopic
+  std::chrono::milliseconds run_timeout{0};         // 0: no limit; at most kMaxRunTimeout
+  // 0: the launcher's default; else from kMinHeartbeatInterval to kMaxHeartbeatInterval
+  std::chrono::milliseconds heartbeat_interval{0};
+  // The events' topic; empty: kLauncherEventsTopic. It must be one the launcher allows
+  // (LauncherConfig::reply_topics, kbus-launcher --reply-topics), else the command is
+  // dead-lettered: its events could go nowhere legitimate.
+  std::string reply_to;
 };
 
 struct CancelProcess {
