@@ -48,6 +48,16 @@ OutgoingRecord BuildRecord(std::string_view type, MessageKind kind, std::string_
   }
   for (auto& h : options.headers) r.headers.push_back(std::move(h));
 
+  // Values inherited from the parent were checked when it was dispatched; the rest come from
+  // the caller.
+  for (const Header& h : r.headers) {
+    if ((h.name.starts_with("kbus-") || h.name == header::kTraceparent) && !IsValidUtf8(h.value)) {
+      throw EncodeError(Error(ErrorCode::kInvalidArgument,
+                              ToValidUtf8(type, 256) + ": header '" + h.name +
+                                  "' is not valid UTF-8: kbus headers carry text"));
+    }
+  }
+
   if (!options.key.empty()) {
     r.key = std::move(options.key);
   } else {

@@ -5,6 +5,7 @@
 
 #include "json_parse.hpp"
 #include "kbus/envelope.hpp"
+#include "kbus/json.hpp"
 
 namespace kbus {
 
@@ -47,6 +48,18 @@ DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt,
     return DeadLetterResult(envelope.type, reason::kUnknownType,
                             "no handler for type '" + std::string(envelope.type) +
                                 "' in this group");
+  }
+
+  // Outgoing messages inherit these (Context): bytes that are not UTF-8 would go on to other
+  // clients in kbus-* headers, so they are refused here, like a payload that is not.
+  for (const auto& [name, value] : {std::pair{header::kId, envelope.message_id},
+                                    std::pair{header::kCorrelationId, envelope.correlation_id},
+                                    std::pair{header::kWorkflowId, envelope.workflow_id},
+                                    std::pair{header::kTraceparent, envelope.traceparent}}) {
+    if (!IsValidUtf8(value)) {
+      return DeadLetterResult(envelope.type, reason::kDecodeError,
+                              "header '" + std::string(name) + "' is not valid UTF-8");
+    }
   }
 
   // The document's nodes and the parser's stack live in buffers in this frame: a default Document
@@ -158,7 +171,7 @@ OutgoingRecord MakeRetry(const InboundRecord& record, const RetryInfo& info) {
   r.headers.push_back({std::string(header::kRetryPartition), std::move(origin.partition)});
   r.headers.push_back({std::string(header::kRetryOffset), std::move(origin.offset)});
   r.headers.push_back({std::string(header::kRetryTimestamp), std::move(origin.timestamp)});
-  r.headers.push_back({std::string(header::kRetryError), std::string(info.error.substr(0, kMaxErrorBytes))});
+  r.headers.push_back({std::string(header::kRetryError), ToValidUtf8(info.error, kMaxErrorBytes)});
   return r;
 }
 
@@ -171,11 +184,13 @@ OutgoingRecord MakeDeadLetter(const InboundRecord& record, const DeadLetterInfo&
            (from_tier && name == header::kDeliveryCount);
   });
   Origin origin = OriginOf(record);
-  std::string error(info.error.substr(0, kMaxErrorBytes));
+  // Diagnostics quote input (a type name, a member name): made valid UTF-8 and cut between
+  // characters, as kbus writes no header that is not text.
+  std::string error = ToValidUtf8(info.error, kMaxErrorBytes);
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
-  r.headers.push_back({std::string(header::kDlqReason), std::string(info.reason)});
+  r.headers.push_back({std::string(header::kDlqReason), ToValidUtf8(info.reason, kMaxErrorBytes)});
   r.headers.push_back({std::string(header::kDlqError), std::move(error)});
   r.headers.push_back({std::string(header::kDlqTopic), std::move(origin.topic)});
   r.headers.push_back({std::string(header::kDlqPartition), std::move(origin.partition)});

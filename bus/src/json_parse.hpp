@@ -15,7 +15,8 @@ using PooledDocument = rapidjson::GenericDocument<rapidjson::UTF8<>, rapidjson::
                                                   rapidjson::MemoryPoolAllocator<>>;
 }  // namespace detail
 
-// Parse errors name the byte offset; an empty text is an error of its own.
+// Parse errors name the byte offset; an empty text is an error of its own. kbus's rules hold
+// (json.hpp): strings valid UTF-8 (an error names the field), at most kMaxJsonDepth levels.
 Status ParseJson(rapidjson::Document& doc, std::string_view text);
 Status ParseJson(detail::PooledDocument& doc, std::string_view text);
 }  // namespace kbus

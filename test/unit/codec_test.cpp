@@ -177,3 +177,147 @@ TEST(Codec, UsesHandWrittenCodecsForNestedValues) {
 }
 
 }  // namespace
+
+// ---- UTF-8 and nesting: the rules of everything kbus reads and writes (json.hpp) -------------
+
+namespace {
+
+using kbus::EncodeJson;
+using kbus::IsValidUtf8;
+using kbus::JsonDocument;
+using kbus::JsonWriter;
+using kbus::kMaxJsonDepth;
+using kbus::ToValidUtf8;
+
+TEST(Utf8, AcceptsWellFormedTextAndRefusesEveryKindOfMalformedSequence) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain ascii, long enough for the eight-byte path"));
+  EXPECT_TRUE(IsValidUtf8("\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xed\x9f\xbf \xf4\x8f\xbf\xbf"));
+  EXPECT_TRUE(IsValidUtf8(std::string("a\0b", 3)));
+  for (const char* bad : {
+           "\xff\xfe",          // never in UTF-8
+           "\xc3\x28",          // a lead byte without its continuation
+           "\x80",              // a stray continuation byte
+           "\xc0\xaf",          // overlong '/'
+           "\xe0\x80\xaf",      // overlong '/', three bytes
+           "\xf0\x80\x80\xaf",  // overlong '/', four bytes
+           "\xed\xa0\x80",      // U+D800, a UTF-16 surrogate
+           "\xed\xbf\xbf",      // U+DFFF
+           "\xf4\x90\x80\x80",  // past U+10FFFF
+           "\xe2\x82",          // cut short at the end
+           "0123456789abcdef\xe2\x82",
+       }) {
+    EXPECT_FALSE(IsValidUtf8(bad)) << ToValidUtf8(bad);
+  }
+}
+
+TEST(Utf8, ToValidUtf8ReplacesEachBadByteAndCutsBetweenCharacters) {
+  EXPECT_EQ(ToValidUtf8("ok \xc3\xa9"), "ok \xc3\xa9");
+  EXPECT_EQ(ToValidUtf8("a\xff\xfe" "b"), "a\xef\xbf\xbd\xef\xbf\xbd" "b");
+  EXPECT_EQ(ToValidUtf8("\xc3\x28"), "\xef\xbf\xbd(");
+  EXPECT_EQ(ToValidUtf8("ab\xe2\x82\xac", 4), "ab") << "the euro sign does not fit whole";
+  EXPECT_EQ(ToValidUtf8("ab\xe2\x82\xac", 5), "ab\xe2\x82\xac");
+  EXPECT_TRUE(IsValidUtf8(ToValidUtf8(std::string(5000, '\xff'), 4096)));
+  EXPECT_LE(ToValidUtf8(std::string(5000, '\xff'), 4096).size(), 4096u);
+}
+
+struct Utf8Case {
+  std::string json;
+  std::string expected;
+};
+
+class CodecInvalidUtf8 : public ::testing::TestWithParam<Utf8Case> {};
+
+TEST_P(CodecInvalidUtf8, IsADecodeErrorNamingTheField) {
+  auto out = FromJson<EncodeVideo>(GetParam().json);
+  EXPECT_THAT(out, ErrorIs(ErrorCode::kDecode, HasSubstr(GetParam().expected)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryKind, CodecInvalidUtf8,
+    ::testing::Values(
+        Utf8Case{"{\"video_id\":\"\xff\xfe\"}", "field 'video_id' is not valid UTF-8"},
+        Utf8Case{"{\"video_id\":\"\xc3\x28\"}", "field 'video_id' is not valid UTF-8"},
+        Utf8Case{"{\"video_id\":\"\xc0\xaf\"}", "field 'video_id' is not valid UTF-8"},
+        Utf8Case{"{\"video_id\":\"\xed\xa0\x80\"}", "field 'video_id' is not valid UTF-8"},
+        Utf8Case{R"({"video_id":"a\ud800"})", "field 'video_id' is not valid UTF-8"},
+        Utf8Case{R"({"video_id":"a\udc00b"})", "field 'video_id' is not valid UTF-8"},
+        Utf8Case{"{\"video_id\":\"v\",\"args\":[\"ok\",\"\xff\"]}", "field 'args[1]' is not valid UTF-8"},
+        Utf8Case{"{\"video_id\":\"v\",\"params\":{\"codec\":\"\xff\"}}", "field 'params.codec' is not valid UTF-8"},
+        Utf8Case{"{\"video_id\":\"v\",\"env\":{\"A\":\"1\",\"\xff\":\"2\"}}", "a member name in field 'env' is not valid UTF-8"},
+        // Unknown members too: the whole payload is refused, not just the fields a decoder reads.
+        Utf8Case{"{\"video_id\":\"v\",\"extra\":[{\"x\":\"\xff\"}]}", "field 'extra[0].x' is not valid UTF-8"},
+        Utf8Case{"\"\xff\"", "payload: the string is not valid UTF-8"}));
+
+TEST(Codec, RefusesNestingDeeperThanTheLimitAsADecodeErrorWithoutOverflowingTheStack) {
+  // 150,000 levels in 300 KB: a recursive reader or writer of this would run off the stack.
+  const std::string deep = std::string(150'000, '[') + std::string(150'000, ']');
+  EXPECT_THAT(FromJson<EncodeVideo>(deep),
+              ErrorIs(ErrorCode::kDecode, HasSubstr("nests deeper than 128 levels")));
+  const std::string deep_objects = [] {
+    std::string s;
+    for (int i = 0; i < 150'000; ++i) s += "{\"a\":";
+    return s + "1" + std::string(150'000, '}');
+  }();
+  EXPECT_THAT(kbus::ValidateJson(deep_objects),
+              ErrorIs(ErrorCode::kDecode, HasSubstr("nests deeper than 128 levels")));
+  // Exactly the limit is read and written back; one level more is refused.
+  const auto nested = [](int levels) {
+    return std::string(static_cast<std::size_t>(levels), '[') +
+           std::string(static_cast<std::size_t>(levels), ']');
+  };
+  JsonDocument doc;
+  ASSERT_THAT(doc.Parse(nested(kMaxJsonDepth)), IsOk());
+  EXPECT_EQ(doc.Root().ToJson(), nested(kMaxJsonDepth));
+  EXPECT_THAT(doc.Parse(nested(kMaxJsonDepth + 1)), ErrorIs(ErrorCode::kDecode, HasSubstr("deeper")));
+}
+
+TEST(Codec, RefusesToEncodeAStringThatIsNotUtf8NamingTheField) {
+  EncodeVideo v = FullVideo();
+  v.args[1] = "in\xc3.mp4";
+  EXPECT_THAT(EncodeJson(v), ErrorIs(ErrorCode::kInvalidArgument,
+                                     HasSubstr("cannot encode as JSON: field 'args[1]' is not valid UTF-8")));
+  v = FullVideo();
+  v.env["TZ"] = "\xed\xa0\x80";  // a surrogate
+  EXPECT_THAT(EncodeJson(v), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("field 'env.TZ' is not valid UTF-8")));
+  v = FullVideo();
+  v.renditions[1].codec = "\xff";
+  EXPECT_THAT(EncodeJson(v), ErrorIs(ErrorCode::kInvalidArgument,
+                                     HasSubstr("field 'renditions[1].codec' is not valid UTF-8")));
+  v = FullVideo();
+  v.video_id = "\xc0\xaf";
+  try {
+    (void)ToJson(v);
+    ADD_FAILURE() << "ToJson wrote a string that is not UTF-8";
+  } catch (const kbus::EncodeError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("field 'video_id' is not valid UTF-8"));
+  }
+  EXPECT_THAT(EncodeJson(FullVideo()), IsOk());
+}
+
+TEST(JsonWriter, RefusesNestingPastTheLimitAndBadUtf8ButReplacesItForPeople) {
+  JsonWriter deep;
+  for (int i = 0; i <= kMaxJsonDepth; ++i) deep.StartArray();
+  EXPECT_FALSE(deep.ok());
+  EXPECT_THAT(deep.status(), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("deeper than 128")));
+
+  JsonWriter strict;
+  strict.StartObject();
+  strict.Key("k");
+  strict.String("\xff");
+  strict.EndObject();
+  EXPECT_FALSE(strict.ok());
+  EXPECT_TRUE(IsValidUtf8(strict.View())) << "even refused text is never written raw";
+  EXPECT_TRUE(strict.Take().size() > 0);
+  EXPECT_TRUE(strict.ok()) << "Take starts over";
+
+  JsonWriter lenient(kbus::InvalidUtf8::kReplace);
+  lenient.StartObject();
+  lenient.Key("k\xfe");
+  lenient.String("a\xff");
+  lenient.EndObject();
+  EXPECT_TRUE(lenient.ok());
+  EXPECT_EQ(lenient.Take(), "{\"k\xef\xbf\xbd\":\"a\xef\xbf\xbd\"}");
+}
+
+}  // namespace

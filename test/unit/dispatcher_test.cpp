@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "kbus/envelope.hpp"
+#include "kbus/json.hpp"
 #include "kbus/uuid.hpp"
 #include "test_messages.hpp"
 
@@ -238,14 +239,66 @@ TEST_F(DispatcherTest, SurvivesPathologicalPayloads) {
   rec.payload = std::string(1'000'000, '[') + std::string(1'000'000, ']');
   DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
   EXPECT_EQ(r.kind, DispatchResult::Kind::kDeadLetter);
-  EXPECT_THAT(r.error, HasSubstr("expected an object, got an array"));
-  // The deepest nesting small enough for the (faster) recursive parser, and one byte more.
-  for (std::size_t half : {1024u, 1025u}) {
-    rec.payload = std::string(half, '[') + std::string(half, ']');
-    EXPECT_EQ(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kDeadLetter);
+  EXPECT_EQ(r.reason, "decode-error");
+  EXPECT_THAT(r.error, HasSubstr("nests deeper than 128 levels"));
+  // Around the depth limit, in arrays and in objects.
+  for (std::size_t depth : {128u, 129u, 1025u}) {
+    rec.payload = std::string(depth, '[') + std::string(depth, ']');
+    EXPECT_EQ(dispatcher.Dispatch(rec.View(), 1).reason, "decode-error") << depth;
   }
   rec.payload = std::string("{\"video_id\":\"\xff\xfe\x00\",\"x\":1}", 25);  // bad UTF-8, a NUL
-  EXPECT_NE(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kRetry);
+  EXPECT_EQ(dispatcher.Dispatch(rec.View(), 1).reason, "decode-error");
+  rec.payload = "{\"video_id\":\"\xff\xfe\",\"x\":1}";
+  r = dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_EQ(r.reason, "decode-error");
+  EXPECT_THAT(r.error, HasSubstr("field 'video_id' is not valid UTF-8"));
+}
+
+TEST_F(DispatcherTest, DeadLettersARecordWhoseInheritedEnvelopeHeadersAreNotUtf8) {
+  int calls = 0;
+  registry.Handle<EncodeVideo>([&](const EncodeVideo&, kbus::Context&) { ++calls; });
+  for (const char* name : {"kbus-id", "kbus-correlation-id", "kbus-workflow-id", "traceparent"}) {
+    FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+    rec.headers.push_back({name, "ok\xc3\x28"});
+    const DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+    EXPECT_EQ(r.kind, DispatchResult::Kind::kDeadLetter) << name;
+    EXPECT_EQ(r.reason, "decode-error") << name;
+    EXPECT_THAT(r.error, HasSubstr("header '" + std::string(name) + "' is not valid UTF-8"));
+  }
+  EXPECT_EQ(calls, 0) << "nothing the handler sends may inherit those bytes";
+}
+
+TEST_F(DispatcherTest, AHandlerSendingAStringThatIsNotUtf8FailsItsAttemptAndSendsNothing) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo& v, kbus::Context& ctx) {
+    ctx.Publish(VideoEncoded{v.video_id});
+    ctx.Publish(VideoEncoded{v.video_id + "\xff"});
+    return kbus::Ack();
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  const DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kRetry);
+  EXPECT_THAT(r.error, HasSubstr("test.VideoEncoded: cannot encode as JSON: field 'video_id' is not valid UTF-8"));
+  EXPECT_TRUE(r.outgoing.empty());
+}
+
+TEST_F(DispatcherTest, SendRawRefusesAPayloadOrKbusHeaderThatIsNotUtf8) {
+  std::string what;
+  registry.Handle<EncodeVideo>([&](const EncodeVideo&, kbus::Context& ctx) {
+    try {
+      ctx.SendRaw("test.Raw", kbus::MessageKind::kCommand, "{\"a\":\"\xff\"}", {.topic = "t"});
+    } catch (const kbus::EncodeError& e) {
+      what = e.what();
+    }
+    ctx.SendRaw("test.Raw", kbus::MessageKind::kCommand, "{}",
+                {.topic = "t", .headers = {{"kbus-idempotency-key", "\xc0\xaf"}}});
+    return kbus::Ack();
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  const DispatchResult r = dispatcher.Dispatch(rec.View(), 1);
+  EXPECT_THAT(what, HasSubstr("test.Raw: cannot send the payload: field 'a' is not valid UTF-8"));
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kRetry);
+  EXPECT_THAT(r.error, HasSubstr("header 'kbus-idempotency-key' is not valid UTF-8"));
+  EXPECT_TRUE(r.outgoing.empty());
 }
 
 TEST(DeadLetter, KeepsTheOriginalRecordAndAddsDiagnostics) {
@@ -269,6 +322,15 @@ TEST(DeadLetter, KeepsTheOriginalRecordAndAddsDiagnostics) {
   EXPECT_EQ(dlq.FindHeader("kbus-dlq-attempts"), "5");
   EXPECT_EQ(dlq.FindHeader("kbus-dlq-host"), "host-1");
   EXPECT_EQ(dlq.FindHeader("kbus-dlq-error")->size(), 4096u) << "error text is bounded";
+  // Error text quoting input is made valid UTF-8, and cut between characters.
+  const std::string quoting = "no handler for type '" + std::string(2000, 'x') + "\xff" +
+                              std::string(3000, 'y') + "\xe2\x82\xac'";
+  for (const std::string& error : {quoting, std::string(4095, 'x') + "\xe2\x82\xac"}) {
+    dlq = kbus::MakeDeadLetter(in, {"billing", "unknown-type", error, 1, "host-1"});
+    const std::string text(*dlq.FindHeader("kbus-dlq-error"));
+    EXPECT_TRUE(kbus::IsValidUtf8(text));
+    EXPECT_LE(text.size(), 4096u);
+  }
   const auto reasons = std::count_if(dlq.headers.begin(), dlq.headers.end(),
                                      [](const kbus::Header& h) { return h.name == "kbus-dlq-reason"; });
   EXPECT_EQ(reasons, 1) << "old diagnostics are replaced, not repeated";

@@ -10,6 +10,9 @@
 // milliseconds on the wire), std::vector, std::map<std::string, X>, std::optional, and structs
 // that are themselves JSON-capable. Unknown members are ignored, so producers may add fields.
 // Decoding never throws: a missing or mistyped field is an Error naming the field's path.
+// Strings must be valid UTF-8 and nesting stays within kMaxJsonDepth (json.hpp), both ways:
+// decoding refuses other input as a decode error naming the field, and encoding refuses such a
+// value (EncodeJson's error, ToJson's EncodeError) instead of writing JSON no client can read.
 
 #include <chrono>
 #include <concepts>
@@ -17,6 +20,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -119,12 +123,14 @@ void EncodeStruct(const T& value, JsonWriter& w) {
     std::apply(
         [&](const auto&... field) {
           auto one = [&](const auto& fd) {
+            if (!w.ok()) return;  // a refused value: the text is dropped, its path is named
             const auto& member = value.*(fd.member);
             if constexpr (IsOptional<std::remove_cvref_t<decltype(member)>>::value) {
               if (!member) return;  // absent optionals are left out, not written as null
             }
             w.Key(fd.name);
             EncodeValue(member, w);
+            if (!w.ok()) [[unlikely]] w.PrefixErrorPath(fd.name);
           };
           (one(field), ...);
         },
@@ -200,13 +206,25 @@ void EncodeValue(const M& value, JsonWriter& w) {
     }
   } else if constexpr (IsVector<M>::value) {
     w.StartArray();
-    for (const auto& item : value) EncodeValue(item, w);
+    std::size_t i = 0;
+    for (const auto& item : value) {
+      EncodeValue(item, w);
+      if (!w.ok()) [[unlikely]] {
+        w.PrefixErrorPath("[" + std::to_string(i) + "]");
+        break;
+      }
+      ++i;
+    }
     w.EndArray();
   } else if constexpr (IsStringMap<M>::value) {
     w.StartObject();
     for (const auto& [k, item] : value) {
       w.Key(k);
       EncodeValue(item, w);
+      if (!w.ok()) [[unlikely]] {
+        w.PrefixErrorPath(k);
+        break;
+      }
     }
     w.EndObject();
   } else {
@@ -291,18 +309,44 @@ bool DecodeValue(const JsonValue& v, M& out, DecodeFailure& f) {
 
 }  // namespace detail
 
-// Writes `value` as JSON into `w`.
+// Thrown by ToJson, and so by Context::Send and Publish, for a value kbus does not put on the
+// wire: a string that is not valid UTF-8, or nesting past kMaxJsonDepth. Inside a handler it
+// fails the attempt like any exception, and nothing is sent. The error (kInvalidArgument) names
+// the field.
+class EncodeError : public std::runtime_error {
+ public:
+  explicit EncodeError(Error error)
+      : std::runtime_error(error.message()), error_(std::move(error)) {}
+  const Error& error() const { return error_; }
+
+ private:
+  Error error_;
+};
+
+// Writes `value` as JSON into `w`; a refused value leaves `w` not ok() (json.hpp).
 template <class T>
 void WriteJson(const T& value, JsonWriter& w) {
   detail::EncodeValue(value, w);
 }
 
-// Serialises `value` to compact JSON text.
+// Serialises `value` to compact JSON text, or says which field kbus refuses to write:
+// "cannot encode as JSON: field 'args[2]' is not valid UTF-8".
 template <class T>
-std::string ToJson(const T& value) {
+Result<std::string> EncodeJson(const T& value) {
   JsonWriter w;
   detail::EncodeValue(value, w);
+  if (Status s = w.status(); !s.ok()) {
+    return Error(s.error().code(), "cannot encode as JSON: " + s.error().message());
+  }
   return w.Take();
+}
+
+// Serialises `value` to compact JSON text. Throws EncodeError where EncodeJson returns an error.
+template <class T>
+std::string ToJson(const T& value) {
+  Result<std::string> json = EncodeJson(value);
+  if (!json.ok()) throw EncodeError(json.error());
+  return std::move(json).value();
 }
 
 // Decodes a parsed JSON value. Errors have code kDecode and name the failing field.

@@ -40,11 +40,19 @@ OutgoingRecord BuildRecord(std::string_view type, MessageKind kind, std::string_
                            std::string payload, SendOptions options, const Envelope* parent,
                            std::size_t index);
 
+// Both throw EncodeError (codec.hpp) for what kbus does not put on the wire: a payload that
+// is not valid JSON within kbus's rules (UTF-8 strings, at most kMaxJsonDepth levels), or a
+// kbus-* or traceparent header value that is not valid UTF-8.
 template <Message T>
 OutgoingRecord BuildRecord(const T& message, SendOptions options = {},
                            const Envelope* parent = nullptr, std::size_t index = 0) {
   using Traits = MessageTraits<T>;
-  return BuildRecord(Traits::kType, Traits::kKind, Traits::kTopic, ToJson(message),
+  Result<std::string> json = EncodeJson(message);
+  if (!json.ok()) {
+    throw EncodeError(Error(json.error().code(),
+                            std::string(Traits::kType) + ": " + json.error().message()));
+  }
+  return BuildRecord(Traits::kType, Traits::kKind, Traits::kTopic, std::move(json).value(),
                      std::move(options), parent, index);
 }
 
@@ -113,7 +121,8 @@ class Context {
   // when the type has no slots, or when it was kept already.
   SlotHold KeepSlot() { return slot_ != nullptr ? std::move(*slot_) : SlotHold(); }
 
-  // Sends a command, sent only if this handler returns Ack.
+  // Sends a command, sent only if this handler returns Ack. Throws EncodeError (codec.hpp) for a
+  // message kbus will not put on the wire, such as a string field that is not valid UTF-8.
   template <Command T>
   void Send(const T& command, SendOptions options = {}) {
     Add(BuildRecord(command, std::move(options), &envelope_, outgoing_.size()));
@@ -124,8 +133,14 @@ class Context {
     Add(BuildRecord(event, std::move(options), &envelope_, outgoing_.size()));
   }
   // For generic code (CLIs, bridges): a message known only by its type name and JSON payload.
+  // Throws EncodeError when the payload is not JSON within kbus's rules (json.hpp).
   void SendRaw(std::string_view type, MessageKind kind, std::string payload_json,
                SendOptions options) {
+    if (Status s = ValidateJson(payload_json); !s.ok()) {
+      throw EncodeError(Error(ErrorCode::kInvalidArgument, std::string(type) +
+                                                               ": cannot send the payload: " +
+                                                               s.error().message()));
+    }
     Add(BuildRecord(type, kind, {}, std::move(payload_json), std::move(options), &envelope_,
                     outgoing_.size()));
   }

@@ -2,6 +2,12 @@
 // JsonWriter and JsonValue: the two views of JSON a message codec sees. They wrap RapidJSON
 // without exposing it, so public headers stay free of it.
 //
+// Two rules hold for all JSON kbus reads or writes (docs/delivery.md, "The wire format"):
+// strings and member names are valid UTF-8, and objects and arrays nest at most kMaxJsonDepth
+// levels deep. Parsing refuses anything else as a decode error; JsonWriter reports it (ok()).
+// The depth bound is what keeps every reader and writer of a DOM, recursive or not, off the end
+// of its stack whatever a record holds.
+//
 // Thread safety: a JsonWriter is used by one thread at a time; a JsonValue is a read-only view
 // into a document owned elsewhere and is valid as long as that document.
 
@@ -15,10 +21,37 @@
 
 namespace kbus {
 
+// How deep objects and arrays may nest, the outermost counting as level 1.
+inline constexpr int kMaxJsonDepth = 128;
+
+// True when `text` is well-formed UTF-8 (RFC 3629): no stray or missing continuation bytes, no
+// overlong forms, no UTF-16 surrogates (U+D800..U+DFFF), nothing past U+10FFFF.
+bool IsValidUtf8(std::string_view text);
+
+// `text` made valid UTF-8 and at most `max_bytes` long: each byte that starts no valid sequence
+// becomes U+FFFD, and a cut falls between characters. For diagnostic text taken from input
+// (error messages, logs), never for data.
+std::string ToValidUtf8(std::string_view text, std::size_t max_bytes = std::string_view::npos);
+
+// Checks that `text` is one JSON value within kbus's rules, without building a document: the
+// same errors as JsonDocument::Parse.
+Status ValidateJson(std::string_view text);
+
+// What JsonWriter does with a string or member name that is not valid UTF-8.
+enum class InvalidUtf8 {
+  kRefuse,   // write it with U+FFFD in place of each bad byte, and fail (ok() turns false)
+  kReplace,  // write it with U+FFFD in place of each bad byte: output meant for people
+};
+
 // Streams JSON text into an internal buffer.
+//
+// Errors: a string or member name that is not valid UTF-8 (with InvalidUtf8::kRefuse) or a
+// StartObject/StartArray past kMaxJsonDepth makes ok() false. The writer still writes every call
+// (a refused string in its replaced form), so the calls' structure stays whole, but the text
+// must not be sent: status() says what and where.
 class JsonWriter {
  public:
-  JsonWriter();
+  explicit JsonWriter(InvalidUtf8 invalid_utf8 = InvalidUtf8::kRefuse);
   ~JsonWriter();
   JsonWriter(const JsonWriter&) = delete;
   JsonWriter& operator=(const JsonWriter&) = delete;
@@ -40,7 +73,17 @@ class JsonWriter {
 
   // The text written so far. Valid until the next call on this writer.
   std::string_view View() const;
+  // The text written so far; the writer starts over, ok() again.
   std::string Take();
+
+  // False once something was written that kbus does not put on the wire (see above).
+  bool ok() const;
+  // Ok, or kInvalidArgument naming the first refused value: "field 'args[2]' is not valid UTF-8"
+  // when the codec named its path (PrefixErrorPath), else where it was in the text.
+  Status status() const;
+  // For codecs, while !ok(): puts `segment` ("name" or "[i]") in front of the refused value's
+  // path, innermost first, as the failure travels out of nested values.
+  void PrefixErrorPath(std::string_view segment);
 
  private:
   struct Impl;
@@ -93,7 +136,8 @@ class JsonValue {
   std::string_view MemberName(std::size_t i) const;
   JsonValue MemberValue(std::size_t i) const;
 
-  // Serialises this value back to compact JSON text.
+  // Serialises this value back to compact JSON text. A parsed document is within kbus's rules,
+  // so this is valid JSON and its recursion is bounded by kMaxJsonDepth.
   std::string ToJson() const;
 
   // For kbus's own parsing code: wraps a pointer to a rapidjson::Value.
@@ -103,7 +147,9 @@ class JsonValue {
   const void* v_;
 };
 
-// An owned parsed document. Parse errors name the byte offset and what RapidJSON reported.
+// An owned parsed document. Parse errors (kDecode) name the byte offset and what was wrong; a
+// string that is not valid UTF-8 (raw bytes, or a \u escape of a lone UTF-16 surrogate) names its
+// field ("field 'args[2]' is not valid UTF-8"), nesting past kMaxJsonDepth says so.
 class JsonDocument {
  public:
   JsonDocument();
