@@ -277,6 +277,49 @@ TEST(KbusTail, PrintsSentRecordsWithDecodedEnvelopeAndEmbeddedPayload) {
   }
 }
 
+// A record a broker holds may be anything: tail shows it, it does not crash on it.
+TEST(KbusTail, ShowsAPayloadNestedTooDeepAsBoundedTextWithANoteInsteadOfCrashing) {
+  const std::string topic = NewTopic("cli-tail-deep", 1);
+  const std::string deep = std::string(150'000, '[') + std::string(150'000, ']');  // valid JSON
+  OutgoingRecord record;
+  record.topic = topic;
+  record.key = "deep";
+  record.payload = deep;
+  record.headers = {{"kbus-type", "it.Deep"}, {"x-bytes", "\xff\xfe"}};
+  kafka::Producer producer(kafka::ProducerConfig{.client = {.brokers = Bootstrap()}});
+  ASSERT_TRUE(producer.SendSync(record).ok());
+  record.key = "good";
+  record.payload = R"({"after":true})";
+  ASSERT_TRUE(producer.SendSync(record).ok());
+
+  const ProcessResult r = Kbus({"tail", "--brokers", Bootstrap(), "--topic", topic, "--count", "2",
+                                "--timeout-ms", "30000"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  const std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.Describe();
+  EXPECT_LT(lines[0].size(), 70'000u) << "the raw payload is shown bounded";
+  JsonDocument doc;
+  ASSERT_TRUE(doc.Parse(lines[0]).ok()) << lines[0].substr(0, 300);
+  const JsonValue root = doc.Root();
+  const auto payload = StringMember(root, "payload");
+  ASSERT_TRUE(payload.has_value()) << lines[0].substr(0, 300);
+  EXPECT_EQ(payload->size(), 65536u);
+  EXPECT_EQ(payload->substr(0, 4), "[[[[");
+  const auto note = StringMember(root, "payload_note").value_or("");
+  EXPECT_NE(note.find("nests deeper than 128 levels"), std::string::npos) << note;
+  EXPECT_NE(note.find("the first 65536 of 300000 bytes"), std::string::npos) << note;
+  // Header bytes that are not UTF-8 show as U+FFFD: the line stays JSON for jq.
+  auto headers = root.Find("headers");
+  ASSERT_TRUE(headers.has_value());
+  EXPECT_EQ(StringMember(*headers, "x-bytes"), "\xef\xbf\xbd\xef\xbf\xbd");
+
+  JsonDocument good;
+  ASSERT_TRUE(good.Parse(lines[1]).ok()) << lines[1];
+  auto after = good.Root().Find("payload");
+  ASSERT_TRUE(after && after->IsObject()) << lines[1];
+  EXPECT_FALSE(good.Root().Find("payload_note").has_value()) << lines[1];
+}
+
 TEST(KbusTail, InAGroupResumesAfterTheRecordsItPrinted) {
   const std::string topic = NewTopic("cli-tail-group", 2);
   const std::string group = TestBroker::UniqueName("cli-tail-group");

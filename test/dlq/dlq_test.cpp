@@ -412,6 +412,53 @@ TEST(KbusDlq, ListPrintsALinePerRecordShowPrintsOneAndRedriveSummarises) {
   EXPECT_EQ(kbus::test::ReadTopic(brokers, target, 2, seconds(30)).size(), 2u);
 }
 
+TEST(KbusDlq, ShowPrintsADeadLetterNestedTooDeepAsBoundedTextWithANoteInsteadOfCrashing) {
+  const std::string group = TestBroker::UniqueName("g");
+  TestBroker::Get().CreateTopic(kbus::DeadLetterTopic(group), 1);
+  // Valid JSON, 150,000 levels of arrays and 50,000 of objects, each 300 KB.
+  const std::string arrays = std::string(150'000, '[') + std::string(150'000, ']');
+  std::string objects;
+  for (int i = 0; i < 50'000; ++i) objects += "{\"a\":";
+  objects += "1" + std::string(50'000, '}');
+  const std::vector<const std::string*> payloads = {&arrays, &objects};
+  kbus::kafka::Producer producer(it::ProducerConfig());
+  for (const std::string* payload : payloads) {
+    const std::vector<kbus::HeaderView> headers = {{"kbus-type", "it.Work"}, {"x-bytes", "\xc3\x28"}};
+    const kbus::InboundRecord inbound{.topic = "it.deep", .partition = 0, .offset = 0,
+                                      .timestamp_ms = NowMs(), .key = "k", .payload = *payload,
+                                      .headers = headers};
+    ASSERT_TRUE(producer
+                    .SendSync(kbus::MakeDeadLetter(
+                        inbound, {.group = group, .reason = "decode-error", .error = "too deep",
+                                  .attempts = 1, .host = "test-host"}))
+                    .ok());
+  }
+  const std::string& brokers = TestBroker::Get().bootstrap();
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    const std::string ref = "0:" + std::to_string(i);
+    const ProcessResult show = Kbus({"dlq", "show", "--brokers", brokers, "--group", group, ref});
+    ASSERT_EQ(show.exit_code, 0) << ref << ": " << show.Describe();
+    // 64 KiB of payload, its quotes escaped, and the rest of the record.
+    EXPECT_LT(show.out.size(), 2 * 65'536u + 4096) << ref << ": the raw payload is shown bounded";
+    kbus::JsonDocument doc;
+    ASSERT_TRUE(doc.Parse(show.out).ok()) << show.out.substr(0, 300);
+    const kbus::JsonValue root = doc.Root();
+    ASSERT_TRUE(root.Find("payload") && root.Find("payload")->IsString()) << ref;
+    EXPECT_EQ(root.Find("payload")->GetString().size(), 65536u) << ref;
+    ASSERT_TRUE(root.Find("payload_note").has_value()) << show.out.substr(0, 300);
+    const std::string note(root.Find("payload_note")->GetString());
+    EXPECT_NE(note.find("nests deeper than 128 levels"), std::string::npos) << note;
+    EXPECT_NE(note.find("the first 65536 of " + std::to_string(payloads[i]->size()) + " bytes"),
+              std::string::npos)
+        << note;
+    EXPECT_EQ(root.Find("headers")->Find("x-bytes")->GetString(), "\xef\xbf\xbd(") << ref;
+    EXPECT_EQ(root.Find("reason")->GetString(), "decode-error") << ref;
+  }
+  const ProcessResult list = Kbus({"dlq", "list", "--brokers", brokers, "--group", group});
+  ASSERT_EQ(list.exit_code, 0) << list.Describe();
+  EXPECT_EQ(Lines(list.out).size(), 2u) << list.out.substr(0, 300);
+}
+
 TEST(KbusDlq, BadUsageExitsWithTwoAndNamesTheFlag) {
   struct Case {
     std::vector<std::string> args;

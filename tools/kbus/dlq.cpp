@@ -17,6 +17,7 @@
 #include "kbus/json.hpp"
 #include "kbus/kafka/dead_letters.hpp"
 #include "options.hpp"
+#include "payload_view.hpp"
 
 namespace kbus::cli {
 
@@ -35,7 +36,8 @@ constexpr std::string_view kShow = "dlq show";
 constexpr std::string_view kShowUsage = "kbus dlq show --brokers B --group G PARTITION:OFFSET";
 constexpr std::string_view kShowSummary =
     "Prints one dead letter of group G as a JSON object: where it is, the diagnostics, every\n"
-    "header, and the payload (embedded when it is JSON, else as a string).";
+    "header, and the payload (embedded when it is JSON, else as a string of its first 64 KiB\n"
+    "with \"payload_note\" saying why). Bytes that are not UTF-8 show as U+FFFD.";
 constexpr std::string_view kRedrive = "dlq redrive";
 constexpr std::string_view kRedriveUsage =
     "kbus dlq redrive --brokers B --group G [filters] [--to TOPIC] [--rate N] [--dry-run]";
@@ -150,7 +152,7 @@ void OptionalNumber(JsonWriter& w, std::string_view key, std::int64_t value) {
 }
 
 std::string ListLine(const kafka::DeadLetterRecord& r) {
-  JsonWriter w;
+  JsonWriter w(InvalidUtf8::kReplace);  // a dead letter may hold any bytes
   w.StartObject();
   w.Key("partition");
   w.Int64(r.partition);
@@ -176,7 +178,7 @@ std::string ListLine(const kafka::DeadLetterRecord& r) {
 std::string ShowObject(const kafka::DeadLetterRecord& r, const std::string& group) {
   std::vector<std::pair<std::string, std::string>> members;
   auto add = [&](std::string_view key, auto write) {
-    JsonWriter w;
+    JsonWriter w(InvalidUtf8::kReplace);  // a dead letter may hold any bytes
     write(w);
     members.emplace_back(std::string(key), w.Take());
   };
@@ -226,17 +228,12 @@ std::string ShowObject(const kafka::DeadLetterRecord& r, const std::string& grou
     }
     w.EndObject();
   });
-  add("payload", [&](JsonWriter& w) {
-    JsonDocument doc;
-    if (!r.payload.empty() && doc.Parse(r.payload).ok()) {
-      w.RawValue(doc.Root().ToJson());
-    } else {
-      w.String(r.payload);
-    }
-  });
+  const PayloadView payload = ViewPayload(r.payload);
+  add("payload", [&](JsonWriter& w) { w.RawValue(payload.json); });
+  if (!payload.note.empty()) string("payload_note", payload.note);
   std::string out = "{\n";
   for (std::size_t i = 0; i < members.size(); ++i) {
-    JsonWriter key;
+    JsonWriter key(InvalidUtf8::kReplace);
     key.String(members[i].first);
     out += "  " + std::string(key.View()) + ": " + members[i].second +
            (i + 1 < members.size() ? ",\n" : "\n");

@@ -165,8 +165,9 @@ int RunSend(const std::vector<std::string>& argv) {
     if (!in.ok()) return Report(kCommand, in.error());
     payload = std::move(in.value());
   }
-  // Checked here so that nothing malformed reaches the topic: workers would dead-letter it.
-  if (Status s = JsonDocument().Parse(payload); !s.ok()) {
+  // Checked here so that nothing malformed reaches the topic: workers would dead-letter it. Valid
+  // UTF-8 and kbus's depth limit included (json.hpp).
+  if (Status s = ValidateJson(payload); !s.ok()) {
     return Report(kCommand,
                   Error(ErrorCode::kDecode,
                         "the payload is not JSON, nothing was sent: " + s.error().message()));
@@ -178,8 +179,13 @@ int RunSend(const std::vector<std::string>& argv) {
   options.workflow_id = args.workflow_id;
   options.correlation_id = args.correlation_id;  // also the default key, as for any message
   options.headers = std::move(headers.value());
-  OutgoingRecord record =
-      BuildRecord(args.type, kind, args.topic, std::move(payload), std::move(options), nullptr, 0);
+  OutgoingRecord record;
+  try {
+    record = BuildRecord(args.type, kind, args.topic, std::move(payload), std::move(options),
+                         nullptr, 0);
+  } catch (const EncodeError& e) {  // a kbus-* header value that is not UTF-8
+    return Report(kCommand, e.error());
+  }
 
   // librdkafka's delivery timeout decides, so that a record reported as not sent is never
   // delivered later (which a retrying script would duplicate) and the producer closes at once.

@@ -29,6 +29,7 @@
 #include "kbus/log.hpp"
 #include "consumer_errors.hpp"
 #include "options.hpp"
+#include "payload_view.hpp"
 
 namespace kbus::cli {
 
@@ -64,7 +65,8 @@ constexpr std::string_view kSummary =
     "  {\"topic\", \"partition\", \"offset\", \"timestamp\", \"key\", \"headers\": {name: value},\n"
     "   \"envelope\": {\"type\", \"kind\", \"id\", \"correlation_id\", \"causation_id\",\n"
     "   \"workflow_id\", \"sent_at\"} (the fields present),\n"
-    "   \"payload\": the payload as JSON when it parses, else as a string}\n"
+    "   \"payload\": the payload as JSON when it parses, else as a string (the first 64 KiB)\n"
+    "   and \"payload_note\" saying why}\n"
     "Runs until SIGINT/SIGTERM, --count records or --timeout-ms without a record.\n"
     "Without --group it reads every partition the topic has at start and commits nothing.";
 
@@ -224,7 +226,7 @@ std::string FormatRecord(const rd_kafka_message_t& m) {
     }
   }
 
-  JsonWriter w;
+  JsonWriter w(InvalidUtf8::kReplace);  // headers and keys may hold any bytes
   w.StartObject();
   w.Key("topic");
   w.String(rd_kafka_topic_name(m.rkt));
@@ -283,19 +285,12 @@ std::string FormatRecord(const rd_kafka_message_t& m) {
   }
   w.EndObject();
 
+  const PayloadView payload = ViewPayload(
+      m.payload ? std::optional<std::string_view>({static_cast<const char*>(m.payload), m.len})
+                : std::nullopt);
   w.Key("payload");
-  if (m.payload == nullptr) {
-    w.Null();
-  } else {
-    const std::string_view payload(static_cast<const char*>(m.payload), m.len);
-    JsonDocument doc;
-    if (doc.Parse(payload).ok()) {
-      // Re-serialised rather than copied: a pretty-printed payload would break the one line.
-      w.RawValue(doc.Root().ToJson());
-    } else {
-      w.String(payload);
-    }
-  }
+  w.RawValue(payload.json);
+  if (!payload.note.empty()) field("payload_note", payload.note);
   w.EndObject();
   return w.Take();
 }
