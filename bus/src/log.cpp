@@ -2,13 +2,34 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <ctime>
 #include <mutex>
+#include <string>
+#include <vector>
+
+#include "kbus/json.hpp"
 
 namespace kbus {
 namespace {
+
+// True when `s` goes into a log line as it is.
+bool Fits(std::string_view s) { return s.size() <= kMaxLogValueBytes && IsValidUtf8(s); }
+
+// `s`, or its form cut to `max` bytes and made valid, kept in `storage`.
+std::string_view Bounded(std::string_view s, std::string& storage,
+                         std::size_t max = kMaxLogValueBytes) {
+  if (s.size() <= max && IsValidUtf8(s)) return s;
+  if (s.size() <= max) {
+    storage = ToValidUtf8(s);
+  } else {
+    storage = ToValidUtf8(s, max);
+    storage += "\xE2\x80\xA6(truncated, " + std::to_string(s.size()) + " bytes)";  // U+2026
+  }
+  return storage;
+}
 
 void AppendEscaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -31,6 +52,9 @@ void AppendEscaped(std::string& out, std::string_view s) {
   }
 }
 
+// What the sink allows a value past kMaxLogValueBytes: the marker Log added when it cut it.
+constexpr std::size_t kMarkerRoom = 64;
+
 class JsonLogSink final : public LogSink {
  public:
   explicit JsonLogSink(int fd) : fd_(fd) {}
@@ -51,15 +75,17 @@ class JsonLogSink final : public LogSink {
     line += "\",\"level\":\"";
     line += ToString(level);
     line += "\",\"msg\":\"";
-    AppendEscaped(line, message);
+    std::string storage;
+    // Log bounded the values already; this is for callers of Write itself.
+    AppendEscaped(line, Bounded(message, storage, kMaxLogValueBytes + kMarkerRoom));
     line += '"';
     for (const auto& f : fields) {
       line += ",\"";
-      AppendEscaped(line, f.key);
+      AppendEscaped(line, Bounded(f.key, storage, kMaxLogValueBytes + kMarkerRoom));
       line += "\":";
       if (const auto* s = std::get_if<std::string_view>(&f.value)) {
         line += '"';
-        AppendEscaped(line, *s);
+        AppendEscaped(line, Bounded(*s, storage, kMaxLogValueBytes + kMarkerRoom));
         line += '"';
       } else {
         line += std::to_string(std::get<std::int64_t>(f.value));
@@ -129,7 +155,22 @@ bool LogEnabled(LogLevel level) {
 
 void Log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
   if (!LogEnabled(level)) return;
-  if (auto sink = CurrentSink()) sink->Write(level, message, {fields.begin(), fields.size()});
+  auto sink = CurrentSink();
+  if (!sink) return;
+  const bool fits =
+      Fits(message) && std::all_of(fields.begin(), fields.end(), [](const LogField& f) {
+        const auto* s = std::get_if<std::string_view>(&f.value);
+        return s == nullptr || Fits(*s);
+      });
+  if (fits) return sink->Write(level, message, {fields.begin(), fields.size()});
+  // Any sink sees bounded, valid values: copies of those that are not. `storage` never
+  // reallocates, so the views into it stay valid.
+  std::vector<std::string> storage(fields.size() + 1);
+  std::vector<LogField> bounded(fields.begin(), fields.end());
+  for (std::size_t i = 0; i < bounded.size(); ++i) {
+    if (auto* s = std::get_if<std::string_view>(&bounded[i].value)) *s = Bounded(*s, storage[i]);
+  }
+  sink->Write(level, Bounded(message, storage.back()), bounded);
 }
 
 }  // namespace kbus

@@ -4,6 +4,7 @@
 //
 // Thread safety: Log may be called from any thread; SetLogSink/SetLogLevel at start-up.
 
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -38,12 +39,21 @@ class LogSink {
   virtual void Write(LogLevel level, std::string_view message, std::span<const LogField> fields) = 0;
 };
 
-// Writes one JSON object per line: {"ts":"...","level":"info","msg":"...",<fields>}.
+// The longest string a log line carries per value (the message and each string field), in
+// bytes. Values often come from input (a kbus-type header, an error quoting a payload), so a
+// longer one is cut between characters and marked "…(truncated, <size> bytes)". Log also makes
+// every string valid UTF-8 (U+FFFD for bytes that are not) before any sink sees it.
+inline constexpr std::size_t kMaxLogValueBytes = 1024;
+
+// Writes one JSON object per line: {"ts":"...","level":"info","msg":"...",<fields>}, values
+// bounded and made valid UTF-8 as Log does, control characters escaped.
 std::shared_ptr<LogSink> MakeJsonLogSink(int fd = 2);
 
 void SetLogSink(std::shared_ptr<LogSink> sink);
 void SetLogLevel(LogLevel level);
 bool LogEnabled(LogLevel level);
+// Passes the message and fields to the sink, each string bounded by kMaxLogValueBytes and made
+// valid UTF-8.
 void Log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields = {});
 
 }  // namespace kbus
