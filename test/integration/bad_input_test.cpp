@@ -1,14 +1,19 @@
 // Bad input never stops a worker and is never lost: each kind lands in <group>.dlq with its
 // reason and the original bytes, and the good records around it are handled.
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "it_support.hpp"
 #include "kbus/dispatcher.hpp"
 #include "kbus/envelope.hpp"
+#include "kbus/json.hpp"
+#include "kbus/log.hpp"
 
 namespace {
 
@@ -92,6 +97,168 @@ TEST(BadInput, EachKindGoesToTheDeadLetterTopicWithItsReasonAndTheWorkerGoesOn) 
   // The count follows the broker's acknowledgement, which may come after a reader saw the record.
   EXPECT_TRUE(WaitFor([&] { return worker.Stats().dead_lettered == cases.size(); }))
       << worker.Stats().dead_lettered;
+}
+
+// kbus promises plain JSON on the wire: a field that is not UTF-8 is a decode error naming it,
+// and no message kbus sends carries such bytes, whatever its input or its handler held.
+TEST(BadInput, InvalidUtf8IsDeadLetteredAsADecodeErrorNamingTheFieldAndNeverSentOn) {
+  const std::string topic = TestBroker::UniqueName("it-utf8");
+  const std::string out = topic + "-out";
+  const std::string group = TestBroker::UniqueName("g");
+  TestBroker::Get().CreateTopic(topic, 1);
+  TestBroker::Get().CreateTopic(out, 1);
+  it::Tally tally;
+  kbus::HandlerRegistry handlers;
+  handlers.Handle<it::Work>(
+      [&](const it::Work& w, kbus::Context& ctx) {
+        // Echoes the tenant on; "cut" makes the handler send half a character, as a careless
+        // truncation does: the attempt must fail rather than send it.
+        ctx.Send(it::Work{w.id, w.tenant, ""}, {.topic = out});
+        if (w.tenant == "cut") ctx.Send(it::Work{w.id, "caf\xc3", ""}, {.topic = out});
+        tally.Add(w.id);
+      },
+      {.topic = topic, .policy = {.max_deliveries = 2}});
+  it::RunningWorker worker(it::WorkerConfigFor(group), handlers);
+
+  const std::vector<kbus::Header> work_type = {{"kbus-type", "it.Work"}, {"kbus-id", "utf8-1"}};
+  struct Case {
+    std::string name;
+    kbus::OutgoingRecord record;
+    std::string reason;
+    std::string error_fragment;
+  };
+  std::vector<Case> cases = {
+      {"ff-fe", Raw(topic, "{\"id\":100,\"tenant\":\"\xff\xfe\"}", work_type), "decode-error",
+       "field 'tenant' is not valid UTF-8"},
+      {"c3-28", Raw(topic, "{\"id\":101,\"tenant\":\"t\",\"body\":\"\xc3\x28\"}", work_type),
+       "decode-error", "field 'body' is not valid UTF-8"},
+      {"overlong", Raw(topic, "{\"id\":102,\"tenant\":\"\xc0\xaf\"}", work_type), "decode-error",
+       "field 'tenant' is not valid UTF-8"},
+      {"surrogate", Raw(topic, "{\"id\":103,\"tenant\":\"\xed\xa0\x80\"}", work_type), "decode-error",
+       "field 'tenant' is not valid UTF-8"},
+      {"escape", Raw(topic, R"({"id":104,"tenant":"\ud800"})", work_type), "decode-error",
+       "field 'tenant' is not valid UTF-8"},
+      {"header", Raw(topic, R"({"id":105,"tenant":"t"})",
+                     {{"kbus-type", "it.Work"}, {"kbus-id", "utf8-2"}, {"kbus-correlation-id", "\xff"}}),
+       "decode-error", "header 'kbus-correlation-id' is not valid UTF-8"},
+      {"handler-cut", Raw(topic, R"({"id":106,"tenant":"cut"})", work_type), "handler-error",
+       "field 'tenant' is not valid UTF-8"},
+  };
+
+  kbus::kafka::Producer producer(it::ProducerConfig());
+  std::int64_t good = 0;
+  auto send_good = [&] {
+    ASSERT_TRUE(producer.SendSync(kbus::BuildRecord(it::Work{good++, "caf\xc3\xa9", ""}, {.topic = topic})).ok());
+  };
+  send_good();
+  for (auto& c : cases) {
+    c.record.SetHeader("x-case", c.name);
+    ASSERT_TRUE(producer.SendSync(c.record).ok()) << c.name;
+    send_good();
+  }
+
+  const auto dlq = ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(group), cases.size(),
+                             std::chrono::seconds(90));
+  ASSERT_EQ(dlq.size(), cases.size());
+  for (const auto& c : cases) {
+    auto it = std::find_if(dlq.begin(), dlq.end(),
+                           [&](const ReadRecord& r) { return r.FindHeader("x-case") == c.name; });
+    ASSERT_NE(it, dlq.end()) << c.name << " is not in the dead-letter topic";
+    EXPECT_EQ(it->FindHeader("kbus-dlq-reason"), c.reason) << c.name;
+    const std::string error = it->FindHeader("kbus-dlq-error").value_or("");
+    EXPECT_NE(error.find(c.error_fragment), std::string::npos) << c.name << ": " << error;
+    EXPECT_EQ(it->payload, c.record.payload) << c.name << ": the original bytes are kept";
+    for (const auto& h : it->headers) {
+      if (h.name.starts_with("kbus-dlq-")) {
+        EXPECT_TRUE(kbus::IsValidUtf8(h.value)) << c.name << ": " << h.name;
+      }
+    }
+  }
+  ASSERT_TRUE(WaitFor([&] { return tally.Distinct() == static_cast<std::size_t>(good); }))
+      << "good records after bad ones were not all handled";
+  // What the handlers sent: the good records' echoes, each valid UTF-8 JSON, nothing else.
+  const auto sent = ReadTopic(TestBroker::Get().bootstrap(), out, static_cast<std::size_t>(good));
+  ASSERT_EQ(sent.size(), static_cast<std::size_t>(good));
+  std::set<std::int64_t> ids;
+  for (const auto& r : sent) {
+    auto work = kbus::FromJson<it::Work>(r.payload);
+    ASSERT_TRUE(work.ok()) << work.error().message();
+    EXPECT_EQ(work->tenant, "caf\xc3\xa9");
+    ids.insert(work->id);
+    for (const auto& h : r.headers) EXPECT_TRUE(kbus::IsValidUtf8(h.value)) << h.name;
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(good)) << "only the good records' echoes were sent";
+  EXPECT_LT(*ids.rbegin(), 100) << "an echo of a refused record was sent";
+}
+
+// A sink for the whole process's log lines, in a file (a pipe would block a long line), for as
+// long as it lives.
+class CapturedLog {
+ public:
+  CapturedLog() : file_(std::tmpfile()) {
+    // Appended whatever the offset reading moves.
+    ::fcntl(fileno(file_), F_SETFL, ::fcntl(fileno(file_), F_GETFL) | O_APPEND);
+    kbus::SetLogSink(kbus::MakeJsonLogSink(fileno(file_)));
+  }
+  ~CapturedLog() {
+    kbus::SetLogSink(nullptr);
+    std::fclose(file_);
+  }
+  CapturedLog(const CapturedLog&) = delete;
+  CapturedLog& operator=(const CapturedLog&) = delete;
+
+  std::vector<std::string> Lines() const {
+    std::vector<std::string> out;
+    std::rewind(file_);
+    std::string line;
+    for (int c; (c = std::fgetc(file_)) != EOF;) {
+      if (c == '\n') {
+        out.push_back(std::move(line));
+        line.clear();
+      } else {
+        line += static_cast<char>(c);
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::FILE* file_;
+};
+
+TEST(BadInput, AHugeTypeHeaderIsDeadLetteredAndTheWorkersLogStaysBounded) {
+  const std::string topic = TestBroker::UniqueName("it-huge-type");
+  const std::string group = TestBroker::UniqueName("g");
+  TestBroker::Get().CreateTopic(topic, 1);
+  kbus::HandlerRegistry handlers;
+  handlers.Handle<it::Work>([](const it::Work&, kbus::Context&) {}, {.topic = topic});
+  CapturedLog log;
+  it::RunningWorker worker(it::WorkerConfigFor(group), handlers);
+  const std::string huge_type = "it." + std::string(300 * 1024, 'T') + "\xff";
+  kbus::kafka::Producer producer(it::ProducerConfig());
+  ASSERT_TRUE(producer.SendSync(Raw(topic, R"({"id":1,"tenant":"t"})", {{"kbus-type", huge_type}})).ok());
+
+  const auto dlq = ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(group), 1,
+                             std::chrono::seconds(90));
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(dlq[0].FindHeader("kbus-dlq-reason"), "unknown-type");
+  EXPECT_EQ(dlq[0].FindHeader("kbus-type"), huge_type) << "the original header is kept";
+  const std::string error = dlq[0].FindHeader("kbus-dlq-error").value_or("");
+  EXPECT_LE(error.size(), 4096u);
+  EXPECT_TRUE(kbus::IsValidUtf8(error));
+  ASSERT_TRUE(WaitFor([&] { return worker.Stats().dead_lettered == 1; }));
+
+  bool logged = false;
+  for (const std::string& line : log.Lines()) {
+    EXPECT_LT(line.size(), 16u * 1024) << line.substr(0, 200);
+    kbus::JsonDocument doc;
+    EXPECT_TRUE(doc.Parse(line).ok()) << line.substr(0, 200);
+    if (line.find("\"dead-lettering record\"") != std::string::npos) {
+      logged = true;
+      EXPECT_NE(line.find("(truncated, "), std::string::npos) << line.substr(0, 200);
+    }
+  }
+  EXPECT_TRUE(logged) << "the worker logs each dead-lettered record";
 }
 
 TEST(BadInput, AHandlerThatKeepsFailingIsDeadLetteredAfterMaxDeliveries) {
