@@ -12,6 +12,7 @@
 
 #include "kbus/envelope.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
+#include "kbus/json.hpp"
 #include "kbus/log.hpp"
 #include "launch_checks.hpp"
 
@@ -159,7 +160,7 @@ struct Launcher::Impl {
     exited.job_id = cmd.job_id;
     exited.attempt = cmd.attempt;
     exited.outcome = std::string(OutcomeName(outcome));
-    exited.error = std::move(error);
+    exited.error = ToValidUtf8(error);  // may quote the system or the program: text on the wire
     return exited;
   }
 
@@ -283,7 +284,7 @@ struct Launcher::Impl {
     };
     observer.progress = [&](const Progress& p) {
       job->last_percent = p.percent;
-      events.Post(EventFor(*job, ProcessProgress{cmd.job_id, cmd.attempt, p.percent, p.message}), {});
+      events.Post(EventFor(*job, ProcessProgress{cmd.job_id, cmd.attempt, p.percent, ToValidUtf8(p.message)}), {});
     };
     observer.tick = [&] {
       const auto elapsed =
@@ -305,7 +306,9 @@ struct Launcher::Impl {
     exited.exit_code = result.exit_code;
     exited.signal = result.signal;
     exited.duration = result.duration;
-    exited.stderr_tail = std::move(result.stderr_tail);
+    // The program's bytes, cut to a tail that may split a character: events carry UTF-8 only
+    // (docs/delivery.md), so what is not becomes U+FFFD rather than failing the event.
+    exited.stderr_tail = ToValidUtf8(result.stderr_tail);
     {
       std::lock_guard lock(mu);
       if (!job->start_known) {

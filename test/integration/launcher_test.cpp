@@ -183,6 +183,20 @@ TEST(Launcher, ANonZeroExitAndADeathBySignalAreReportedAsFailed) {
   EXPECT_EQ(crash.exit_code, -1);
 }
 
+// Events carry UTF-8 only: a stderr tail that the 4 KiB cut splits mid-character is sent with
+// U+FFFD in its place, not refused (which would lose the exit event).
+TEST(Launcher, AStderrTailCutInsideACharacterIsSentAsValidUtf8) {
+  Rig rig;
+  std::string text;
+  for (int i = 0; i < 2100; ++i) text += "\xc3\xa9";  // 4200 bytes of 'é'; with '\n', an odd cut
+  rig.Launch(rig.Encoder("accents", {"--seconds", "0.05", "--steps", "1", "--exit-code", "2", "--stderr", text}));
+  const ProcessExited exited = rig.log->WaitExited("accents");
+  EXPECT_EQ(exited.outcome, "failed");
+  EXPECT_TRUE(kbus::IsValidUtf8(exited.stderr_tail));
+  EXPECT_EQ(exited.stderr_tail.substr(0, 3), "\xef\xbf\xbd") << "the split character";
+  EXPECT_EQ(exited.stderr_tail.substr(exited.stderr_tail.size() - 3), "\xc3\xa9\n");
+}
+
 TEST(Launcher, ATimedOutProcessAndItsGrandchildrenAreAllGoneAfterwards) {
   Rig rig;
   LaunchProcess cmd = rig.Encoder("slow", {"--spawn-child", "--ignore-term", "--seconds", "60"});
