@@ -146,6 +146,12 @@ TEST(BadInput, InvalidUtf8IsDeadLetteredAsADecodeErrorNamingTheFieldAndNeverSent
   };
 
   kbus::kafka::Producer producer(it::ProducerConfig());
+  // kbus's own producer refuses to send such a message at all.
+  const kbus::Status refused = producer.Send(it::Work{99, "caf\xc3", ""}, {.topic = topic});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), kbus::ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.error().message().find("field 'tenant' is not valid UTF-8"), std::string::npos)
+      << refused.error().message();
   std::int64_t good = 0;
   auto send_good = [&] {
     ASSERT_TRUE(producer.SendSync(kbus::BuildRecord(it::Work{good++, "caf\xc3\xa9", ""}, {.topic = topic})).ok());

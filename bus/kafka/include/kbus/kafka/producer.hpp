@@ -35,10 +35,17 @@ class Producer {
   Status SendSync(const OutgoingRecord& record,
                   std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
-  // Sends a typed message with a fresh envelope and waits for the acknowledgement.
+  // Sends a typed message with a fresh envelope and waits for the acknowledgement. A message
+  // kbus does not put on the wire (a string that is not UTF-8: EncodeError) is an error here.
   template <Message T>
   Status Send(const T& message, SendOptions options = {}) {
-    return SendSync(BuildRecord(message, std::move(options)));
+    OutgoingRecord record;
+    try {
+      record = BuildRecord(message, std::move(options));
+    } catch (const EncodeError& e) {
+      return e.error();
+    }
+    return SendSync(record);
   }
 
   // Serves delivery reports; returns how many were served.
