@@ -41,6 +41,7 @@ Status Validate(const WorkerConfig& c) {
     return Invalid("retry backoff: initial must be >= 0 and <= max");
   }
   if (c.max_buffered_per_partition < 1) return Invalid("max buffered per partition must be >= 1");
+  if (c.stall_warning.count() < 0) return Invalid("stall warning must be >= 0 (0 turns the check off)");
   if (c.handler_threads < 1 || c.handler_threads > 1024) {
     return Invalid("--handler-threads must be between 1 and 1024");
   }

@@ -189,9 +189,16 @@ struct Worker::Impl {
     std::size_t scan = 0;             // entries before it were looked at for dispatch
     std::int64_t commit_next = -1;    // next offset to commit; -1: nothing finished yet
     std::int64_t committed = -1;      // last commit the broker accepted
-    bool paused = false;              // paused because too many records are buffered
-    bool head_wait = false;           // paused until the head of a retry tier is due
-    bool starved = false;             // paused until a slot (DeliveryPolicy::slots) is free
+    // Why fetching should stop; `paused` is what librdkafka was last told (see UpdatePause).
+    bool full = false;       // too many records buffered (until it drains to half)
+    bool head_wait = false;  // the head of a retry tier is not due yet
+    bool starved = false;    // its next record finds no free slot (DeliveryPolicy::slots)
+    bool paused = false;
+    // For the stall check (CheckStalls): when it last received or finished a record.
+    Clock::time_point moved{};
+    bool stall_reported = false;
+    std::int64_t start = -1;        // the committed offset found at assignment, -1 for none
+    std::int64_t next_offset = -1;  // after the last record received
     std::uint64_t epoch = 0;  // unique per assignment: late reports must not match
     std::shared_ptr<std::atomic<bool>> revoked = std::make_shared<std::atomic<bool>>(false);
     std::deque<Entry*> need_lease;  // may run once leased
@@ -280,6 +287,7 @@ struct Worker::Impl {
   std::mt19937_64 rng;
   int pending_sends = 0;
   Clock::time_point next_commit{};
+  Clock::time_point next_stall_check{};
   // When LeaseAndPump must run next: the earliest due retry or tier head, max() when none.
   Clock::time_point next_due = Clock::time_point::max();
   bool lease_wanted = false;  // a record became runnable
@@ -323,6 +331,8 @@ struct Worker::Impl {
     counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   std::atomic<std::uint32_t> assigned{0};
+  std::atomic<std::uint32_t> stalled{0};  // partitions CheckStalls found stalled
+  std::atomic<std::int32_t> paused_count{0};  // partitions with `paused` set
 
   // ---- set-up -------------------------------------------------------------------------------
 
@@ -629,6 +639,7 @@ struct Worker::Impl {
         CommitAll(/*clean=*/false);
         next_commit = now + config.commit_interval;
       }
+      if (now >= next_stall_check) CheckStalls(now);
     }
     Shutdown();
   }
@@ -709,8 +720,13 @@ struct Worker::Impl {
       e.error = "delivered " + std::to_string(e.deliveries) + " times without finishing" +
                 (e.suspect ? "; the last owner stopped uncleanly while it ran" : "");
     }
+    p->next_offset = e.offset + 1;
     p->entries.push_back(std::move(e));
-    if (!p->paused && p->entries.size() >= config.max_buffered_per_partition) SetPaused(*p, true);
+    p->moved = Clock::now();
+    if (!p->full && p->entries.size() >= config.max_buffered_per_partition) {
+      p->full = true;
+      UpdatePause(*p);
+    }
   }
 
   // ---- choosing what runs -------------------------------------------------------------------
@@ -738,7 +754,7 @@ struct Worker::Impl {
       if (p.tier && e.not_before > now) {
         if (!p.head_wait) {
           p.head_wait = true;
-          if (!p.paused) SetPaused(p, true);
+          UpdatePause(p);
         }
         NoteWaiting(e.not_before);
         return;
@@ -760,7 +776,7 @@ struct Worker::Impl {
     }
     if (p.head_wait) {
       p.head_wait = false;
-      if (!p.starved && p.entries.size() < config.max_buffered_per_partition) SetPaused(p, false);
+      UpdatePause(p);
     }
   }
 
@@ -914,7 +930,7 @@ struct Worker::Impl {
       return true;
     }
     p.starved = true;
-    if (!p.paused) SetPaused(p, true);
+    UpdatePause(p);
     return false;
   }
 
@@ -922,7 +938,7 @@ struct Worker::Impl {
     for (auto& [key, p] : partitions) {
       if (!p.starved) continue;
       p.starved = false;
-      if (p.paused && !p.head_wait && p.entries.size() < config.max_buffered_per_partition) SetPaused(p, false);
+      UpdatePause(p);
       lease_wanted = true;
     }
   }
@@ -957,13 +973,16 @@ struct Worker::Impl {
 
   // Pops the finished prefix: its last offset + 1 is what the next commit will say.
   void AdvanceCommit(Partition& p) {
+    const std::int64_t before = p.commit_next;
     while (!p.entries.empty() && p.entries.front().state == Entry::State::kDone) {
       p.commit_next = p.entries.front().offset + 1;
       p.entries.pop_front();
       if (p.scan > 0) --p.scan;
     }
-    if (p.paused && !p.head_wait && !p.starved && p.entries.size() < config.max_buffered_per_partition / 2 + 1) {
-      SetPaused(p, false);
+    if (p.commit_next != before) p.moved = Clock::now();
+    if (p.full && p.entries.size() < config.max_buffered_per_partition / 2 + 1) {
+      p.full = false;
+      UpdatePause(p);
     }
   }
 
@@ -1416,6 +1435,8 @@ struct Worker::Impl {
         p.partition = tp.partition;
         p.tier = tier_topics.contains(p.topic);
         p.epoch = next_epoch++;
+        p.moved = Clock::now();
+        if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.offset >= 0) p.start = tp.offset;
         if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.metadata_size > 0 && tp.offset >= 0) {
           const std::string_view text(static_cast<const char*>(tp.metadata), tp.metadata_size);
           auto ledger = DeliveryLedger::Decode(text, tp.offset);
@@ -1438,6 +1459,7 @@ struct Worker::Impl {
         }
         if (auto old = partitions.find(TpView(p.topic, p.partition)); old != partitions.end()) {
           live.erase(old->second.epoch);
+          if (old->second.paused) paused_count.fetch_sub(1, std::memory_order_relaxed);
         }
         revoked_flags.push_back(p.revoked);
         auto [it, inserted] = partitions.insert_or_assign(TpKey(p.topic, p.partition), std::move(p));
@@ -1450,6 +1472,13 @@ struct Worker::Impl {
         }
       } else {
         rd_kafka_assign(rk, parts);
+      }
+      // librdkafka keeps a partition's application pause across a revoke and a new assignment
+      // (2.0.2 resets only its own internal pause), while the new Partition starts unpaused: a
+      // partition paused before a rebalance that hands it back would otherwise never be fetched
+      // again. Resume them all, so both sides start from "fetching".
+      if (rd_kafka_resp_err_t e = rd_kafka_resume_partitions(rk, parts)) {
+        Log(LogLevel::kError, "cannot resume assigned partitions", {{"error", rd_kafka_err2str(e)}});
       }
       Log(LogLevel::kInfo, "partitions assigned", {{"count", parts->cnt}, {"group", config.group}});
       std::vector<TopicPartition> given;
@@ -1468,6 +1497,7 @@ struct Worker::Impl {
         auto it = partitions.find(TpView(parts->elems[i].topic, parts->elems[i].partition));
         if (it != partitions.end()) {
           live.erase(it->second.epoch);
+          if (it->second.paused) paused_count.fetch_sub(1, std::memory_order_relaxed);
           partitions.erase(it);
         }
       }
@@ -1582,12 +1612,60 @@ struct Worker::Impl {
     Commit(list.get());
   }
 
-  void SetPaused(Partition& p, bool pause) {
+  // Pauses or resumes fetching of `p` so that librdkafka's state matches the reasons the
+  // partition has (full, head_wait, starved): the one place that tells librdkafka.
+  void UpdatePause(Partition& p) {
+    const bool pause = p.full || p.head_wait || p.starved;
+    if (pause == p.paused) return;
     RdPartitionListPtr list(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition);
     const rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(consumer.get(), list.get())
                                           : rd_kafka_resume_partitions(consumer.get(), list.get());
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) p.paused = pause;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      p.paused = pause;
+      paused_count.fetch_add(pause ? 1 : -1, std::memory_order_relaxed);
+    } else {
+      Log(LogLevel::kError, pause ? "cannot pause partition" : "cannot resume partition",
+          {{"topic", p.topic}, {"partition", p.partition}, {"error", rd_kafka_err2str(err)}});
+    }
+  }
+
+  // Reports partitions that have work and have not moved for config.stall_warning while nothing
+  // of ours holds them: no run in flight, no retry or tier wait, no slot wait. Such a partition
+  // is waiting on something the worker does not know of (a pause librdkafka kept, a leader
+  // that does not answer), so it is made loud rather than left silent. "Work" is a buffered
+  // record, or the broker's end of the partition (as librdkafka last heard it) beyond what was
+  // read.
+  void CheckStalls(Clock::time_point now) {
+    next_stall_check = now + std::clamp<Clock::duration>(config.stall_warning / 4, std::chrono::milliseconds(100),
+                                                         std::chrono::seconds(5));
+    std::uint32_t count = 0;
+    for (auto& [key, p] : partitions) {
+      UpdatePause(p);  // again, if librdkafka refused the last pause or resume
+      if (config.stall_warning.count() == 0) continue;
+      std::int64_t low = -1, high = -1;
+      rd_kafka_get_watermark_offsets(consumer.get(), p.topic.c_str(), p.partition, &low, &high);
+      const std::int64_t read_to = p.next_offset >= 0 ? p.next_offset : p.start >= 0 ? p.start : low;
+      const bool work = !p.entries.empty() || (high >= 0 && read_to >= 0 && high > read_to);
+      const bool held = p.in_flight > 0 || p.head_wait || p.starved || !p.waits.empty();
+      const bool stalled = work && !held && now - p.moved >= config.stall_warning;
+      if (stalled && !p.stall_reported) {
+        Log(LogLevel::kWarn, "partition has work but has not moved",
+            {{"topic", p.topic},
+             {"partition", p.partition},
+             {"group", config.group},
+             {"seconds", std::chrono::duration_cast<std::chrono::seconds>(now - p.moved).count()},
+             {"buffered", p.entries.size()},
+             {"read_to", read_to},
+             {"high_watermark", high},
+             {"paused", p.paused}});
+      } else if (!stalled && p.stall_reported) {
+        Log(LogLevel::kInfo, "partition moves again", {{"topic", p.topic}, {"partition", p.partition}});
+      }
+      p.stall_reported = stalled;
+      count += stalled ? 1 : 0;
+    }
+    stalled.store(count, std::memory_order_relaxed);
   }
 
   // ---- shutdown -----------------------------------------------------------------------------
@@ -1678,6 +1756,8 @@ WorkerStats Worker::Stats() const {
   s.abandoned = impl_->abandoned.load();
   s.delayed = impl_->delayed.load();
   s.assigned_partitions = impl_->assigned.load();
+  s.stalled_partitions = impl_->stalled.load();
+  s.paused_partitions = static_cast<std::uint32_t>(std::max(0, impl_->paused_count.load()));
   return s;
 }
 

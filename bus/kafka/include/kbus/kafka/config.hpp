@@ -95,6 +95,11 @@ struct WorkerConfig {
   // On revocation: how long running handlers may take before they are abandoned (the group
   // waits for this member meanwhile).
   std::chrono::milliseconds revoke_grace{3000};
+  // A partition that has work (records buffered, or the broker's end beyond what was read)
+  // but has neither received nor finished a record for this long, with nothing of ours holding
+  // it (no run in flight, no retry wait, no slot wait), is reported stalled: a warning log line
+  // and WorkerStats::stalled_partitions. Zero turns the check off.
+  std::chrono::milliseconds stall_warning{60000};
   std::string host;  // for kbus-dlq-host; default: this machine's host name
   // Rebalance hooks, called on the poll thread. on_assigned: partitions given to this worker,
   // before any of their records reaches a handler. on_revoked: partitions taken away (revoked

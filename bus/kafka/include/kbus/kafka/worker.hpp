@@ -36,6 +36,8 @@ struct WorkerStats {
   std::uint64_t abandoned = 0;      // deliveries that outlived their visibility timeout
   std::uint64_t delayed = 0;        // copies acknowledged by a retry tier topic
   std::uint32_t assigned_partitions = 0;
+  std::uint32_t paused_partitions = 0;   // not fetched now: buffer full, retry wait or no free slot
+  std::uint32_t stalled_partitions = 0;  // have work and have not moved (WorkerConfig::stall_warning)
 };
 
 // The process exit code when a handler is stuck (EX_SOFTWARE).
