@@ -11,7 +11,7 @@ scripts/install-deps.sh
 scripts/kafka-broker.sh fetch >/dev/null
 
 build=${KBUS_BUILD_DIR:-build}
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKBUS_WARNINGS_AS_ERRORS=ON >/dev/null
 cmake --build "$build" -j "$(nproc)"
 # Integration binaries mostly wait on group joins, so they overlap well even on 2 cores.
 ctest --test-dir "$build" --output-on-failure --no-label-summary -j 4 --timeout 600 "$@"
