@@ -494,6 +494,7 @@ Status ParseJson(rapidjson::Document& doc, std::string_view text) { return Parse
 Status ParseJson(detail::PooledDocument& doc, std::string_view text) { return ParseInto(doc, text); }
 
 Status JsonDocument::Parse(std::string_view text) { return ParseJson(impl_->doc, text); }
+JsonValue JsonDocument::Root() const { return JsonValue(&impl_->doc); }
 
 Status ValidateJson(std::string_view text) {
   if (text.empty()) return Error(ErrorCode::kDecode, "empty payload: expected a JSON document");
@@ -503,7 +504,6 @@ Status ValidateJson(std::string_view text) {
   if (result.IsError()) return ParseError(text, result, checking.refusal());
   return Ok();
 }
-JsonValue JsonDocument::Root() const { return JsonValue(&impl_->doc); }
 
 namespace detail {
 
