@@ -1,7 +1,9 @@
-// crash_worker: a worker whose handler abort()s the whole process on the "poison" tenant, and
-// never returns on the "stuck" tenant (ignoring its deadline and cancellation).
+// crash_worker: a worker whose handler abort()s the whole process on the "poison" tenant,
+// never returns on the "stuck" tenant (ignoring its deadline and cancellation), and takes
+// 300 ms on the "slow" tenant.
 //   crash_worker BROKERS GROUP TOPIC OUT_FILE [VISIBILITY_MS MAX_DELIVERIES BACKOFF_MS]
-// Every handled record appends "handled <id> <attempt>" to OUT_FILE with write(2), which
+// Every handled record appends "handled <id> <attempt>" to OUT_FILE with write(2) (the attempt
+// as the handler sees it in its envelope: delivery_count + 1, kept across crashes), which
 // survives the abort; "dead-lettered <n>" follows the worker's count. Runs until SIGTERM.
 
 #include <fcntl.h>
@@ -37,10 +39,13 @@ int main(int argc, char** argv) {
   handlers.Handle<it::Work>(
       [&](const it::Work& w, kbus::Context& ctx) {
         if (w.tenant == "poison") std::abort();  // a bug that takes the process down
+        if (w.tenant == "slow") {  // still running when a poison on another partition crashes
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        }
         if (w.tenant == "stuck") {
           for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // a deadlock, say
         }
-        Append(out, "handled " + std::to_string(w.id) + " " + std::to_string(ctx.attempt()) + "\n");
+        Append(out, "handled " + std::to_string(w.id) + " " + std::to_string(ctx.envelope().delivery_count + 1) + "\n");
       },
       {.topic = argv[3]});
   auto config = rb::ChildWorkerConfig(argv[1], argv[2]);

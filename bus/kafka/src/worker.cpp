@@ -297,6 +297,8 @@ struct Worker::Impl {
   static constexpr int kMaxInFlight = 4000;
   // How soon to try again when the broker refused a lease commit (e.g. during a rebalance).
   static constexpr std::chrono::milliseconds kLeaseRetry{100};
+  // How often to look whether the runs a waiting suspect waits for have finished.
+  static constexpr std::chrono::milliseconds kSuspectDrainCheck{10};
   // The shortest wait before a failed send (outgoing messages, or a copy) is sent again.
   static constexpr std::chrono::milliseconds kMinSendRetry{1000};
   // A handler still running this many visibility timeouts after it started is stuck.
@@ -818,12 +820,30 @@ struct Worker::Impl {
     const std::size_t room = queued < wave ? wave - queued : 0;
     const std::size_t share = std::max<std::size_t>(256, room / std::max<std::size_t>(1, partitions.size()));
     std::size_t left = room;
+    // Suspects (records in flight when a previous owner died) run alone in the whole worker:
+    // while one runs, or waits for its turn, nothing else is leased, and it is leased only once
+    // every other run finished. So when a suspect crashes the process again, no other record is
+    // charged for it: a record is charged at most one extra delivery, by the crash it was in
+    // flight for before it became a suspect.
+    bool suspect_out = false;
+    int in_flight = 0;
+    Partition* suspect_next = nullptr;
+    for (auto& [key, p] : partitions) {
+      Examine(p, now);
+      in_flight += p.in_flight;
+      suspect_out = suspect_out || p.suspects_out > 0;
+      if (suspect_next == nullptr && !p.need_lease.empty() && p.need_lease.front()->suspect) suspect_next = &p;
+    }
+    const bool alone = suspect_out || suspect_next != nullptr;
+    if (alone && !suspect_out && in_flight > 0) NoteWaiting(now + kSuspectDrainCheck);
+    // What finished before the suspect runs is committed first: a crash in the suspect must not
+    // run it again.
+    if (alone && !suspect_out && in_flight == 0) CommitAll(/*clean=*/false);
     auto start = partitions.begin();
     std::advance(start, static_cast<std::ptrdiff_t>(lease_rotation++ % std::max<std::size_t>(1, partitions.size())));
     for (std::size_t i = 0; i < partitions.size(); ++i, ++start) {
       if (start == partitions.end()) start = partitions.begin();
       Partition& p = start->second;
-      Examine(p, now);
       const std::size_t first = leased.size();
       const std::size_t quota = std::min(share, left);
       auto lease = [&](Entry* e) {
@@ -838,20 +858,22 @@ struct Worker::Impl {
           NoteWaiting(w->due);
         } else if (w->copy != Entry::Copy::kNone) {
           lease_wanted = true;  // a copy to send again: no lease needed, sent below
-        } else if (!p.starved && p.in_flight + static_cast<int>(leased.size() - first) < kMaxInFlight &&
+        } else if (!alone && !p.starved && p.in_flight + static_cast<int>(leased.size() - first) < kMaxInFlight &&
                    leased.size() - first < quota) {
           lease(w);
         }
       }
-      if (p.suspects_out == 0 && !p.starved) {
+      if (alone) {
+        if (&p == suspect_next && !suspect_out && in_flight == 0 && !p.starved) lease(p.need_lease.front());
+      } else if (p.suspects_out == 0 && !p.starved) {
         for (Entry* e : p.need_lease) {
           if (p.in_flight + static_cast<int>(leased.size() - first) >= kMaxInFlight) break;
           if (leased.size() - first >= quota) {
             lease_wanted = true;  // the rest on a later round
             break;
           }
-          if (e->suspect) {
-            if (leased.size() == first) lease(e);
+          if (e->suspect) {  // runs alone, on a later round (see `alone`)
+            lease_wanted = true;
             break;
           }
           if (!lease(e)) break;  // no free slot: the partition waits for one
