@@ -1,5 +1,6 @@
 #include "kbus/dispatcher.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
 
@@ -31,7 +32,10 @@ DispatchResult SkipResult(std::string_view type) {
 
 DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt,
                                     Visibility* visibility, SlotHold* slot) const {
-  const Envelope envelope = ParseEnvelope(record.headers);
+  Envelope envelope = ParseEnvelope(record.headers);
+  // The count the transport kept (the worker's ledger, which survives crashes) is the truth for
+  // this delivery; the kbus-delivery-count header only tells what a retry copy carried.
+  if (attempt > 0) envelope.delivery_count = std::max(envelope.delivery_count, attempt - 1);
 
   // Whether an unknown message is ours to dead-letter: the sender's kbus-kind says so, and
   // without it, a topic that carries our commands is a command topic.

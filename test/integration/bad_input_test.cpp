@@ -279,6 +279,7 @@ TEST(BadInput, AHandlerThatKeepsFailingIsDeadLetteredAfterMaxDeliveries) {
         if (w.tenant == "poison") {
           ++failing_runs;
           EXPECT_EQ(ctx.attempt(), failing_runs.load());
+          EXPECT_EQ(ctx.envelope().delivery_count, failing_runs.load() - 1);
           throw std::runtime_error("cannot process tenant poison");
         }
         tally.Add(w.id);

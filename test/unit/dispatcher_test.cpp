@@ -67,6 +67,20 @@ TEST_F(DispatcherTest, AckSendsTheHandlersOutgoingMessages) {
   EXPECT_EQ(r.outgoing[0].FindHeader("kbus-kind"), "event");
 }
 
+TEST_F(DispatcherTest, TheHandlerSeesTheDeliveryCountTheTransportKept) {
+  int seen_count = -1, seen_attempt = -1;
+  registry.Handle<EncodeVideo>([&](const EncodeVideo&, kbus::Context& ctx) {
+    seen_count = ctx.envelope().delivery_count;
+    seen_attempt = ctx.attempt();
+  });
+  FakeRecord rec = RecordOf(EncodeVideo{.video_id = "v1"});
+  ASSERT_EQ(dispatcher.Dispatch(rec.View(), 3).kind, DispatchResult::Kind::kAck);
+  EXPECT_EQ(seen_attempt, 3);
+  EXPECT_EQ(seen_count, 2) << "two deliveries came before the third";
+  ASSERT_EQ(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kAck);
+  EXPECT_EQ(seen_count, 0);
+}
+
 TEST_F(DispatcherTest, DropsOutgoingMessagesWhenTheHandlerAsksForARetry) {
   registry.Handle<EncodeVideo>([](const EncodeVideo& v, kbus::Context& ctx) {
     ctx.Publish(VideoEncoded{v.video_id});
