@@ -210,9 +210,23 @@ TEST(Workflow, MessagesCorrelateByKeyExtractorAndByWorkflowIdHeader) {
   ASSERT_EQ(kit.Sent<OrderDone>().size(), 1u);
   EXPECT_EQ(kit.Sent<OrderDone>()[0].outcome, "shipped");
 
-  kit.Send(Shipped{"T-none"});  // no workflow id at all
-  EXPECT_EQ(kit.Stats().not_found, 1u);
-  EXPECT_TRUE(kit.DeadLetters().empty()) << "the default not-found policy logs and counts";
+  kit.Send(Shipped{"T-none"});  // no workflow id at all: no instance can ever match it
+  EXPECT_EQ(kit.Stats().no_id, 1u);
+  ASSERT_EQ(kit.DeadLetters().size(), 1u);
+  EXPECT_EQ(kit.DeadLetters()[0].FindHeader(kbus::header::kDlqReason), "workflow-id-missing");
+}
+
+TEST(Workflow, AnEmptyWorkflowIdIsDeadLetteredAndCountedWhateverTheNotFoundPolicy) {
+  WorkflowTestKit<Order> kit(OrderWorkflow());
+  kit.Send(PlaceOrder{"", 30});        // a starter whose key extractor gives ""
+  kit.Send(CardCharged{"", true});     // a follow-up keyed by an empty field (policy: log)
+  EXPECT_EQ(kit.Stats().no_id, 2u);
+  EXPECT_EQ(kit.Stats().started, 0u);
+  ASSERT_EQ(kit.DeadLetters().size(), 2u);
+  for (const auto& dlq : kit.DeadLetters()) {
+    EXPECT_EQ(dlq.FindHeader(kbus::header::kDlqReason), "workflow-id-missing");
+    EXPECT_NE(dlq.FindHeader(kbus::header::kDlqError)->find("empty workflow id"), std::string::npos);
+  }
 }
 
 TEST(Workflow, NotFoundPoliciesLogRetryOrDeadLetter) {

@@ -301,8 +301,12 @@ struct WorkflowHost::Impl {
       id = std::string(ctx.envelope().workflow_id);
     }
     if (id.empty()) {
-      return NotFoundOutcome(step, id, ctx, step.key ? "the key extractor gave an empty workflow id"
-                                                     : "the message has no kbus-workflow-id header");
+      // No instance can ever match it, whatever On<M>::not_found says: a bad input, never silent.
+      Count([](HostStats& s) { ++s.no_id; });
+      return Outcome::DeadLetterFor(
+          "workflow-id-missing", spec.name + ": " +
+                                     (step.key ? "the key extractor gave an empty workflow id for " + step.type
+                                               : "a " + step.type + " without a kbus-workflow-id header"));
     }
     const InboundRecord& record = ctx.record();
     if (record.topic != spec.options.input_topic || record.key != id) return Rekey(record, id, ctx);

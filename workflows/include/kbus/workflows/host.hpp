@@ -93,6 +93,7 @@ struct HostStats {
   std::uint64_t failed = 0;       // runs ended by DeadLetter
   std::uint64_t duplicates = 0;   // messages an instance had processed already
   std::uint64_t not_found = 0;    // messages for no running instance
+  std::uint64_t no_id = 0;        // messages with an empty workflow id: dead-lettered
   std::uint64_t late = 0;         // messages for a completed or failed instance
   std::uint64_t rekeyed = 0;      // messages forwarded into the input topic
   std::uint64_t state_writes = 0;
