@@ -259,6 +259,20 @@ int main(int argc, char** argv) {
                                     {"heartbeat-ms", heartbeat_ms}}) {
     if (value <= 0) return cli::ReportUsage("", parsed->Spelling(flag) + " must be positive");
   }
+  if (run_timeout_ms > kbus::handlers::kMaxRunTimeout.count()) {
+    return cli::ReportUsage("", parsed->Spelling("run-timeout-ms") + " must be at most " +
+                                    std::to_string(kbus::handlers::kMaxRunTimeout.count()) + " (30 days)");
+  }
+  if (heartbeat_ms < kbus::handlers::kMinHeartbeatInterval.count() ||
+      heartbeat_ms > kbus::handlers::kMaxHeartbeatInterval.count()) {
+    return cli::ReportUsage("", parsed->Spelling("heartbeat-ms") + " must be from " +
+                                    std::to_string(kbus::handlers::kMinHeartbeatInterval.count()) + " to " +
+                                    std::to_string(kbus::handlers::kMaxHeartbeatInterval.count()));
+  }
+  if (heartbeat_timeout_ms > kbus::handlers::kMaxRunTimeout.count()) {
+    return cli::ReportUsage("", parsed->Spelling("heartbeat-timeout-ms") + " must be at most " +
+                                    std::to_string(kbus::handlers::kMaxRunTimeout.count()));
+  }
   if (retry_max_ms < retry_initial_ms) {
     return cli::ReportUsage("", parsed->Spelling("retry-max-ms") + " (" + std::to_string(retry_max_ms) +
                                     ") must be at least " + parsed->Spelling("retry-initial-ms") + " (" +

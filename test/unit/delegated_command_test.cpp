@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -389,6 +390,32 @@ TEST(DelegatedOptions, ARunTimeoutIdAndLaunchAreRequired) {
   EXPECT_THROW(DelegatedCommand<Render>("x", o), std::invalid_argument);
   o.heartbeat_timeout = 2 * o.heartbeat_interval;
   EXPECT_NO_THROW(DelegatedCommand<Render>("x", o));
+}
+
+TEST(DelegatedOptions, DurationsOutsideTheLaunchersBoundsAreRefusedNamingTheField) {
+  auto refused = [](const DelegatedOptions<Render>& o, std::string_view field) {
+    try {
+      DelegatedCommand<Render>("x", o);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what()).find(field) != std::string::npos;
+    }
+    return false;
+  };
+  DelegatedOptions<Render> o = Options();
+  o.run_timeout = std::chrono::milliseconds(std::numeric_limits<std::int64_t>::max());  // "forever"
+  EXPECT_TRUE(refused(o, "run_timeout"));
+  o.run_timeout = kbus::handlers::kMaxRunTimeout;
+  EXPECT_NO_THROW(DelegatedCommand<Render>("x", o));
+  o = Options();
+  o.heartbeat_interval = std::chrono::milliseconds(10'000'000'000'000);  // would overflow 3 × it
+  EXPECT_TRUE(refused(o, "heartbeat_interval"));
+  o.heartbeat_interval = kbus::handlers::kMinHeartbeatInterval - 1ms;  // would flood the reply topic
+  EXPECT_TRUE(refused(o, "heartbeat_interval"));
+  o = Options();
+  o.heartbeat_timeout = std::chrono::milliseconds(std::numeric_limits<std::int64_t>::max());
+  EXPECT_TRUE(refused(o, "heartbeat_timeout"));
+  o.heartbeat_timeout = -1ms;
+  EXPECT_TRUE(refused(o, "heartbeat_timeout"));
 }
 
 }  // namespace

@@ -175,18 +175,27 @@ struct DelegatedCore {
 
 }  // namespace detail
 
-// Builds the workflow. Throws std::invalid_argument for a missing id, launch or run_timeout, or
-// an invalid retry policy.
+// Builds the workflow. Throws std::invalid_argument for a missing id, launch or run_timeout, a
+// duration outside the launcher's bounds, or an invalid retry policy.
 template <Command Cmd>
 Workflow<DelegatedState> DelegatedCommand(std::string name, DelegatedOptions<Cmd> o) {
   if (!o.id) throw std::invalid_argument("DelegatedCommand " + name + ": `id` is required");
   if (!o.launch) throw std::invalid_argument("DelegatedCommand " + name + ": `launch` is required");
-  if (o.run_timeout.count() <= 0) {
-    throw std::invalid_argument("DelegatedCommand " + name + ": `run_timeout` is required (> 0)");
+  // The launcher's bounds (launcher_messages.hpp): beyond them every attempt would end as
+  // launch_failed, so they are refused here, where the mistake is made.
+  if (o.run_timeout.count() <= 0 || o.run_timeout > handlers::kMaxRunTimeout) {
+    throw std::invalid_argument("DelegatedCommand " + name + ": `run_timeout` is required, > 0 and at most " +
+                                std::to_string(handlers::kMaxRunTimeout.count()) + " ms (30 days)");
   }
   Validate(o.retry);
-  if (o.heartbeat_interval.count() <= 0) {
-    throw std::invalid_argument("DelegatedCommand " + name + ": `heartbeat_interval` must be positive");
+  if (o.heartbeat_interval < handlers::kMinHeartbeatInterval || o.heartbeat_interval > handlers::kMaxHeartbeatInterval) {
+    throw std::invalid_argument("DelegatedCommand " + name + ": `heartbeat_interval` must be from " +
+                                std::to_string(handlers::kMinHeartbeatInterval.count()) + " ms to " +
+                                std::to_string(handlers::kMaxHeartbeatInterval.count()) + " ms");
+  }
+  if (o.heartbeat_timeout.count() < 0 || o.heartbeat_timeout > handlers::kMaxRunTimeout) {
+    throw std::invalid_argument("DelegatedCommand " + name + ": `heartbeat_timeout` must be from 0 to " +
+                                std::to_string(handlers::kMaxRunTimeout.count()) + " ms");
   }
   if (o.heartbeat_timeout.count() != 0 && o.heartbeat_timeout < 2 * o.heartbeat_interval) {
     // The silence deadline moves once half of it is used: a shorter window could close
