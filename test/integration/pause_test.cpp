@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -136,64 +137,58 @@ class PauseAcrossRebalance : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(producer.Flush(std::chrono::seconds(30)).ok());
   }
 
+  void GatedRecordsSurviveTwoRebalances(const std::string& prefix, kbus::DeliveryPolicy policy,
+                                        const std::function<void(kbus::kafka::WorkerConfig&)>& tweak, int count);
+
   std::atomic<int> assignments_{0};
 };
 
-TEST_P(PauseAcrossRebalance, APartitionPausedForLackOfASlotIsReadAgainAfterARebalance) {
-  const std::string topic = TestBroker::UniqueName("it-pause-slots");
+// `count` records on two partitions, held at a gate until both partitions are paused and the
+// group rebalanced twice; then every record must be handled.
+void PauseAcrossRebalance::GatedRecordsSurviveTwoRebalances(const std::string& prefix, kbus::DeliveryPolicy policy,
+                                                            const std::function<void(kbus::kafka::WorkerConfig&)>& tweak,
+                                                            int count) {
+  const std::string topic = TestBroker::UniqueName(prefix);
   const std::string group = TestBroker::UniqueName("g");
   TestBroker::Get().CreateTopic(topic, 2);
   Gate gate;
   it::Tally tally;
-  auto slots = std::make_shared<kbus::Slots>(1);
   kbus::HandlerRegistry handlers;
+  policy.max_deliveries = 100;  // the gate's abandoned runs must not use the record up
   handlers.Handle<it::Work>(
       [&](const it::Work& w, kbus::Context& ctx) {
         if (!gate.Pass(ctx)) throw std::runtime_error("abandoned at the gate");
         tally.Add(w.id);
       },
-      {.topic = topic, .policy = {.max_deliveries = 100, .slots = slots}});
-  it::RunningWorker worker(Config(group), handlers);
+      {.topic = topic, .policy = std::move(policy)});
+  kbus::kafka::WorkerConfig config = Config(group);
+  tweak(config);
+  it::RunningWorker worker(std::move(config), handlers);
   ASSERT_TRUE(WaitFor([&] { return worker.Stats().assigned_partitions == 2; }));
-  constexpr int kCount = 6;
-  Send(topic, 0, kCount);
-  // One record holds the only slot at the gate; the others find none: both partitions pause.
+  Send(topic, 0, count);
   ASSERT_TRUE(WaitFor([&] { return worker.Stats().paused_partitions == 2; }))
       << "paused: " << worker.Stats().paused_partitions;
   RebalanceTwice(group, {topic}, worker, 2);
   gate.Open();
-  EXPECT_TRUE(WaitFor([&] { return tally.Distinct() == kCount; }))
-      << "never handled: " << ::testing::PrintToString(tally.Missing(kCount));
+  EXPECT_TRUE(WaitFor([&] { return tally.Distinct() == static_cast<std::size_t>(count); }))
+      << "never handled: " << ::testing::PrintToString(tally.Missing(count));
   EXPECT_EQ(worker.Stats().stalled_partitions, 0u);
 }
 
+TEST_P(PauseAcrossRebalance, APartitionPausedForLackOfASlotIsReadAgainAfterARebalance) {
+  // One record holds the only slot at the gate; the others find none: both partitions pause.
+  GatedRecordsSurviveTwoRebalances(
+      "it-pause-slots", {.slots = std::make_shared<kbus::Slots>(1)}, [](kbus::kafka::WorkerConfig&) {}, 6);
+}
+
 TEST_P(PauseAcrossRebalance, APartitionPausedForAFullBufferIsReadAgainAfterARebalance) {
-  const std::string topic = TestBroker::UniqueName("it-pause-full");
-  const std::string group = TestBroker::UniqueName("g");
-  TestBroker::Get().CreateTopic(topic, 2);
-  Gate gate;
-  it::Tally tally;
-  kbus::HandlerRegistry handlers;
-  handlers.Handle<it::Work>(
-      [&](const it::Work& w, kbus::Context& ctx) {
-        if (!gate.Pass(ctx)) throw std::runtime_error("abandoned at the gate");
-        tally.Add(w.id);
-      },
-      {.topic = topic, .policy = {.max_deliveries = 100}});
-  kbus::kafka::WorkerConfig config = Config(group);
-  config.max_buffered_per_partition = 2;
-  config.handler_threads = 2;
-  it::RunningWorker worker(std::move(config), handlers);
-  ASSERT_TRUE(WaitFor([&] { return worker.Stats().assigned_partitions == 2; }));
-  constexpr int kCount = 20;
-  Send(topic, 0, kCount);
-  ASSERT_TRUE(WaitFor([&] { return worker.Stats().paused_partitions == 2; }))
-      << "paused: " << worker.Stats().paused_partitions;
-  RebalanceTwice(group, {topic}, worker, 2);
-  gate.Open();
-  EXPECT_TRUE(WaitFor([&] { return tally.Distinct() == kCount; }))
-      << "never handled: " << ::testing::PrintToString(tally.Missing(kCount));
-  EXPECT_EQ(worker.Stats().stalled_partitions, 0u);
+  // Two records at the gate; two more buffered per partition fill it: both partitions pause.
+  GatedRecordsSurviveTwoRebalances("it-pause-full", {},
+                                   [](kbus::kafka::WorkerConfig& c) {
+                                     c.max_buffered_per_partition = 2;
+                                     c.handler_threads = 2;
+                                   },
+                                   20);
 }
 
 TEST_P(PauseAcrossRebalance, ARetryTierWaitingForItsHeadIsReadAgainAfterARebalance) {
