@@ -288,6 +288,7 @@ struct Worker::Impl {
   int pending_sends = 0;
   Clock::time_point next_commit{};
   Clock::time_point next_stall_check{};
+  Clock::time_point turn_start{};  // when this turn's poll returned: one clock read a turn, for `moved`
   // When LeaseAndPump must run next: the earliest due retry or tier head, max() when none.
   Clock::time_point next_due = Clock::time_point::max();
   bool lease_wanted = false;  // a record became runnable
@@ -626,6 +627,7 @@ struct Worker::Impl {
       }
       rd_kafka_message_t* first = rd_kafka_consumer_poll(consumer.get(), timeout);
       poll_idle.store(false, std::memory_order_relaxed);
+      turn_start = Clock::now();
       for (rd_kafka_message_t* m = first; m != nullptr; m = rd_kafka_consumer_poll(consumer.get(), 0)) {
         OnMessage(RdMessagePtr(m));
         if (++taken >= kMaxWave) break;
@@ -724,7 +726,7 @@ struct Worker::Impl {
     }
     p->next_offset = e.offset + 1;
     p->entries.push_back(std::move(e));
-    p->moved = Clock::now();
+    p->moved = turn_start;
     if (!p->full && p->entries.size() >= config.max_buffered_per_partition) {
       p->full = true;
       UpdatePause(*p);
@@ -1001,7 +1003,7 @@ struct Worker::Impl {
       p.entries.pop_front();
       if (p.scan > 0) --p.scan;
     }
-    if (p.commit_next != before) p.moved = Clock::now();
+    if (p.commit_next != before) p.moved = turn_start;
     if (p.full && p.entries.size() < config.max_buffered_per_partition / 2 + 1) {
       p.full = false;
       UpdatePause(p);
