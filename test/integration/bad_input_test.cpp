@@ -32,6 +32,37 @@ kbus::OutgoingRecord Raw(const std::string& topic, std::string payload,
   return r;
 }
 
+// A bad record sent with an "x-case" header, and what its dead letter must say.
+struct Case {
+  std::string name;
+  kbus::OutgoingRecord record;
+  std::string reason;
+  std::string error_fragment;
+};
+
+// Reads `group`'s dead letters and checks that each case is there with its reason, an error
+// naming what was wrong, and the original bytes. Returns each case's dead letter, in order.
+std::vector<ReadRecord> ExpectEachDeadLettered(const std::string& group, const std::vector<Case>& cases) {
+  const auto dlq = ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(group), cases.size(),
+                             std::chrono::seconds(90));
+  EXPECT_EQ(dlq.size(), cases.size());
+  std::vector<ReadRecord> found;
+  for (const auto& c : cases) {
+    auto it = std::find_if(dlq.begin(), dlq.end(),
+                           [&](const ReadRecord& r) { return r.FindHeader("x-case") == c.name; });
+    if (it == dlq.end()) {
+      ADD_FAILURE() << c.name << " is not in the dead-letter topic";
+      continue;
+    }
+    EXPECT_EQ(it->FindHeader("kbus-dlq-reason"), c.reason) << c.name;
+    const std::string error = it->FindHeader("kbus-dlq-error").value_or("");
+    EXPECT_NE(error.find(c.error_fragment), std::string::npos) << c.name << ": " << error;
+    EXPECT_EQ(it->payload, c.record.payload) << c.name << ": the original bytes are kept";
+    found.push_back(*it);
+  }
+  return found;
+}
+
 TEST(BadInput, EachKindGoesToTheDeadLetterTopicWithItsReasonAndTheWorkerGoesOn) {
   const std::string topic = TestBroker::UniqueName("it-bad");
   const std::string group = TestBroker::UniqueName("g");
@@ -43,12 +74,6 @@ TEST(BadInput, EachKindGoesToTheDeadLetterTopicWithItsReasonAndTheWorkerGoesOn) 
 
   const std::vector<kbus::Header> work_type = {{"kbus-type", "it.Work"}, {"kbus-id", "bad-1"}};
   const std::string one_mb = R"({"id":"not a number","tenant":")" + std::string(1'000'000 - 40, 'x') + R"("})";
-  struct Case {
-    std::string name;
-    kbus::OutgoingRecord record;
-    std::string reason;
-    std::string error_fragment;
-  };
   std::vector<Case> cases = {
       {"malformed", Raw(topic, R"({"id":1,)", work_type), "decode-error", "malformed JSON"},
       {"wrong-type", Raw(topic, R"({"id":"one","tenant":"t"})", work_type), "decode-error", "field 'id'"},
@@ -73,23 +98,15 @@ TEST(BadInput, EachKindGoesToTheDeadLetterTopicWithItsReasonAndTheWorkerGoesOn) 
   ASSERT_TRUE(producer.SendSync(Raw(topic, "{}", {{"kbus-type", "it.SomeoneElses"}, {"kbus-kind", "event"}})).ok());
   send_good();
 
-  const auto dlq = ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(group), cases.size(),
-                             std::chrono::seconds(90));
+  const std::vector<ReadRecord> dlq = ExpectEachDeadLettered(group, cases);
   ASSERT_EQ(dlq.size(), cases.size());
-  for (const auto& c : cases) {
-    auto it = std::find_if(dlq.begin(), dlq.end(),
-                           [&](const ReadRecord& r) { return r.FindHeader("x-case") == c.name; });
-    ASSERT_NE(it, dlq.end()) << c.name << " is not in the dead-letter topic";
-    EXPECT_EQ(it->FindHeader("kbus-dlq-reason"), c.reason) << c.name;
-    EXPECT_NE(it->FindHeader("kbus-dlq-error").value_or("").find(c.error_fragment), std::string::npos)
-        << c.name << ": " << it->FindHeader("kbus-dlq-error").value_or("");
-    EXPECT_EQ(it->payload, c.record.payload) << c.name << ": the original bytes are kept";
-    EXPECT_EQ(it->key, "k") << c.name;
-    EXPECT_EQ(it->FindHeader("kbus-dlq-original-topic"), topic);
-    EXPECT_EQ(it->FindHeader("kbus-dlq-group"), group);
-    EXPECT_EQ(it->FindHeader("kbus-dlq-attempts"), "1") << "bad input is not retried";
-    EXPECT_TRUE(it->FindHeader("kbus-dlq-original-offset").has_value());
-    EXPECT_TRUE(it->FindHeader("kbus-dlq-host").has_value());
+  for (const ReadRecord& r : dlq) {
+    EXPECT_EQ(r.key, "k") << *r.FindHeader("x-case");
+    EXPECT_EQ(r.FindHeader("kbus-dlq-original-topic"), topic);
+    EXPECT_EQ(r.FindHeader("kbus-dlq-group"), group);
+    EXPECT_EQ(r.FindHeader("kbus-dlq-attempts"), "1") << "bad input is not retried";
+    EXPECT_TRUE(r.FindHeader("kbus-dlq-original-offset").has_value());
+    EXPECT_TRUE(r.FindHeader("kbus-dlq-host").has_value());
   }
   ASSERT_TRUE(WaitFor([&] { return tally.Distinct() == static_cast<std::size_t>(good); }))
       << "good records after bad ones were not all handled";
@@ -121,12 +138,6 @@ TEST(BadInput, InvalidUtf8IsDeadLetteredAsADecodeErrorNamingTheFieldAndNeverSent
   it::RunningWorker worker(it::WorkerConfigFor(group), handlers);
 
   const std::vector<kbus::Header> work_type = {{"kbus-type", "it.Work"}, {"kbus-id", "utf8-1"}};
-  struct Case {
-    std::string name;
-    kbus::OutgoingRecord record;
-    std::string reason;
-    std::string error_fragment;
-  };
   std::vector<Case> cases = {
       {"ff-fe", Raw(topic, "{\"id\":100,\"tenant\":\"\xff\xfe\"}", work_type), "decode-error",
        "field 'tenant' is not valid UTF-8"},
@@ -163,20 +174,10 @@ TEST(BadInput, InvalidUtf8IsDeadLetteredAsADecodeErrorNamingTheFieldAndNeverSent
     send_good();
   }
 
-  const auto dlq = ReadTopic(TestBroker::Get().bootstrap(), kbus::DeadLetterTopic(group), cases.size(),
-                             std::chrono::seconds(90));
-  ASSERT_EQ(dlq.size(), cases.size());
-  for (const auto& c : cases) {
-    auto it = std::find_if(dlq.begin(), dlq.end(),
-                           [&](const ReadRecord& r) { return r.FindHeader("x-case") == c.name; });
-    ASSERT_NE(it, dlq.end()) << c.name << " is not in the dead-letter topic";
-    EXPECT_EQ(it->FindHeader("kbus-dlq-reason"), c.reason) << c.name;
-    const std::string error = it->FindHeader("kbus-dlq-error").value_or("");
-    EXPECT_NE(error.find(c.error_fragment), std::string::npos) << c.name << ": " << error;
-    EXPECT_EQ(it->payload, c.record.payload) << c.name << ": the original bytes are kept";
-    for (const auto& h : it->headers) {
+  for (const ReadRecord& r : ExpectEachDeadLettered(group, cases)) {
+    for (const auto& h : r.headers) {
       if (h.name.starts_with("kbus-dlq-")) {
-        EXPECT_TRUE(kbus::IsValidUtf8(h.value)) << c.name << ": " << h.name;
+        EXPECT_TRUE(kbus::IsValidUtf8(h.value)) << *r.FindHeader("x-case") << ": " << h.name;
       }
     }
   }
