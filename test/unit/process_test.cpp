@@ -291,22 +291,32 @@ bool ProcessAlive(int pid) {
   return true;
 }
 
-TEST(RunProcess, AJobDiesWithTheLauncherThatStartedIt) {
+// A stand-in launcher: a forked process that runs `spec` and exits. Sets `launcher` and `job`
+// (the job's pid, once it started); 0 for either when that failed.
+void StartStandInLauncher(const ProcessSpec& spec, pid_t& launcher, int& job) {
+  launcher = 0;
+  job = 0;
   int pids[2];
   ASSERT_EQ(::pipe(pids), 0);
-  const pid_t launcher = ::fork();
+  launcher = ::fork();
   ASSERT_GE(launcher, 0);
-  if (launcher == 0) {  // a stand-in launcher: runs one long job, reporting the job's pid
+  if (launcher == 0) {
     ::close(pids[0]);
     ProcessObserver observer;
     observer.started = [&](int pid) { (void)!::write(pids[1], &pid, sizeof pid); };
-    RunProcess(Encoder({"--seconds", "60"}), observer);
+    RunProcess(spec, observer);
     ::_exit(0);
   }
   ::close(pids[1]);
-  int job = 0;
   ASSERT_EQ(::read(pids[0], &job, sizeof job), static_cast<ssize_t>(sizeof job));
   ::close(pids[0]);
+}
+
+TEST(RunProcess, AJobDiesWithTheLauncherThatStartedIt) {
+  pid_t launcher = 0;
+  int job = 0;
+  StartStandInLauncher(Encoder({"--seconds", "60"}), launcher, job);
+  ASSERT_GT(job, 0);
   ASSERT_TRUE(ProcessAlive(job));
   ::kill(launcher, SIGKILL);
   int status = 0;
@@ -356,23 +366,12 @@ int GrandchildOf(int pgid) {
 }
 
 TEST(RunProcess, AJobsWholeProcessTreeEndsWhenTheLauncherIsKilledEvenAGrandchildIgnoringSigterm) {
-  int pids[2];
-  ASSERT_EQ(::pipe(pids), 0);
-  const pid_t launcher = ::fork();
-  ASSERT_GE(launcher, 0);
-  if (launcher == 0) {  // a stand-in launcher: runs one long job, reporting the job's pid
-    ::close(pids[0]);
-    ProcessObserver observer;
-    observer.started = [&](int pid) { (void)!::write(pids[1], &pid, sizeof pid); };
-    ProcessSpec spec = Encoder({"--ignore-term", "--spawn-child", "--seconds", "60"});
-    spec.kill_grace = milliseconds(300);
-    RunProcess(spec, observer);
-    ::_exit(0);
-  }
-  ::close(pids[1]);
+  ProcessSpec spec = Encoder({"--ignore-term", "--spawn-child", "--seconds", "60"});
+  spec.kill_grace = milliseconds(300);
+  pid_t launcher = 0;
   int job = 0;
-  ASSERT_EQ(::read(pids[0], &job, sizeof job), static_cast<ssize_t>(sizeof job));
-  ::close(pids[0]);
+  StartStandInLauncher(spec, launcher, job);
+  ASSERT_GT(job, 0);
   const int grandchild = GrandchildOf(job);
   ASSERT_GT(grandchild, 0) << "the job's child never appeared";
   ::kill(launcher, SIGKILL);
