@@ -2,7 +2,8 @@
 // while a worker handles 5,000 commands and publishes one event per command: offset commits,
 // produce and fetch requests that fail, and the broker going away for 3 s. After each fault the
 // worker must recover by itself and lose nothing: every command handled, every event present,
-// and copies of one event (from a command that ran twice) sharing their kbus-id.
+// and copies of one event (from a command that ran twice) sharing their kbus-id. A send the
+// broker answers late must make its partition reported as stalled, until it moves again.
 //
 // Registered for the embedded broker only: real Kafka has no fault injection.
 
@@ -302,6 +303,46 @@ TEST(BrokerFaults, ABrokerDownForThreeSecondsLosesNothing) {
       },
       .served = [](rd_kafka_mock_cluster_t*) { return true; },
   });
+}
+
+// A handler's event whose send the broker answers only after 6 s: the record's partition has
+// work (the record, waiting for its send) and nothing of the worker holds it, so after
+// stall_warning it is reported stalled, and once the send is acknowledged it moves again.
+TEST(BrokerFaults, APartitionWaitingOnASlowSendIsReportedStalledUntilItMovesAgain) {
+  kbus::kafka::EmbeddedBroker broker;
+  rd_kafka_mock_cluster_t* mc = broker.mock_cluster();
+  const std::string in_topic = TestBroker::UniqueName("rb-stall");
+  const std::string events_topic = in_topic + "-events";
+  ASSERT_TRUE(broker.CreateTopic(in_topic, 1).ok());
+  ASSERT_TRUE(broker.CreateTopic(events_topic, 1).ok());
+  kbus::kafka::ProducerConfig pc;
+  pc.client.brokers = broker.bootstrap();
+  {
+    kbus::kafka::Producer producer(pc);
+    ASSERT_TRUE(producer.SendSync(kbus::BuildRecord(it::Work{1, "t", ""}, {.topic = in_topic})).ok());
+  }
+  // The next produce request, the worker's event, is answered 6 s late.
+  ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(mc, kBroker, kProduce, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 6000),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  it::Tally tally;
+  kbus::HandlerRegistry handlers;
+  handlers.Handle<it::Work>(
+      [&](const it::Work& w, kbus::Context& ctx) {
+        tally.Add(w.id);
+        ctx.Publish(it::WorkDone{w.id}, {.topic = events_topic});
+      },
+      {.topic = in_topic});
+  kbus::kafka::WorkerConfig config = it::WorkerConfigFor(TestBroker::UniqueName("g"), broker.bootstrap());
+  config.stall_warning = std::chrono::seconds(1);
+  it::RunningWorker worker(config, handlers);
+  ASSERT_TRUE(WaitFor([&] { return tally.Distinct() == 1; }, std::chrono::seconds(30)));
+  EXPECT_TRUE(WaitFor([&] { return worker.Stats().stalled_partitions == 1; }, std::chrono::seconds(5)))
+      << "a partition waiting 6 s on a send was not reported after 1 s";
+  EXPECT_TRUE(ErrorsServed(mc, kProduce));
+  EXPECT_TRUE(WaitFor([&] { return worker.Stats().committed > 0 && worker.Stats().stalled_partitions == 0; },
+                      std::chrono::seconds(30)))
+      << "the partition moved again, and the report did not clear";
+  EXPECT_EQ(ReadTopic(broker.bootstrap(), events_topic, 1).size(), 1u);
 }
 
 }  // namespace
