@@ -16,12 +16,12 @@ namespace kbus {
 namespace {
 
 // True when `s` goes into a log line as it is.
-bool Fits(std::string_view s) { return s.size() <= kMaxLogValueBytes && IsValidUtf8(s); }
+bool Fits(std::string_view s, std::size_t max = kMaxLogValueBytes) { return s.size() <= max && IsValidUtf8(s); }
 
 // `s`, or its form cut to `max` bytes and made valid, kept in `storage`.
 std::string_view Bounded(std::string_view s, std::string& storage,
                          std::size_t max = kMaxLogValueBytes) {
-  if (s.size() <= max && IsValidUtf8(s)) return s;
+  if (Fits(s, max)) return s;
   if (s.size() <= max) {
     storage = ToValidUtf8(s);
   } else {
