@@ -3,24 +3,30 @@
 # The README, .ci/run and the Dockerfile all call this script; nothing else installs packages.
 #   scripts/install-deps.sh            build + test dependencies (default)
 #   scripts/install-deps.sh --runtime  only what the built binaries need at run time
+#   scripts/install-deps.sh --runtime-media  the same plus ffmpeg (the launcher's image)
 set -euo pipefail
 
-runtime=(librdkafka1 libboost-program-options1.74.0 ca-certificates)
+runtime=(librdkafka1 libboost-program-options1.74.0 libcpp-httplib0.11 ca-certificates)
+media=(ffmpeg)                 # what the launcher runs in compose; ffprobe checks its output
 build=(
   build-essential cmake ninja-build pkg-config git
   librdkafka-dev rapidjson-dev libboost-program-options-dev
+  libcpp-httplib-dev           # the /healthz, /readyz and /metrics endpoints
+  prometheus                   # promtool checks /metrics; a real Prometheus scrapes a worker
   libgtest-dev libgmock-dev googletest
   kcat                         # a Kafka client we did not write, for interop tests
   default-jre-headless maven   # real Apache Kafka for the integration tests (jars from Maven Central)
   python3                      # free-port helper in scripts/kafka-broker.sh
-  docker-compose               # only to validate compose.yaml (`docker-compose config`)
+  docker-compose               # runs compose.yaml in the compose test (and validates it)
+  docker.io debootstrap        # the compose test's own Docker engine and Debian base image
 )
 
 mode=${1:-build}
 case "$mode" in
   --runtime) pkgs=("${runtime[@]}") ;;
-  build|--build) pkgs=("${runtime[@]}" "${build[@]}") ;;
-  *) echo "install-deps.sh: unknown option '$mode' (use --runtime or nothing)" >&2; exit 2 ;;
+  --runtime-media) pkgs=("${runtime[@]}" "${media[@]}") ;;
+  build|--build) pkgs=("${runtime[@]}" "${media[@]}" "${build[@]}") ;;
+  *) echo "install-deps.sh: unknown option '$mode' (use --runtime, --runtime-media or nothing)" >&2; exit 2 ;;
 esac
 
 sudo=""
