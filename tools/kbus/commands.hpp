@@ -27,6 +27,8 @@ int RunDlqList(const std::vector<std::string>& args);
 void PrintDlqListHelp(std::ostream& os);
 int RunDlqShow(const std::vector<std::string>& args);
 void PrintDlqShowHelp(std::ostream& os);
+int RunHealth(const std::vector<std::string>& args);
+void PrintHealthHelp(std::ostream& os);
 int RunDlqRedrive(const std::vector<std::string>& args);
 void PrintDlqRedriveHelp(std::ostream& os);
 

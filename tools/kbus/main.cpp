@@ -39,6 +39,8 @@ constexpr Command kCommands[] = {
      &PrintDlqShowHelp},
     {"dlq redrive", "re-send a group's dead letters to where they came from", &RunDlqRedrive,
      &PrintDlqRedriveHelp},
+    {"health", "ask a kbus program's operations port: /readyz, /healthz or /metrics", &RunHealth,
+     &PrintHealthHelp},
 };
 
 void PrintToolHelp(std::ostream& os) {

@@ -201,7 +201,9 @@ void AddWorkerOptions(po::options_description& desc, WorkerOptions& options,
       "a delay tier for retries (500ms, 10s, 5m, 1h; repeatable or comma-separated): after "
       "--local-attempts, a failing record waits in <group>.retry.<delay>")(
       "local-attempts", po::value(&options.local_attempts)->default_value(defaults.local_attempts),
-      "deliveries made in the worker before a failing record moves to a retry tier");
+      "deliveries made in the worker before a failing record moves to a retry tier")(
+      "http-port", po::value(&options.http_port)->default_value(defaults.http_port > 0 ? defaults.http_port : 0)->value_name("PORT"),
+      "serve /healthz, /readyz and /metrics on this TCP port (0: none; docs/operations.md)");
 }
 
 Result<std::chrono::milliseconds> ParseDelay(std::string_view spec, std::string_view flag) {
@@ -240,6 +242,10 @@ Status ApplyWorkerOptions(const WorkerOptions& options, const ParsedArgs& parsed
   config.handler_threads = options.handler_threads;
   config.visibility_timeout = std::chrono::milliseconds(options.visibility_timeout_ms);
   config.local_attempts = options.local_attempts;
+  if (options.http_port < 0 || options.http_port > 65535) {
+    return Usage(parsed.Spelling("http-port") + " must be a TCP port (1-65535), or 0 for none");
+  }
+  config.http_port = options.http_port;
   auto ordering = kafka::ParseOrdering(options.ordering);
   if (!ordering.ok()) return Usage(parsed.Spelling("ordering") + " '" + options.ordering +
                                    "' is unknown: use key, partition or unordered");

@@ -84,6 +84,7 @@ struct WorkerOptions {
   std::int64_t visibility_timeout_ms = 0;
   std::vector<std::string> retry_tiers;  // "10s", "1m,10m", ...
   int local_attempts = 0;
+  int http_port = 0;  // 0: no operations port
 };
 // Adds --brokers, -X, --log-level, --group and the worker settings, defaulting to `defaults`.
 void AddWorkerOptions(po::options_description& desc, WorkerOptions& options,

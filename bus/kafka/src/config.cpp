@@ -52,6 +52,9 @@ Status Validate(const WorkerConfig& c) {
     if (tier < std::chrono::milliseconds(1)) return Invalid("--retry-tier delays must be positive");
   }
   if (c.local_attempts < 1) return Invalid("--local-attempts must be at least 1");
+  if (c.http_port < -1 || c.http_port > 65535) {
+    return Invalid("--http-port must be a TCP port (1-65535), or 0 for none");
+  }
   return Ok();
 }
 

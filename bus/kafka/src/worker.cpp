@@ -26,6 +26,7 @@
 #include "kbus/dispatcher.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/log.hpp"
+#include "kbus/ops/server.hpp"
 #include "rd_handles.hpp"
 
 namespace kbus::kafka {
@@ -336,6 +337,12 @@ struct Worker::Impl {
   std::atomic<std::uint32_t> assigned{0};
   std::atomic<std::uint32_t> stalled{0};  // partitions CheckStalls found stalled
   std::atomic<std::int32_t> paused_count{0};  // partitions with `paused` set
+
+  // Operations: where the worker reports, and the port serving it (docs/operations.md). Last,
+  // so that the server stops first and nothing serves a half-destroyed worker.
+  std::shared_ptr<metrics::Registry> metrics;
+  std::shared_ptr<health::Board> board;
+  std::unique_ptr<ops::Server> server;
 
   // ---- set-up -------------------------------------------------------------------------------
 
@@ -1761,8 +1768,23 @@ Worker::Worker(WorkerConfig config, const HandlerRegistry& handlers) {
   if (config.host.empty()) config.host = detail::HostName();
   impl_ = std::make_unique<Impl>(std::move(config), handlers);
   impl_->host = impl_->config.host;
+  impl_->metrics = impl_->config.metrics ? impl_->config.metrics : std::make_shared<metrics::Registry>();
+  impl_->board = impl_->config.health ? impl_->config.health : std::make_shared<health::Board>();
   impl_->Open();
+  if (impl_->config.http_port != 0) {
+    ops::ServerConfig sc;
+    sc.bind_address = impl_->config.http_bind_address;
+    sc.port = std::max(0, impl_->config.http_port);
+    sc.origin = "--http-port (KBUS_HTTP_PORT)";
+    impl_->server = std::make_unique<ops::Server>(sc, *impl_->metrics, *impl_->board);
+    Log(LogLevel::kInfo, "serving /healthz, /readyz and /metrics",
+        {{"port", impl_->server->port()}, {"group", impl_->config.group}});
+  }
 }
+
+metrics::Registry& Worker::metrics() { return *impl_->metrics; }
+health::Board& Worker::health() { return *impl_->board; }
+int Worker::http_port() const { return impl_->server ? impl_->server->port() : 0; }
 
 Worker::~Worker() = default;
 

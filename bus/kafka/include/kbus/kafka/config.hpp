@@ -7,10 +7,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include "kbus/health.hpp"
+#include "kbus/metrics.hpp"
 #include "kbus/result.hpp"
 
 namespace kbus::kafka {
@@ -101,6 +104,15 @@ struct WorkerConfig {
   // and WorkerStats::stalled_partitions. Zero turns the check off.
   std::chrono::milliseconds stall_warning{60000};
   std::string host;  // for kbus-dlq-host; default: this machine's host name
+  // The operations port (docs/operations.md): /healthz, /readyz and /metrics over HTTP.
+  // 0: off (the default); -1: any free port (Worker::http_port() tells which), for tests.
+  int http_port = 0;
+  std::string http_bind_address = "0.0.0.0";
+  // Where the worker's metrics and health probe go; null: a registry and a board of its own.
+  // A program whose other components (a workflow host, a launcher) report too gives them all
+  // the same ones, and the worker's port serves everything.
+  std::shared_ptr<metrics::Registry> metrics;
+  std::shared_ptr<health::Board> health;
   // Rebalance hooks, called on the poll thread. on_assigned: partitions given to this worker,
   // before any of their records reaches a handler. on_revoked: partitions taken away (revoked
   // or lost) after their in-flight work finished or was abandoned, and at shutdown those still

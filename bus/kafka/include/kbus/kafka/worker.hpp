@@ -17,6 +17,10 @@
 //
 // Thread safety: Run() on one thread (the poll thread); handlers on the pool's threads; Stop()
 // and Stats() from any thread, Stop() also from a signal handler (it only sets an atomic).
+//
+// Operations (docs/operations.md): with WorkerConfig::http_port set, the worker serves
+// /healthz, /readyz and /metrics from its constructor on; the port is bound there, so a port in
+// use is a setup error.
 
 #include <atomic>
 #include <cstdint>
@@ -58,6 +62,13 @@ class Worker {
   void Stop() noexcept;
 
   WorkerStats Stats() const;
+
+  // Where the worker reports (WorkerConfig::metrics and ::health, or its own): other components
+  // of the process register there to be served on the same port.
+  metrics::Registry& metrics();
+  health::Board& health();
+  // The operations port being served; 0 when off.
+  int http_port() const;
 
  private:
   struct Impl;
