@@ -11,8 +11,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
+#include <set>
 
 namespace kbus::handlers {
 
@@ -213,23 +213,6 @@ void SignalGroup(pid_t pgid, int sig) { ::kill(-pgid, sig); }
 
 }  // namespace
 
-std::optional<Progress> ParseProgressLine(std::string_view line) {
-  constexpr std::string_view kPrefix = "progress:";
-  line = Trim(line);
-  if (line.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
-  line = Trim(line.substr(kPrefix.size()));
-  std::size_t digits = 0;
-  while (digits < line.size() && digits < 4 && line[digits] >= '0' && line[digits] <= '9') ++digits;
-  if (digits == 0 || (digits < line.size() && !IsSpace(line[digits]))) return std::nullopt;
-  int percent = -1;
-  std::from_chars(line.data(), line.data() + digits, percent);
-  if (percent < 0 || percent > 100) return std::nullopt;
-  Progress p;
-  p.percent = percent;
-  p.message = std::string(Trim(line.substr(digits)));
-  return p;
-}
-
 std::string_view OutcomeName(ProcessOutcome outcome) {
   switch (outcome) {
     case ProcessOutcome::kSucceeded: return "succeeded";
@@ -362,6 +345,7 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
   int status = 0;
   std::string line;
   bool line_too_long = false;
+  ProgressReader progress(spec.progress);
   auto pipes_closed_by = Clock::time_point::max();
   // Signals go to the group only while the supervisor has not reported the job's end: after it,
   // the group is gone and its id may be reused.
@@ -382,14 +366,15 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
         continue;
       }
       ++result.stdout_lines;
-      if (!line_too_long && observer.progress) {
-        if (auto p = ParseProgressLine(line)) observer.progress(*p);
+      if (!line_too_long) {
+        if (auto p = progress.StdoutLine(line); p && observer.progress) observer.progress(*p);
       }
       line.clear();
       line_too_long = false;
     }
   };
   auto on_stderr = [&](const char* data, std::size_t n) {
+    progress.Stderr({data, n});
     result.stderr_tail.append(data, n);
     if (result.stderr_tail.size() > 2 * kStderrTail) {
       result.stderr_tail.erase(0, result.stderr_tail.size() - kStderrTail);
@@ -465,8 +450,10 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
                                   std::chrono::ceil<std::chrono::milliseconds>(wake - now).count(), 0, 60000));
     const int ready = ::poll(fds, n, timeout);
     if (ready < 0 && errno != EINTR) break;
-    if (i_out >= 0 && fds[i_out].revents != 0) drain(out_r, true);
+    // Stderr first: what a child wrote there before its stdout is read before it (ffmpeg's
+    // input duration before the progress it is needed for).
     if (i_err >= 0 && fds[i_err].revents != 0) drain(err_r, false);
+    if (i_out >= 0 && fds[i_out].revents != 0) drain(out_r, true);
     if (i_ctl >= 0 && fds[i_ctl].revents != 0) stop(cancelled);
     if (i_rep >= 0 && fds[i_rep].revents != 0) on_report();
   }
@@ -495,6 +482,7 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
 
 Result<AllowList> AllowList::Parse(std::string_view text) {
   AllowList list;
+  std::set<std::string> set_progress;  // programs whose .progress line was read
   std::size_t number = 0;
   auto bad = [&](const std::string& what) {
     return Error(ErrorCode::kInvalidArgument, "allow-list line " + std::to_string(number) + ": " + what);
@@ -511,6 +499,17 @@ Result<AllowList> AllowList::Parse(std::string_view text) {
     if (eq == std::string_view::npos) return bad("expected 'name = /absolute/path [args...]'");
     std::string name(Trim(line.substr(0, eq)));
     const std::vector<std::string> words = Words(line.substr(eq + 1));
+    if (name.size() > 9 && name.substr(name.size() - 9) == ".progress") {
+      name.resize(name.size() - 9);
+      auto it = list.programs_.find(name);
+      if (it == list.programs_.end()) return bad("'" + name + ".progress' before the program '" + name + "'");
+      if (set_progress.contains(name)) return bad("the progress format of '" + name + "' is given twice");
+      const auto format = words.size() == 1 ? ProgressFormatNamed(words.front()) : std::nullopt;
+      if (!format) return bad("'" + name + ".progress' must be one of kbus, ffmpeg");
+      it->second.progress = *format;
+      set_progress.insert(name);
+      continue;
+    }
     if (name.size() > 4 && name.substr(name.size() - 4) == ".env") {
       name.resize(name.size() - 4);
       auto it = list.programs_.find(name);
@@ -552,6 +551,7 @@ Result<ProcessSpec> AllowList::Resolve(std::string_view name, const std::vector<
   spec.args = p.fixed_args;
   spec.args.insert(spec.args.end(), args.begin(), args.end());
   spec.env = env;
+  spec.progress = p.progress;
   return spec;
 }
 

@@ -10,8 +10,9 @@
 //   descendant that stayed in the group: SIGTERM, then SIGKILL after a grace period;
 // - the child is killed if the thread that started it dies (PR_SET_PDEATHSIG), so a launcher
 //   killed with SIGKILL does not leave its children running;
-// - stdout and stderr are read as they come, so a child writing any amount never blocks; stdout
-//   lines in the progress format become progress reports, and the last 4 KiB of stderr are kept;
+// - stdout and stderr are read as they come, so a child writing any amount never blocks; its
+//   output is read in the spec's progress format (progress.hpp) for progress reports, and the
+//   last 4 KiB of stderr are kept;
 // - the child is always reaped: no zombies.
 //
 // Thread safety: RunProcess blocks its calling thread for the life of the child (PDEATHSIG ties
@@ -26,18 +27,10 @@
 #include <string_view>
 #include <vector>
 
+#include "kbus/handlers/progress.hpp"
 #include "kbus/result.hpp"
 
 namespace kbus::handlers {
-
-// "progress: 42 encoding pass 1": a line of the child's stdout that starts with "progress:",
-// then an integer percentage from 0 to 100, then an optional message. Anything else is not
-// progress (the line is only counted), so a child's other output cannot fake or break it.
-struct Progress {
-  int percent = 0;
-  std::string message;
-};
-std::optional<Progress> ParseProgressLine(std::string_view line);
 
 // What to run. Built by AllowList::Resolve from a program name, never from user text directly.
 struct ProcessSpec {
@@ -47,6 +40,7 @@ struct ProcessSpec {
   std::map<std::string, std::string> env;   // the child's whole environment
   std::chrono::milliseconds run_timeout{0};  // 0: none
   std::chrono::milliseconds kill_grace{10000};  // between SIGTERM and SIGKILL
+  ProgressFormat progress = ProgressFormat::kKbus;  // how its output reports progress
 };
 
 enum class ProcessOutcome { kSucceeded, kFailed, kTimedOut, kCancelled, kLaunchFailed };
@@ -91,25 +85,29 @@ class ProcessControl {
 ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observer = {},
                          ProcessControl* control = nullptr);
 
-// Which programs may run. Text format, one program per line, '#' starts a comment:
-//   encode-video = /usr/bin/ffmpeg -hide_banner -nostdin
+// Which programs may run. Text format, one entry per line, '#' starts a comment:
+//   encode-video = /usr/bin/ffmpeg -hide_banner -nostdin -y -nostats -progress pipe:1
 //   encode-video.env = LANG TMPDIR
+//   encode-video.progress = ffmpeg
 // The first form names a program (an absolute path) and its fixed leading arguments; the second
-// lists the environment variables a command may set for it (anything else is refused). Arguments
-// are separated by spaces; there is no quoting, so a fixed argument cannot contain a space.
+// lists the environment variables a command may set for it (anything else is refused); the
+// third names the format its progress comes in (kbus, the default, or ffmpeg: progress.hpp).
+// `.env` and `.progress` lines follow their program's line. Arguments are separated by spaces;
+// there is no quoting, so a fixed argument cannot contain a space.
 class AllowList {
  public:
   struct Program {
     std::string path;
     std::vector<std::string> fixed_args;
     std::vector<std::string> allowed_env;
+    ProgressFormat progress = ProgressFormat::kKbus;
   };
 
   // Errors name the line and what is wrong with it.
   static Result<AllowList> Parse(std::string_view text);
 
-  // The spec for program `name` with `args` appended after the fixed ones and `env` as its
-  // environment. Refused: a name not in the list, an environment variable not allowed for it.
+  // The spec for program `name` with `args` appended after the fixed ones, `env` as its
+  // environment and the program's progress format. Refused: a name not in the list, an environment variable not allowed for it.
   Result<ProcessSpec> Resolve(std::string_view name, const std::vector<std::string>& args,
                               const std::map<std::string, std::string>& env) const;
 
