@@ -105,6 +105,18 @@ struct StringHash {
 struct Worker::Impl {
   using MessagePtr = std::shared_ptr<rd_kafka_message_t>;
 
+  // The metric series of one message type ("unknown" for types no handler here knows), looked
+  // up once at start-up so that the hot path counts through plain pointers. All are written by
+  // the poll thread only (a handler's duration is measured on its thread and observed here).
+  struct TypeSeries {
+    metrics::Counter* acked = nullptr;
+    metrics::Counter* skipped = nullptr;
+    metrics::Counter* retried = nullptr;
+    metrics::Counter* dead_lettered = nullptr;
+    metrics::Counter* abandoned = nullptr;
+    metrics::Histogram* duration = nullptr;
+  };
+
   // One delivery handed to the handler pool. The handler thread writes `result` and `ran`, then
   // posts the attempt back; the poll thread reads them only after that.
   struct Attempt {
@@ -130,6 +142,10 @@ struct Worker::Impl {
     enum : int { kRunning, kFinished, kAbandoned };
     std::atomic<int> claim{kRunning};
     SlotHold slot;  // taken for this run (DeliveryPolicy::slots); the handler may keep it
+    // The record's type, set by the handler thread before the handler starts (so that a run
+    // abandoned while it runs is counted under its type), and how long the handler took.
+    std::atomic<TypeSeries*> series{nullptr};
+    double seconds = 0;
     // Poll thread only:
     bool abandoned = false;
     Clock::time_point stuck_at = Clock::time_point::max();
@@ -212,6 +228,9 @@ struct Worker::Impl {
     std::map<std::int64_t, int> prior;
     bool dirty_takeover = false;
     std::string committed_metadata;  // the ledger text of the last accepted commit
+    // Its series (looked up at assignment): records received, and the consumer lag.
+    metrics::Counter* received = nullptr;
+    metrics::Gauge* lag = nullptr;
   };
 
   struct TpLess {
@@ -343,16 +362,335 @@ struct Worker::Impl {
   std::shared_ptr<metrics::Registry> metrics;
   std::shared_ptr<health::Board> board;
   std::unique_ptr<ops::Server> server;
+  // After the server, so that they go first: once they are destroyed, no scrape or probe reads
+  // this worker any more.
+  metrics::CollectorHandle collector;
+  health::ProbeHandle probe;
+
+  // ---- operations: metrics and the health probe (docs/operations.md) -------------------------
+
+  // Series, looked up once (SetUpOperations) and then counted through these pointers.
+  std::unordered_map<std::string, TypeSeries, StringHash, std::equal_to<>> type_series;
+  TypeSeries* unknown_type = nullptr;
+  metrics::Family<metrics::Counter>* received_family = nullptr;
+  metrics::Family<metrics::Gauge>* lag_family = nullptr;
+  metrics::Counter* retries_worker = nullptr;
+  metrics::Counter* retries_tier = nullptr;
+  std::vector<std::pair<std::string_view, metrics::Counter*>> dead_letter_reasons;
+  metrics::Counter* dead_letters_other = nullptr;
+  metrics::Counter* commits_ok = nullptr;
+  metrics::Counter* commits_failed = nullptr;
+  metrics::Counter* rebalances_assigned = nullptr;
+  metrics::Counter* rebalances_revoked = nullptr;
+  metrics::Counter* rebalances_lost = nullptr;
+  metrics::Gauge* runs_gauge = nullptr;
+  metrics::Gauge* assigned_gauge = nullptr;
+  metrics::Gauge* paused_gauge = nullptr;
+  metrics::Gauge* stalled_gauge = nullptr;
+  Clock::time_point next_lag_update{};
+  static constexpr std::chrono::seconds kLagInterval{1};
+
+  // What the probe reads, written by the poll thread.
+  std::atomic<Clock::rep> last_turn{Clock::now().time_since_epoch().count()};
+  std::atomic<bool> run_ended{false};
+  // From librdkafka's statistics (OnStats): the connection to the group coordinator is up, and
+  // the member has joined the group since it last lost its membership.
+  bool stats_enabled = true;
+  std::atomic<bool> coordinator_up{false};
+  std::atomic<bool> joined{false};
+  mutable std::mutex group_state_mu;
+  std::string group_state = "init";  // librdkafka's "<state>/<join state>" of the group
+  // For the "waiting for the brokers" line: since when the coordinator is not reachable.
+  Clock::time_point unreachable_since{};
+  Clock::time_point next_wait_log{};
+  bool wait_logged = false;
+  std::string last_error;  // the last error librdkafka reported, for that line
+  // The broker is unreachable this long before the worker says it waits for it, then again
+  // every kWaitLogEvery while it lasts.
+  static constexpr std::chrono::seconds kWaitLogAfter{3};
+  static constexpr std::chrono::seconds kWaitLogEvery{30};
+  // Liveness: the poll loop has turned within max(kMinPollSilence, 3 session timeouts).
+  static constexpr std::chrono::seconds kMinPollSilence{30};
+
+  // Registers the worker's metric families and series, its collector and its health probe.
+  void SetUpOperations() {
+    metrics::Registry& r = *metrics;
+    const std::string& g = config.group;
+    auto& handled_family = r.AddCounter(
+        "kbus_worker_records_handled_total",
+        "Deliveries by outcome: acked, skipped (an event type nobody here handles), retried, "
+        "dead_lettered (the copy acknowledged by the dead-letter topic), abandoned (outlived its "
+        "visibility timeout; what follows is counted too)",
+        {"group", "type", "outcome"});
+    auto& duration_family =
+        r.AddHistogram("kbus_worker_handler_duration_seconds", "How long handler runs took",
+                       {"group", "type"}, metrics::DurationBuckets());
+    auto series_of = [&](std::string_view type) {
+      TypeSeries t;
+      t.acked = &handled_family.With({g, type, "acked"});
+      t.skipped = &handled_family.With({g, type, "skipped"});
+      t.retried = &handled_family.With({g, type, "retried"});
+      t.dead_lettered = &handled_family.With({g, type, "dead_lettered"});
+      t.abandoned = &handled_family.With({g, type, "abandoned"});
+      t.duration = &duration_family.With({g, type});
+      return t;
+    };
+    for (const auto* route : handlers.Routes()) type_series.emplace(route->type, series_of(route->type));
+    unknown_type = &type_series.emplace(std::string(kUnknownType), series_of(kUnknownType)).first->second;
+
+    received_family = &r.AddCounter("kbus_worker_records_received_total", "Records fetched from the broker",
+                                    {"group", "topic"});
+    lag_family = &r.AddGauge("kbus_worker_consumer_lag",
+                             "Records of an assigned partition not finished yet: its high watermark "
+                             "minus the offset the worker commits next",
+                             {"group", "topic", "partition"});
+    auto& retries = r.AddCounter("kbus_worker_retries_total",
+                                 "Failed deliveries scheduled again, in the worker or through a retry tier topic",
+                                 {"group", "where"});
+    retries_worker = &retries.With({g, "worker"});
+    retries_tier = &retries.With({g, "tier"});
+    auto& dead_letters = r.AddCounter("kbus_worker_dead_letters_total",
+                                      "Records whose dead-letter copy the broker acknowledged, by reason",
+                                      {"group", "reason"});
+    for (std::string_view reason :
+         {reason::kDecodeError, reason::kUnknownType, reason::kRejected, reason::kNonRetryable,
+          reason::kVisibilityTimeout, reason::kHandlerError, reason::kMaxDeliveries, reason::kSuspectedCrash,
+          reason::kPublishError, std::string_view("workflow-not-found"), std::string_view("workflow-id-missing")}) {
+      dead_letter_reasons.emplace_back(reason, &dead_letters.With({g, reason}));
+    }
+    dead_letters_other = &dead_letters.With({g, "other"});
+    auto& commits = r.AddCounter("kbus_worker_commits_total",
+                                 "Offset commits (the periodic ones and the leases that count deliveries), by result",
+                                 {"group", "result"});
+    commits_ok = &commits.With({g, "ok"});
+    commits_failed = &commits.With({g, "failed"});
+    auto& rebalances = r.AddCounter("kbus_worker_rebalances_total", "Rebalance events of this member",
+                                    {"group", "event"});
+    rebalances_assigned = &rebalances.With({g, "assigned"});
+    rebalances_revoked = &rebalances.With({g, "revoked"});
+    rebalances_lost = &rebalances.With({g, "lost"});
+    runs_gauge = &r.AddGauge("kbus_worker_runs_in_flight", "Handler runs executing now", {"group"}).With({g});
+    assigned_gauge = &r.AddGauge("kbus_worker_assigned_partitions", "Partitions assigned to this member",
+                                 {"group"}).With({g});
+    paused_gauge = &r.AddGauge("kbus_worker_paused_partitions",
+                               "Assigned partitions not fetched now: buffer full, retry tier wait, or no free slot",
+                               {"group"}).With({g});
+    stalled_gauge = &r.AddGauge("kbus_worker_stalled_partitions",
+                                "Assigned partitions that have work but have not moved for stall_warning",
+                                {"group"}).With({g});
+    collector = r.OnCollect([this] {
+      runs_gauge->Set(static_cast<double>(RunningHandlers()));
+      assigned_gauge->Set(assigned.load(std::memory_order_relaxed));
+      paused_gauge->Set(std::max(0, paused_count.load(std::memory_order_relaxed)));
+      stalled_gauge->Set(stalled.load(std::memory_order_relaxed));
+    });
+    probe = board->Add("worker " + g, [this] { return Probe(); });
+  }
+
+  static constexpr std::string_view kUnknownType = "unknown";
+
+  // The series of a message type; "unknown" for a type no handler here is registered for, so
+  // that the label's values stay bounded whatever arrives.
+  TypeSeries& TypeFor(std::optional<std::string_view> type) {
+    if (type) {
+      if (auto it = type_series.find(*type); it != type_series.end()) return it->second;
+    }
+    return *unknown_type;
+  }
+  TypeSeries& TypeOf(const Attempt& a) {
+    TypeSeries* t = a.series.load(std::memory_order_acquire);
+    return t != nullptr ? *t : *unknown_type;
+  }
+
+  metrics::Counter& DeadLetterCounter(std::string_view why) {
+    for (auto& [name, counter] : dead_letter_reasons) {
+      if (name == why) return *counter;
+    }
+    return *dead_letters_other;
+  }
+
+  // Handler runs executing now (abandoned ones that still run included). Any thread.
+  std::int64_t RunningHandlers() const {
+    std::int64_t n = 0;
+    for (int i = 0; i < config.handler_threads; ++i) {
+      Slot& slot = slots[static_cast<std::size_t>(i)];
+      std::lock_guard lock(slot.mu);
+      n += slot.current ? 1 : 0;
+    }
+    return n;
+  }
+
+  // A run past kStuckFactor visibility timeouts (the poll thread exits the process for it when
+  // it sees it), as a duration past that limit; zero when none. Any thread.
+  Clock::duration StuckFor(Clock::time_point now) const {
+    Clock::duration worst{0};
+    for (int i = 0; i < config.handler_threads; ++i) {
+      Slot& slot = slots[static_cast<std::size_t>(i)];
+      std::lock_guard lock(slot.mu);
+      if (!slot.current) continue;
+      const auto deadline = slot.current->visibility.deadline();
+      if (deadline == Clock::time_point::max()) continue;
+      const auto limit = slot.current->started + (deadline - slot.current->started) * kStuckFactor;
+      if (now > limit) worst = std::max(worst, now - limit);
+    }
+    return worst;
+  }
+
+  // The worker's health (docs/operations.md), on the thread asking.
+  health::Report Probe() const {
+    health::Report r;
+    const auto now = Clock::now();
+    const auto silence = now - Clock::time_point(Clock::duration(last_turn.load(std::memory_order_relaxed)));
+    const auto silence_limit = std::max<Clock::duration>(kMinPollSilence, 3 * config.session_timeout);
+    const bool ended = run_ended.load(std::memory_order_relaxed);
+    std::string state;
+    {
+      std::lock_guard lock(group_state_mu);
+      state = group_state;
+    }
+    if (!ended && silence > silence_limit) {
+      r.live = false;
+      r.reason = "the poll loop has not turned for " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::seconds>(silence).count()) + " s";
+    } else if (const auto stuck = StuckFor(now); stuck > Clock::duration::zero()) {
+      r.live = false;
+      r.reason = "a handler has run past " + std::to_string(kStuckFactor) + " visibility timeouts";
+    }
+    const bool stopping = stop.load(std::memory_order_relaxed) || ended;
+    const bool reachable = !stats_enabled || coordinator_up.load(std::memory_order_relaxed);
+    const bool in_group = joined.load(std::memory_order_relaxed);
+    r.ready = r.live && !stopping && reachable && in_group;
+    if (r.reason.empty()) {
+      if (stopping) {
+        r.reason = "the worker is stopping";
+      } else if (!reachable) {
+        r.reason = "the group coordinator is not reachable (brokers " + config.client.brokers + ")";
+      } else if (!in_group) {
+        r.reason = "the group is not joined yet";
+      }
+    }
+    r.active_work = RunningHandlers();
+    r.details.emplace_back("group", config.group);
+    r.details.emplace_back("group_state", state);
+    r.details.emplace_back("assigned_partitions", static_cast<std::int64_t>(assigned.load(std::memory_order_relaxed)));
+    r.details.emplace_back("active_runs", r.active_work);
+    r.details.emplace_back("paused_partitions",
+                           static_cast<std::int64_t>(std::max(0, paused_count.load(std::memory_order_relaxed))));
+    r.details.emplace_back("stalled_partitions", static_cast<std::int64_t>(stalled.load(std::memory_order_relaxed)));
+    return r;
+  }
+
+  // Sets each assigned partition's lag: its high watermark (as librdkafka last heard it) minus
+  // where the next commit points. Poll thread.
+  void UpdateLag(Clock::time_point now) {
+    next_lag_update = now + kLagInterval;
+    for (auto& [key, p] : partitions) {
+      if (p.lag == nullptr) continue;
+      std::int64_t low = -1, high = -1;
+      if (rd_kafka_get_watermark_offsets(consumer.get(), p.topic.c_str(), p.partition, &low, &high) !=
+              RD_KAFKA_RESP_ERR_NO_ERROR ||
+          high < 0) {
+        continue;  // not fetched yet: nothing known
+      }
+      std::int64_t position = CommitOffset(p);
+      if (position < 0) position = p.start >= 0 ? p.start : low;  // auto.offset.reset=earliest
+      if (position < 0) continue;
+      p.lag->Set(static_cast<double>(std::max<std::int64_t>(0, high - position)));
+    }
+  }
+
+  static void ErrorTrampoline(rd_kafka_t*, int err, const char* reason, void* opaque) noexcept {
+    try {
+      static_cast<Impl*>(opaque)->OnError(static_cast<rd_kafka_resp_err_t>(err), reason);
+    } catch (...) {  // nothing may leave a C callback
+    }
+  }
+
+  // A client-level error, on the poll thread. Unreachable brokers are librdkafka's own log lines
+  // and the "waiting for the brokers" line (OnStats), which names the last error; the rest are
+  // logged here.
+  void OnError(rd_kafka_resp_err_t err, const char* reason) {
+    last_error = reason != nullptr ? reason : rd_kafka_err2str(err);
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+        err == RD_KAFKA_RESP_ERR__RESOLVE) {
+      return;
+    }
+    Log(err == RD_KAFKA_RESP_ERR__FATAL ? LogLevel::kError : LogLevel::kWarn, "consumer error",
+        {{"group", config.group}, {"error", last_error}, {"code", rd_kafka_err2name(err)}});
+  }
+
+  static int StatsTrampoline(rd_kafka_t*, char* json, size_t json_len, void* opaque) noexcept {
+    try {
+      static_cast<Impl*>(opaque)->OnStats(std::string_view(json, json_len));
+    } catch (...) {  // nothing may leave a C callback; a missed statistics round is harmless
+    }
+    return 0;  // librdkafka frees the text
+  }
+
+  // The string value of `"key": "` after position `from` in librdkafka's statistics text.
+  static std::string_view StatsString(std::string_view json, std::string_view key, std::size_t from) {
+    const std::string pattern = "\"" + std::string(key) + "\": \"";
+    const std::size_t at = json.find(pattern, from);
+    if (at == std::string_view::npos) return {};
+    const std::size_t start = at + pattern.size();
+    const std::size_t end = json.find('"', start);
+    return end == std::string_view::npos ? std::string_view() : json.substr(start, end - start);
+  }
+
+  // librdkafka's statistics, every second on the poll thread: its consumer group state says
+  // whether the group coordinator's connection is up ("up") and the member is in the group
+  // ("steady"); readiness follows them. A long wait for the brokers is logged.
+  void OnStats(std::string_view json) {
+    const std::size_t cgrp = json.find("\"cgrp\": {");
+    if (cgrp == std::string_view::npos) return;
+    const std::string_view state = StatsString(json, "state", cgrp);
+    const std::string_view join_state = StatsString(json, "join_state", cgrp);
+    const bool up = state == "up";
+    coordinator_up.store(up, std::memory_order_relaxed);
+    if (up && join_state == "steady") joined.store(true, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(group_state_mu);
+      group_state.assign(state).append("/").append(join_state);
+    }
+    const auto now = Clock::now();
+    if (up) {
+      if (wait_logged) {
+        Log(LogLevel::kInfo, "brokers reachable again",
+            {{"group", config.group},
+             {"seconds", std::chrono::duration_cast<std::chrono::seconds>(now - unreachable_since).count()}});
+      }
+      unreachable_since = {};
+      wait_logged = false;
+      return;
+    }
+    if (unreachable_since == Clock::time_point{}) unreachable_since = now;
+    if (now - unreachable_since >= kWaitLogAfter && now >= next_wait_log) {
+      next_wait_log = now + kWaitLogEvery;
+      wait_logged = true;
+      Log(LogLevel::kWarn, "waiting for the brokers: the group coordinator is not reachable; retrying",
+          {{"group", config.group}, {"brokers", config.client.brokers},
+           {"seconds", std::chrono::duration_cast<std::chrono::seconds>(now - unreachable_since).count()},
+           {"group_state", std::string(state) + "/" + std::string(join_state)},
+           {"last_error", last_error}});
+    }
+  }
 
   // ---- set-up -------------------------------------------------------------------------------
 
   void Open() {
     auto props = ConsumerProperties(config);
+    // The group's state for readiness (OnStats): a short text once a second, served on the
+    // poll thread. A user who turns statistics off (-X statistics.interval.ms=0) gets readiness
+    // from the rebalances alone.
+    props["statistics.interval.ms"] = "1000";
     for (const auto& [k, v] : config.client.properties) props[k] = v;
+    stats_enabled = props["statistics.interval.ms"] != "0";
     auto conf = detail::MakeConf(props);
     detail::RouteLogs(conf.get());
     rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::RebalanceTrampoline);
+    if (stats_enabled) rd_kafka_conf_set_stats_cb(conf.get(), &Impl::StatsTrampoline);
+    rd_kafka_conf_set_error_cb(conf.get(), &Impl::ErrorTrampoline);
     consumer = detail::NewHandle(RD_KAFKA_CONSUMER, conf);
     // Serve logs, rebalances and commit results from rd_kafka_consumer_poll, on our thread.
     rd_kafka_poll_set_consumer(consumer.get());
@@ -474,13 +812,16 @@ struct Worker::Impl {
 
   void RunOne(Attempt& a, std::vector<HeaderView>& headers) {
     try {
-      a.result = dispatcher.Dispatch(ViewRecord(a.msg.get(), headers), a.delivery, &a.visibility, &a.slot);
+      const InboundRecord record = ViewRecord(a.msg.get(), headers);
+      a.series.store(&TypeFor(record.FindHeader(header::kType)), std::memory_order_release);
+      a.result = dispatcher.Dispatch(record, a.delivery, &a.visibility, &a.slot);
     } catch (const std::exception& e) {  // e.g. bad_alloc outside the handler
       a.result = DispatchResult{};
       a.result.kind = DispatchResult::Kind::kRetry;
       a.result.error = std::string("dispatch failed: ") + e.what();
     }
     a.slot.Release();  // unless the handler kept it
+    a.seconds = std::chrono::duration<double>(Clock::now() - a.started).count();
     a.ran = true;
   }
 
@@ -635,6 +976,7 @@ struct Worker::Impl {
       rd_kafka_message_t* first = rd_kafka_consumer_poll(consumer.get(), timeout);
       poll_idle.store(false, std::memory_order_relaxed);
       turn_start = Clock::now();
+      last_turn.store(turn_start.time_since_epoch().count(), std::memory_order_relaxed);
       for (rd_kafka_message_t* m = first; m != nullptr; m = rd_kafka_consumer_poll(consumer.get(), 0)) {
         OnMessage(RdMessagePtr(m));
         if (++taken >= kMaxWave) break;
@@ -651,8 +993,10 @@ struct Worker::Impl {
         next_commit = now + config.commit_interval;
       }
       if (now >= next_stall_check) CheckStalls(now);
+      if (now >= next_lag_update) UpdateLag(now);
     }
     Shutdown();
+    run_ended.store(true, std::memory_order_relaxed);
   }
 
   // Lease rounds cost a commit each, so records are leased in batches: when the pool's queue
@@ -699,6 +1043,7 @@ struct Worker::Impl {
   void OnMessage(RdMessagePtr m) {
     if (m->err) {
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+      last_error = rd_kafka_message_errstr(m.get());
       Log(LogLevel::kWarn, "consumer error",
           {{"error", rd_kafka_message_errstr(m.get())},
            {"topic", m->rkt ? rd_kafka_topic_name(m->rkt) : ""}});
@@ -706,6 +1051,7 @@ struct Worker::Impl {
     }
     Partition* p = FindPartition(m.get());
     if (p == nullptr) return;  // no longer ours: the new owner reads it from the committed offset
+    p->received->Inc();
     Entry e;
     e.offset = m->offset;
     e.msg = MessagePtr(m.release(), &rd_kafka_message_destroy);
@@ -1046,6 +1392,8 @@ struct Worker::Impl {
   std::vector<AttemptPtr> results_buf;
 
   void OnResult(Attempt& a) {
+    TypeSeries& series = TypeOf(a);
+    if (a.ran) series.duration->Observe(a.seconds);
     if (a.abandoned) return;  // already given up on; counted then
     Partition* p = Live(a.epoch);
     if (p == nullptr) return;  // revoked meanwhile: the new owner runs it again
@@ -1062,6 +1410,7 @@ struct Worker::Impl {
       case DispatchResult::Kind::kAck:
       case DispatchResult::Kind::kSkip:
         Count(r.kind == DispatchResult::Kind::kAck ? handled : skipped);
+        (r.kind == DispatchResult::Kind::kAck ? series.acked : series.skipped)->Inc();
         if (r.outgoing.empty()) {
           Finish(*p, *e);
           AdvanceCommit(*p);
@@ -1098,7 +1447,10 @@ struct Worker::Impl {
     const auto& tiers = policy && policy->retry_tiers ? *policy->retry_tiers : config.retry_tiers;
     const int local = policy && policy->local_attempts ? *policy->local_attempts : config.local_attempts;
     const InboundRecord record = ViewRecord(e.msg.get(), header_buf);
-    if (!tiers.empty() && (p.tier || e.deliveries >= local)) {
+    TypeFor(record.FindHeader(header::kType)).retried->Inc();
+    const bool to_tier = !tiers.empty() && (p.tier || e.deliveries >= local);
+    (to_tier ? retries_tier : retries_worker)->Inc();
+    if (to_tier) {
       // Later attempts wait in a tier topic, so this partition moves on meanwhile.
       const int step = std::max(0, e.deliveries - local);
       const auto delay = tiers[static_cast<std::size_t>(std::min<int>(step, static_cast<int>(tiers.size()) - 1))];
@@ -1153,6 +1505,7 @@ struct Worker::Impl {
     a.abandoned = true;
     a.stuck_at = a.started + (a.visibility.deadline() - a.started) * kStuckFactor;
     Count(abandoned);
+    TypeOf(a).abandoned->Inc();
     Partition* p = Live(a.epoch);
     if (p == nullptr) return;
     --p->in_flight;
@@ -1308,7 +1661,11 @@ struct Worker::Impl {
   // Every send of `e` has its verdict.
   void SendsFinished(Partition& p, Entry& e) {
     if (!e.send_failed) {
-      if (e.copy == Entry::Copy::kDeadLetter) Count(dead_lettered);
+      if (e.copy == Entry::Copy::kDeadLetter) {
+        Count(dead_lettered);
+        TypeFor(HeaderOf(*e.msg, header::kType)).dead_lettered->Inc();
+        DeadLetterCounter(e.reason).Inc();
+      }
       if (e.copy == Entry::Copy::kRetryTier) Count(delayed);
       e.outgoing.clear();
       Finish(p, e);
@@ -1433,6 +1790,7 @@ struct Worker::Impl {
       }
     }
     if (all) Count(committed);
+    (all ? commits_ok : commits_failed)->Inc();
     if (!all) {
       // Expected during rebalances (REBALANCE_IN_PROGRESS): the next commit covers it. Real
       // Kafka also refuses metadata over offset.metadata.max.bytes, which the ledger stays under.
@@ -1467,6 +1825,8 @@ struct Worker::Impl {
         p.tier = tier_topics.contains(p.topic);
         p.epoch = next_epoch++;
         p.moved = Clock::now();
+        p.received = &received_family->With({config.group, p.topic});
+        p.lag = &lag_family->With({config.group, p.topic, std::to_string(p.partition)});
         if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.offset >= 0) p.start = tp.offset;
         if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.metadata_size > 0 && tp.offset >= 0) {
           const std::string_view text(static_cast<const char*>(tp.metadata), tp.metadata_size);
@@ -1512,6 +1872,9 @@ struct Worker::Impl {
         Log(LogLevel::kError, "cannot resume assigned partitions", {{"error", rd_kafka_err2str(e)}});
       }
       Log(LogLevel::kInfo, "partitions assigned", {{"count", parts->cnt}, {"group", config.group}});
+      rebalances_assigned->Inc();
+      joined.store(true, std::memory_order_relaxed);
+      next_lag_update = Clock::time_point{};  // the new partitions' lag at the next turn
       std::vector<TopicPartition> given;
       for (int i = 0; i < parts->cnt; ++i) {
         TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
@@ -1531,6 +1894,8 @@ struct Worker::Impl {
           if (it->second.paused) paused_count.fetch_sub(1, std::memory_order_relaxed);
           partitions.erase(it);
         }
+        // Not ours any more: its lag is the new owner's to report.
+        lag_family->Remove({config.group, parts->elems[i].topic, std::to_string(parts->elems[i].partition)});
       }
       if (cooperative) {
         if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, parts)) {
@@ -1541,6 +1906,9 @@ struct Worker::Impl {
       }
       Log(LogLevel::kInfo, lost ? "partitions lost" : "partitions revoked",
           {{"count", parts->cnt}, {"group", config.group}});
+      (lost ? rebalances_lost : rebalances_revoked)->Inc();
+      // Lost: the member is out of the group (its session ended) until it joins again.
+      if (lost) joined.store(false, std::memory_order_relaxed);
       std::vector<TopicPartition> taken;
       for (int i = 0; i < parts->cnt; ++i) {
         TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
@@ -1724,6 +2092,7 @@ struct Worker::Impl {
   }
 
   void Shutdown() {
+    board->SetShuttingDown();  // not ready from now on: the process is going away
     Log(LogLevel::kInfo, "worker stopping", {{"group", config.group}});
     DetachSlots();
     std::vector<Partition*> all;
@@ -1771,6 +2140,7 @@ Worker::Worker(WorkerConfig config, const HandlerRegistry& handlers) {
   impl_->metrics = impl_->config.metrics ? impl_->config.metrics : std::make_shared<metrics::Registry>();
   impl_->board = impl_->config.health ? impl_->config.health : std::make_shared<health::Board>();
   impl_->Open();
+  impl_->SetUpOperations();
   if (impl_->config.http_port != 0) {
     ops::ServerConfig sc;
     sc.bind_address = impl_->config.http_bind_address;
