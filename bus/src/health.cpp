@@ -58,9 +58,10 @@ Board::Answer Board::Check() const {
     try {
       r = entry.second();
     } catch (const std::exception& e) {
-      r.live = false;
-      r.ready = false;
-      r.reason = std::string("its health probe failed: ") + e.what();
+      r = Report{.live = false, .ready = false, .reason = std::string("its health probe failed: ") + e.what()};
+    } catch (...) {
+      // Anything else thrown would leave Check() and fail the request with no reason at all.
+      r = Report{.live = false, .ready = false, .reason = "its health probe failed: an unknown exception"};
     }
     a.live = a.live && r.live;
     a.ready = a.ready && r.ready;

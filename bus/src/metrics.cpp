@@ -193,6 +193,13 @@ void Family<M>::Render(std::string& out) const {
   out += "\n# TYPE ";
   out += name_;
   out += kind_ == Kind::kCounter ? " counter\n" : kind_ == Kind::kGauge ? " gauge\n" : " histogram\n";
+  // The le label values, formatted once per scrape rather than once per series.
+  std::vector<std::string> le;
+  if constexpr (std::is_same_v<M, Histogram>) {
+    le.resize(bounds_.size() + 1);
+    for (std::size_t i = 0; i < bounds_.size(); ++i) AppendNumber(le[i], bounds_[i]);
+    le.back() = "+Inf";
+  }
   std::lock_guard lock(mu_);
   for (const auto& [values, m] : series_) {
     if constexpr (std::is_same_v<M, Counter>) {
@@ -209,13 +216,7 @@ void Family<M>::Render(std::string& out) const {
       std::uint64_t cumulative = 0;
       for (std::size_t i = 0; i <= bounds_.size(); ++i) {
         cumulative += m->bucket_count(i);
-        std::string le;
-        if (i < bounds_.size()) {
-          AppendNumber(le, bounds_[i]);
-        } else {
-          le = "+Inf";
-        }
-        AppendSeries(out, name_, "_bucket", labels_, values, le);
+        AppendSeries(out, name_, "_bucket", labels_, values, le[i]);
         AppendNumber(out, cumulative);
         out += '\n';
       }
@@ -246,12 +247,39 @@ struct Registry::Entry {
 Registry::Registry() = default;
 Registry::~Registry() = default;
 
+namespace {
+
+// True when a histogram named `histogram` renders series named `name` (its _bucket, _sum and
+// _count): a second family of that name would repeat them, and Prometheus refuses the scrape.
+bool HistogramSeriesName(const std::string& histogram, const std::string& name) {
+  if (!name.starts_with(histogram)) return false;
+  const std::string_view suffix = std::string_view(name).substr(histogram.size());
+  return suffix == "_bucket" || suffix == "_sum" || suffix == "_count";
+}
+
+}  // namespace
+
 Registry::Entry& Registry::Add(std::string name, std::string help, std::vector<std::string> labels, Kind kind,
                                std::vector<double> bounds) {
   CheckName(name, false);
-  for (const auto& l : labels) CheckName(l, true);
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    CheckName(labels[i], true);
+    for (std::size_t j = 0; j < i; ++j) {
+      if (labels[j] == labels[i]) {
+        throw std::invalid_argument("metric '" + name + "': label name '" + labels[i] + "' appears twice");
+      }
+    }
+  }
+  // Help text is shown as is: it must be UTF-8 like the rest of the exposition.
+  if (!IsValidUtf8(help)) help = ToValidUtf8(help);
   std::lock_guard lock(mu_);
   for (auto& e : families_) {
+    if (e->kind == Kind::kHistogram && HistogramSeriesName(e->name, name)) {
+      throw std::invalid_argument("metric '" + name + "' clashes with the series of histogram '" + e->name + "'");
+    }
+    if (kind == Kind::kHistogram && HistogramSeriesName(name, e->name)) {
+      throw std::invalid_argument("metric '" + e->name + "' clashes with the series of histogram '" + name + "'");
+    }
     if (e->name != name) continue;
     if (e->kind != kind || e->labels != labels || e->bounds != bounds) {
       throw std::invalid_argument("metric '" + name + "' is already registered with another kind, labels or buckets");

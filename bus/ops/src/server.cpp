@@ -2,7 +2,11 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
+
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -19,6 +23,7 @@ struct Server::Impl {
   health::Board& health;
   httplib::Server http;
   std::thread thread;
+  std::atomic<bool> listening_ended{false};  // set by `thread` when listen_after_bind returns
   int port = 0;
   std::mutex scrape_mu;  // one scrape renders at a time, into a buffer kept between scrapes
   std::string scrape;
@@ -49,6 +54,13 @@ Server::Server(ServerConfig config, metrics::Registry& metrics, health::Board& h
   http.set_keep_alive_max_count(10);
   http.set_read_timeout(5, 0);
   http.set_write_timeout(5, 0);
+  // cpp-httplib sets SO_REUSEPORT by default, so a second process of the same user binding the
+  // same port succeeds and the kernel shares connections between the two: a port already in use
+  // would never be an error. SO_REUSEADDR alone still lets a restarted process bind at once.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   Impl* impl = impl_.get();
   http.Get("/healthz", [impl](const httplib::Request& req, httplib::Response& res) { impl->Health(req, res, false); });
   http.Get("/readyz", [impl](const httplib::Request& req, httplib::Response& res) { impl->Health(req, res, true); });
@@ -82,11 +94,22 @@ Server::Server(ServerConfig config, metrics::Registry& metrics, health::Board& h
                              ": choose a free port");
   }
   impl_->port = bound;
-  impl_->thread = std::thread([impl] { impl->http.listen_after_bind(); });
+  impl_->thread = std::thread([impl] {
+    impl->http.listen_after_bind();
+    impl->listening_ended.store(true);
+  });
 }
 
 Server::~Server() {
-  impl_->http.stop();
+  // httplib's stop() does nothing until the listening thread has marked itself running, so a
+  // server destroyed right after it was made would wait for ever: stop once it runs (or ended).
+  while (!impl_->listening_ended.load()) {
+    if (impl_->http.is_running()) {
+      impl_->http.stop();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
