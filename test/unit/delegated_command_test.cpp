@@ -259,6 +259,32 @@ TEST_F(Delegated, EveryAttemptFailingEndsInTheDlqWithTheLastOutcomeAndAFailedEve
   EXPECT_TRUE(kit_.Timeouts("r-1").size() == 1 && kit_.Timeouts("r-1")[0].name == "kbus.expire");
 }
 
+TEST_F(Delegated, TheLastAttemptsStderrTailReachesTheDeadLetterAndTheFailedEventWholeCharactersOnly) {
+  kit_.Send(Render{"r-1"});
+  // A program's stderr in a UTF-8 locale (file names, translated messages), longer than the
+  // 1 KiB kept: the cut must not split a character, or the state and the events would not be
+  // UTF-8 and could not be written.
+  std::string tail = "x";
+  for (int i = 0; i < 1000; ++i) tail += "\xc3\xa9";  // é
+  // 67 bytes: the last 1024 bytes begin in the middle of an é.
+  tail += "\nfile:/media/vid\xc3\xa9o1.mp4: Invalid data found when processing input\n";
+  for (int attempt = 1; attempt <= 5; ++attempt) {
+    ProcessExited e = Exit(attempt, "failed", 1);
+    e.stderr_tail = tail;
+    Event(e);
+    kit_.Advance(11min);
+  }
+  ASSERT_EQ(kit_.Status("r-1"), "failed");
+  ASSERT_EQ(kit_.DeadLetters().size(), 1u);
+  const std::string error(kit_.DeadLetters()[0].FindHeader(kbus::header::kDlqError).value_or(""));
+  EXPECT_TRUE(error.starts_with("attempt 5 ended failed: \xc3\xa9")) << error;
+  EXPECT_TRUE(error.ends_with("vid\xc3\xa9o1.mp4: Invalid data found when processing input\n")) << error;
+  EXPECT_LE(error.size(), 1100u);
+  ASSERT_EQ(kit_.Sent<DelegatedCommandFailed>().size(), 1u);
+  EXPECT_TRUE(kit_.Sent<DelegatedCommandFailed>()[0].error.ends_with("Invalid data found when processing input\n"));
+  EXPECT_TRUE(State().last_error.starts_with("\xc3\xa9"));
+}
+
 TEST_F(Delegated, LaunchFailedANonRetryableExitAndCancelledFailAtOnce) {
   kit_.Send(Render{"r-1"});
   Event(Exit(1, "launch_failed"));
@@ -373,6 +399,33 @@ TEST_F(Delegated, ARedrivenCommandStartsANewRunWithItsOwnJobId) {
   Event(done);
   EXPECT_EQ(kit_.Status("r-1"), "completed");
   EXPECT_EQ(kit_.Instance("r-1")->run, 2);
+}
+
+TEST(DelegatedCheck, ACommandItRefusesLaunchesNothingAndIsDeadLetteredAsRejected) {
+  DelegatedOptions<Render> o = Options();
+  o.check = [](const Render& r) {
+    return r.pages < 1 ? "pages must be at least 1, not " + std::to_string(r.pages) : std::string();
+  };
+  WorkflowTestKit<DelegatedState> kit(DelegatedCommand<Render>("reports.render", o));
+  kit.Send(Render{"r-1", 0});
+  EXPECT_TRUE(kit.Sent<LaunchProcess>(kbus::handlers::kLauncherTopic).empty());
+  EXPECT_EQ(kit.Status("r-1"), "failed");
+  ASSERT_EQ(kit.DeadLetters().size(), 1u);
+  const auto& dlq = kit.DeadLetters()[0];
+  EXPECT_EQ(dlq.FindHeader(kbus::header::kType), "reports.Render");
+  EXPECT_EQ(dlq.FindHeader(kbus::header::kDlqReason), "rejected");
+  EXPECT_EQ(dlq.FindHeader(kbus::header::kDlqError), "rejected before any attempt: pages must be at least 1, not 0");
+  EXPECT_EQ(dlq.FindHeader(kbus::header::kDlqAttempts), "0");
+  EXPECT_EQ(dlq.FindHeader("kbus-dlq-outcome"), "rejected");
+  ASSERT_EQ(kit.Sent<DelegatedCommandFailed>().size(), 1u);
+  EXPECT_EQ(kit.Sent<DelegatedCommandFailed>()[0].reason, "rejected");
+  EXPECT_EQ(kit.Sent<DelegatedCommandFailed>()[0].attempts, 0);
+  ASSERT_EQ(kit.Sent<RenderFailed>().size(), 1u);
+  EXPECT_EQ(kit.Sent<RenderFailed>()[0].outcome, "rejected");
+
+  kit.Send(Render{"r-2", 2});  // one it does not refuse runs as always
+  EXPECT_EQ(kit.Sent<LaunchProcess>(kbus::handlers::kLauncherTopic).size(), 1u);
+  EXPECT_EQ(kit.Status("r-2"), "running");
 }
 
 TEST(DelegatedOptions, ARunTimeoutIdAndLaunchAreRequired) {

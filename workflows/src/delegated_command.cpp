@@ -34,6 +34,16 @@ double Unit(std::string_view seed, int attempt) {
   return static_cast<double>(h >> 11) / static_cast<double>(1ULL << 53);
 }
 
+// The last kMaxError bytes of an attempt's error or stderr, beginning at a character: what the
+// launcher sends is UTF-8, and the state and the events must stay so.
+constexpr std::size_t kMaxError = 1024;
+std::string Tail(const std::string& text) {
+  if (text.size() <= kMaxError) return text;
+  std::size_t from = text.size() - kMaxError;
+  while (from < text.size() && (static_cast<unsigned char>(text[from]) & 0xC0) == 0x80) ++from;
+  return text.substr(from);
+}
+
 std::string Describe(const ProcessExited& e) {
   std::string d = std::to_string(e.attempt) + ":" + e.outcome;
   if (e.outcome == "failed" && e.signal != 0) d += " signal " + std::to_string(e.signal);
@@ -139,8 +149,7 @@ void DelegatedCore::Exited(const ProcessExited& e, DelegatedState& s, WorkflowCo
   s.last_outcome = e.outcome;
   s.last_exit_code = e.exit_code;
   s.last_signal = e.signal;
-  s.last_error = !e.error.empty() ? e.error : e.stderr_tail;
-  if (s.last_error.size() > 1024) s.last_error = s.last_error.substr(s.last_error.size() - 1024);
+  s.last_error = Tail(!e.error.empty() ? e.error : e.stderr_tail);
   s.history.push_back(Describe(e));
   if (s.history.size() > 20) s.history.erase(s.history.begin());
 
@@ -158,8 +167,27 @@ void DelegatedCore::Exited(const ProcessExited& e, DelegatedState& s, WorkflowCo
     case Decision::Next::kFail:
       break;
   }
+  Fail(d.reason, e, s, ctx);
+}
+
+void DelegatedCore::Reject(std::string command_json, std::string why, DelegatedState& s, WorkflowContext& ctx) const {
+  if (s.attempt > 0 || !s.phase.empty()) return;  // the instance runs already
+  s.command = std::move(command_json);
+  s.job_id = ctx.run() == 1 ? ctx.workflow_id() : ctx.workflow_id() + "/run-" + std::to_string(ctx.run());
+  handlers::ProcessExited none;  // no attempt ran: what on_failed and the dead letter report
+  none.job_id = s.job_id;
+  none.attempt = 0;
+  none.outcome = "rejected";
+  none.error = std::move(why);
+  s.last_outcome = none.outcome;
+  s.last_error = Tail(none.error);
+  Fail("rejected", none, s, ctx);
+}
+
+void DelegatedCore::Fail(const std::string& reason, const ProcessExited& e, DelegatedState& s,
+                         WorkflowContext& ctx) const {
   s.phase = "failed";
-  DelegatedCommandFailed failed_event{name,        ctx.workflow_id(), command_type, s.attempt, d.reason,
+  DelegatedCommandFailed failed_event{name,        ctx.workflow_id(), command_type, s.attempt, reason,
                                       e.outcome,   e.exit_code,       e.signal,     s.last_error};
   SendOptions options;
   options.topic = failed_topic;
@@ -169,10 +197,10 @@ void DelegatedCore::Exited(const ProcessExited& e, DelegatedState& s, WorkflowCo
                               {"kbus-dlq-exit-code", std::to_string(e.exit_code)},
                               {"kbus-dlq-signal", std::to_string(e.signal)},
                               {"kbus-dlq-job-id", s.job_id}};
-  ctx.DeadLetter(d.reason,
-                 "attempt " + std::to_string(s.attempt) + " ended " + e.outcome +
-                     (s.last_error.empty() ? std::string() : ": " + s.last_error),
-                 s.attempt, std::move(headers));
+  const std::string what = s.attempt == 0 ? "rejected before any attempt"
+                                          : "attempt " + std::to_string(s.attempt) + " ended " + e.outcome;
+  ctx.DeadLetter(reason, what + (s.last_error.empty() ? std::string() : ": " + s.last_error), s.attempt,
+                 std::move(headers));
 }
 
 void DelegatedCore::Silence(const Timeout& t, DelegatedState& s, WorkflowContext& ctx) const {

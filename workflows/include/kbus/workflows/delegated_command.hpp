@@ -10,6 +10,7 @@
 //     the last attempt failed         ─▶ the command to "<group>.dlq" with the last outcome in
 //                                        kbus-dlq-* headers, DelegatedCommandFailed published,
 //                                        on_failed, the run fails
+//   or, before attempt 1, `check` refuses the command ─▶ the same, reason "rejected"
 //
 // Silence counts as `lost`: no event of the current attempt for heartbeat_timeout after it
 // started (schedule_to_start_timeout before), and the attempt is cancelled and retried. Events of
@@ -133,6 +134,11 @@ template <Command Cmd>
 struct DelegatedOptions {
   std::function<std::string(const Cmd&)> id;  // the workflow id, also the job id; required
   std::function<LaunchSpec(const Cmd&, int attempt)> launch;  // required
+  // Optional: why a command can never run (a field launch() could not make safe arguments
+  // of), or "" when it can. A refused command launches nothing: it fails at once with reason
+  // `rejected` (DelegatedCommandFailed, on_failed with an exit of attempt 0 and outcome
+  // "rejected" whose error is the reason, the command dead-lettered).
+  std::function<std::string(const Cmd&)> check;
   RetryPolicy retry;
   std::chrono::milliseconds run_timeout{0};  // required: the launcher kills a run after it
   std::chrono::milliseconds heartbeat_interval{std::chrono::seconds(10)};  // asked of the launcher
@@ -168,6 +174,9 @@ struct DelegatedCore {
   void Launch(int attempt, DelegatedState& s, WorkflowContext& ctx) const;
   void Alive(const std::string& job_id, int attempt, bool started, DelegatedState& s, WorkflowContext& ctx) const;
   void Exited(const handlers::ProcessExited& e, DelegatedState& s, WorkflowContext& ctx) const;
+  // A new command that `check` refused: fails at once, with reason "rejected", nothing launched.
+  void Reject(std::string command_json, std::string why, DelegatedState& s, WorkflowContext& ctx) const;
+  void Fail(const std::string& reason, const handlers::ProcessExited& e, DelegatedState& s, WorkflowContext& ctx) const;
   void Silence(const Timeout& t, DelegatedState& s, WorkflowContext& ctx) const;
   void RetryDue(DelegatedState& s, WorkflowContext& ctx) const;
   void SetSilence(std::chrono::milliseconds after, DelegatedState& s, WorkflowContext& ctx) const;
@@ -232,8 +241,12 @@ Workflow<DelegatedState> DelegatedCommand(std::string name, DelegatedOptions<Cmd
   core->failed = typed(o.on_failed);
 
   const std::string input = wf.options().input_topic;
-  wf.template StartedBy<Cmd>(o.id, [core](const Cmd& c, DelegatedState& s, WorkflowContext& ctx) {
-    core->Start(ToJson(c), s, ctx);
+  wf.template StartedBy<Cmd>(o.id, [core, check = o.check](const Cmd& c, DelegatedState& s, WorkflowContext& ctx) {
+    if (std::string why = check ? check(c) : std::string(); !why.empty()) {
+      core->Reject(ToJson(c), std::move(why), s, ctx);
+    } else {
+      core->Start(ToJson(c), s, ctx);
+    }
   }, o.command_topic);
   wf.template Handles<handlers::ProcessStarted>(
       [core](const handlers::ProcessStarted& e, DelegatedState& s, WorkflowContext& ctx) {
