@@ -1,5 +1,7 @@
 #include "kbus/handlers/launcher.hpp"
 
+#include <array>
+#include <atomic>
 #include <condition_variable>
 #include <limits>
 #include <deque>
@@ -102,6 +104,30 @@ std::string ReadIdentity(const JsonValue& payload, LaunchIdentity& id) {
 constexpr int kDeliverTries = 10;
 constexpr std::chrono::seconds kDeliverPause{1};
 
+// Why a launch started nothing: the reason label of kbus_launcher_refused_total.
+enum Refusal : std::size_t {
+  kRefusedDecodeError,     // no job_id or attempt to report to: dead-lettered
+  kRefusedEmptyJobId,      // dead-lettered
+  kRefusedReplyTo,         // reply_to not allowed: dead-lettered
+  kRefusedInvalidField,    // another field does not decode: launch_failed
+  kRefusedBadJobId,        // too long, control characters: launch_failed
+  kRefusedDuration,        // run_timeout or heartbeat_interval out of bounds: launch_failed
+  kRefusedProgram,         // not in the allow-list: launch_failed
+  kRefusedEnvironment,     // a variable the allow-list does not allow: launch_failed
+  kRefusedDuplicate,       // the attempt runs or ran here: acknowledged, nothing started
+  kRefusedCancelledEarly,  // cancelled before it started: reported as cancelled
+  kRefusalCount
+};
+constexpr std::array<std::string_view, kRefusalCount> kRefusalNames = {
+    "decode_error",          "empty_job_id",           "reply_to_not_allowed", "invalid_field",
+    "bad_job_id",            "duration_out_of_bounds", "program_not_allowed",  "env_not_allowed",
+    "duplicate",             "cancelled_before_start"};
+// Every outcome a ProcessExited may carry: the outcome label of kbus_launcher_exits_total.
+constexpr std::array<std::string_view, 6> kExitOutcomes = {"succeeded", "failed",        "timed_out",
+                                                          "cancelled", "launch_failed", "lost"};
+// A job this long past its run_timeout (beyond twice the kill grace) has a stuck supervisor.
+constexpr std::chrono::seconds kStuckMargin{60};
+
 }  // namespace
 
 struct Launcher::Impl {
@@ -123,6 +149,7 @@ struct Launcher::Impl {
     using Clock = std::chrono::steady_clock;
     int last_percent = -1;       // job thread only
     Clock::time_point started_at{};
+    const Clock::time_point accepted_at = Clock::now();  // for the liveness probe
   };
   using JobPtr = std::shared_ptr<Job>;
 
@@ -145,6 +172,104 @@ struct Launcher::Impl {
   int threads = 0;       // job threads alive
   bool shut = false;
   LauncherStats stats;
+
+  // The operations port's series (ReportTo), looked up once; null until then.
+  struct Meters {
+    struct Program {
+      metrics::Counter* launches = nullptr;
+      std::array<metrics::Counter*, kExitOutcomes.size()> exits{};
+      metrics::Histogram* duration = nullptr;
+    };
+    std::map<std::string, Program, std::less<>> programs;  // by allow-list name
+    std::array<metrics::Counter*, kRefusalCount> refused{};
+    metrics::Gauge* running = nullptr;
+    metrics::CollectorHandle collector;
+    health::ProbeHandle probe;
+  };
+  std::atomic<Meters*> meters{nullptr};
+  std::unique_ptr<Meters> meters_owner;  // last: unregisters before the rest goes
+
+  void CountRefusal(Refusal why) {
+    if (Meters* m = meters.load(std::memory_order_acquire)) m->refused[why]->Inc();
+  }
+  void CountLaunch(std::string_view program) {
+    Meters* m = meters.load(std::memory_order_acquire);
+    if (m == nullptr) return;
+    if (auto it = m->programs.find(program); it != m->programs.end()) it->second.launches->Inc();
+  }
+  void CountExit(std::string_view program, std::string_view outcome, const ProcessResult* ran) {
+    Meters* m = meters.load(std::memory_order_acquire);
+    if (m == nullptr) return;
+    auto it = m->programs.find(program);
+    if (it == m->programs.end()) return;
+    for (std::size_t i = 0; i < kExitOutcomes.size(); ++i) {
+      if (kExitOutcomes[i] == outcome) it->second.exits[i]->Inc();
+    }
+    if (ran != nullptr) it->second.duration->Observe(std::chrono::duration<double>(ran->duration).count());
+  }
+
+  health::Report Probe() const {
+    health::Report r;
+    const auto now = Job::Clock::now();
+    std::lock_guard lock(mu);
+    for (const auto& [key, job] : running) {
+      const auto limit = job->command.run_timeout;
+      if (limit.count() <= 0) continue;
+      if (now - job->accepted_at > limit + 2 * config.kill_grace + kStuckMargin) {
+        r.live = false;
+        r.reason = "job '" + Shown(key.first) + "' attempt " + std::to_string(key.second) +
+                   " has run past its run_timeout by more than twice the kill grace and a minute: "
+                   "its supervision is stuck";
+        break;
+      }
+    }
+    if (shut) {
+      r.ready = false;
+      if (r.reason.empty()) r.reason = "the launcher is shutting down";
+    }
+    r.active_work = stats.running;
+    r.details = {{"running", std::int64_t{stats.running}},
+                 {"max_processes", std::int64_t{config.max_processes}},
+                 {"host", config.host}};
+    return r;
+  }
+
+  void ReportTo(metrics::Registry& registry, health::Board& board) {
+    if (meters_owner) throw std::logic_error("Launcher::ReportTo called twice");
+    auto m = std::make_unique<Meters>();
+    auto& launches = registry.AddCounter("kbus_launcher_launches_total",
+                                         "Processes the launcher began to start, by allow-list program.", {"program"});
+    auto& exits = registry.AddCounter(
+        "kbus_launcher_exits_total",
+        "Launched processes that ended, by allow-list program and the outcome their ProcessExited reported.",
+        {"program", "outcome"});
+    auto& duration = registry.AddHistogram("kbus_launcher_process_duration_seconds",
+                                           "How long launched processes ran, from start to exit, by program.",
+                                           {"program"}, metrics::LongDurationBuckets());
+    for (const auto& [name, program] : allow.programs()) {
+      Meters::Program& p = m->programs[name];
+      p.launches = &launches.With({name});
+      for (std::size_t i = 0; i < kExitOutcomes.size(); ++i) p.exits[i] = &exits.With({name, kExitOutcomes[i]});
+      p.duration = &duration.With({name});
+    }
+    auto& refused = registry.AddCounter(
+        "kbus_launcher_refused_total",
+        "LaunchProcess commands that started nothing, by reason (dead-lettered, reported launch_failed, "
+        "duplicates, cancelled before they started).",
+        {"reason"});
+    for (std::size_t i = 0; i < kRefusalCount; ++i) m->refused[i] = &refused.With({kRefusalNames[i]});
+    m->running = &registry.AddGauge("kbus_launcher_processes_running", "Processes running now.").With({});
+    registry.AddGauge("kbus_launcher_max_processes", "Processes the launcher runs at once at most (--max-processes).")
+        .With({})
+        .Set(config.max_processes);
+    m->collector = registry.OnCollect([this, g = m->running] {
+      std::lock_guard lock(mu);
+      g->Set(stats.running);
+    });
+    m->probe = board.Add("launcher", [this] { return Probe(); });
+    meters.store(m.get(), std::memory_order_release);
+    meters_owner = std::move(m);
+  }
 
   // An event of `job`'s run, a child of its command. Job thread only (next_index).
   template <class E>
@@ -189,10 +314,15 @@ struct Launcher::Impl {
   Outcome OnLaunchPayload(const JsonValue& payload, Context& ctx) {
     LaunchIdentity id;
     if (std::string why = ReadIdentity(payload, id); !why.empty()) {
+      CountRefusal(kRefusedDecodeError);
       return Outcome::DeadLetterFor("decode-error", "LaunchProcess " + why);
     }
-    if (id.job_id.empty()) return Reject("has an empty job_id");
+    if (id.job_id.empty()) {
+      CountRefusal(kRefusedEmptyJobId);
+      return Reject("has an empty job_id");
+    }
     if (std::string why = detail::CheckReplyTo(id.reply_to, config.reply_topics); !why.empty()) {
+      CountRefusal(kRefusedReplyTo);
       return Reject(std::move(why));
     }
     Result<LaunchProcess> decoded = FromJsonValue<LaunchProcess>(payload);
@@ -210,23 +340,28 @@ struct Launcher::Impl {
   // `invalid`: why the command cannot run although it names its attempt (a field that did not
   // decode), or empty.
   Outcome OnLaunch(const LaunchProcess& cmd, Context& ctx, std::string invalid) {
-    auto refuse = [&](std::string error) {
+    auto refuse = [&](std::string error, Refusal why) {
+      CountRefusal(why);
       return Report(cmd, ctx, ExitedFor(cmd, ProcessOutcome::kLaunchFailed, std::move(error)));
     };
     {
       std::lock_guard lock(mu);
       if (running.count({cmd.job_id, cmd.attempt}) != 0 || finished.Contains({cmd.job_id, cmd.attempt})) {
         ++stats.duplicates;
+        CountRefusal(kRefusedDuplicate);
         Log(LogLevel::kInfo, "launch of an attempt that runs or ran here: not started again",
             {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}});
         return Ack();
       }
     }
-    if (!invalid.empty()) return refuse(std::move(invalid));
-    if (std::string why = detail::CheckJobId(cmd.job_id); !why.empty()) return refuse(std::move(why));
-    if (std::string why = detail::CheckDurations(cmd); !why.empty()) return refuse(std::move(why));
+    if (!invalid.empty()) return refuse(std::move(invalid), kRefusedInvalidField);
+    if (std::string why = detail::CheckJobId(cmd.job_id); !why.empty()) return refuse(std::move(why), kRefusedBadJobId);
+    if (std::string why = detail::CheckDurations(cmd); !why.empty()) return refuse(std::move(why), kRefusedDuration);
     Result<ProcessSpec> spec = allow.Resolve(cmd.program, cmd.args, cmd.env);
-    if (!spec.ok()) return refuse(spec.error().message());
+    if (!spec.ok()) {
+      const bool listed = allow.programs().find(cmd.program) != allow.programs().end();
+      return refuse(spec.error().message(), listed ? kRefusedEnvironment : kRefusedProgram);
+    }
 
     auto job = std::make_shared<Job>(cmd, ctx.envelope());
     job->spec = std::move(spec.value());
@@ -243,9 +378,11 @@ struct Launcher::Impl {
       }
     }
     if (cancelled_early) {
+      CountRefusal(kRefusedCancelledEarly);
       return Report(cmd, ctx, ExitedFor(cmd, ProcessOutcome::kCancelled, "cancelled before it started"));
     }
     job->slot = ctx.KeepSlot();  // given back when the job's thread ends
+    CountLaunch(cmd.program);
     std::thread([this, job] { RunJob(job); }).detach();
 
     std::unique_lock lock(mu);
@@ -317,6 +454,7 @@ struct Launcher::Impl {
         job->start_known = job->start_failed = true;
         job->slot.Release();
         running.erase({cmd.job_id, cmd.attempt});
+        CountExit(cmd.program, job->failure.outcome, nullptr);
         --threads;
         cv.notify_all();
         return;
@@ -349,6 +487,7 @@ struct Launcher::Impl {
     cv.wait(lock, [&] { return job->started_answered; });
     running.erase({cmd.job_id, cmd.attempt});
     finished.Add({cmd.job_id, cmd.attempt});
+    CountExit(cmd.program, exited.outcome, &result);
     ++stats.exited;
     --stats.running;
     --threads;
@@ -432,6 +571,8 @@ void Launcher::Register(HandlerRegistry& handlers, HandlerOptions launch, Handle
 }
 
 void Launcher::Shutdown() { impl_->Shutdown(); }
+
+void Launcher::ReportTo(metrics::Registry& metrics, health::Board& health) { impl_->ReportTo(metrics, health); }
 
 LauncherStats Launcher::Stats() const {
   std::lock_guard lock(impl_->mu);

@@ -1,6 +1,7 @@
 #include "kbus/workflows/host.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <iterator>
 #include <condition_variable>
@@ -127,6 +128,39 @@ std::vector<Header> CopyHeaders(const InboundRecord& record) {
   return out;
 }
 
+// What became of one message or timeout: the result label of kbus_workflow_steps_total.
+enum StepResult : std::size_t {
+  kStepApplied,       // the handler ran and the new state was written
+  kStepUnchanged,     // the handler ran and changed nothing: nothing written
+  kStepDuplicate,     // processed before (or a timeout already fired or cancelled)
+  kStepLate,          // for a completed or failed instance
+  kStepNotFound,      // for no instance
+  kStepNoId,          // no workflow id: dead-lettered
+  kStepRekeyed,       // forwarded into the input topic
+  kStepExpired,       // a finished instance's retention ended: removed
+  kStepRetried,       // not handled now (partition not ready, state not written, ...)
+  kStepDeadLettered,  // does not decode, state too large
+  kStepError,         // the handler threw: retried by the bus
+  kStepResultCount,
+  kStepUnset = kStepResultCount,
+};
+constexpr std::array<std::string_view, kStepResultCount> kStepResultNames = {
+    "applied",  "unchanged", "duplicate", "late",          "not_found", "no_id",
+    "rekeyed",  "expired",   "retried",   "dead_lettered", "error"};
+
+// Instance statuses, as the status label of kbus_workflow_instances.
+constexpr std::array<std::string_view, 3> kStatuses = {detail::kRunning, detail::kCompleted, detail::kFailed};
+std::size_t StatusIndex(std::string_view status) {
+  for (std::size_t i = 0; i < kStatuses.size(); ++i) {
+    if (kStatuses[i] == status) return i;
+  }
+  return 0;
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
 struct TimerKey {
   std::int64_t due_ms;
   std::string workflow_id;
@@ -146,6 +180,12 @@ struct WorkflowHost::Impl {
     std::set<std::string> busy;  // ids a handler is working on
     std::set<TimerKey> timers;
     std::map<std::pair<std::string, std::string>, std::int64_t> fired;  // (id, timeout) -> when
+    // For the operations port: instances by status (kStatuses), their pending timeouts (not the
+    // internal expiry), and why the load has not succeeded yet.
+    std::array<std::int64_t, kStatuses.size()> by_status{};
+    std::int64_t pending = 0;
+    int load_attempts = 0;
+    std::string load_error;
   };
   using PartitionPtr = std::shared_ptr<Partition>;
 
@@ -189,6 +229,174 @@ struct WorkflowHost::Impl {
   bool stopping = false;
   std::thread timer;
   std::condition_variable timer_cv;
+  bool timer_started = false;              // under mu
+  std::atomic<bool> timer_running{false};  // the timer thread is in its loop
+
+  // The operations port's series (ReportTo), looked up once; null until then.
+  struct Meters {
+    // Per route: spec.steps in order, then the timeout messages.
+    std::vector<std::array<metrics::Counter*, kStepResultCount>> steps;
+    metrics::Histogram* write_seconds = nullptr;
+    metrics::Counter* write_errors = nullptr;
+    metrics::Histogram* load_seconds = nullptr;
+    metrics::Counter* load_errors = nullptr;
+    metrics::Counter* fired = nullptr;
+    std::array<metrics::Counter*, 3> runs{};  // started, completed, failed
+    std::array<metrics::Gauge*, kStatuses.size()> instances{};
+    metrics::Gauge* pending = nullptr;
+    metrics::Gauge* loading = nullptr;
+    metrics::Gauge* ready = nullptr;
+    metrics::CollectorHandle collector;
+    health::ProbeHandle probe;
+  };
+  std::atomic<Meters*> meters{nullptr};
+  std::unique_ptr<Meters> meters_owner;  // last: unregisters before the rest goes
+
+  Meters* M() const { return meters.load(std::memory_order_acquire); }
+
+  // An instance record entering (+1) or leaving (-1) a partition's counts. Under mu.
+  static void Track(Partition& p, const Record& in, int sign) {
+    p.by_status[StatusIndex(in.status)] += sign;
+    for (const Timeout& t : in.timeouts) {
+      if (t.name != detail::kExpireTimeout) p.pending += sign;
+    }
+  }
+
+  // Runs one route's handling and counts what became of it.
+  template <class F>
+  Outcome Tallied(std::size_t route, F&& handle) {
+    StepResult result = kStepUnset;
+    try {
+      Outcome outcome = handle(result);
+      if (result == kStepUnset) {
+        result = outcome.kind() == Outcome::Kind::kRetry        ? kStepRetried
+                 : outcome.kind() == Outcome::Kind::kDeadLetter ? kStepDeadLettered
+                                                               : kStepApplied;
+      }
+      if (Meters* m = M()) m->steps[route][result]->Inc();
+      return outcome;
+    } catch (...) {
+      if (Meters* m = M()) m->steps[route][kStepError]->Inc();
+      throw;
+    }
+  }
+
+  void ReportTo(metrics::Registry& registry, health::Board& board) {
+    if (meters_owner) throw std::logic_error("WorkflowHost::ReportTo called twice");
+    auto m = std::make_unique<Meters>();
+    const std::string& w = spec.name;
+    auto& steps = registry.AddCounter(
+        "kbus_workflow_steps_total",
+        "Messages and timeouts a workflow host handled, by message type and what became of them.",
+        {"workflow", "type", "result"});
+    auto add_route = [&](const std::string& type) {
+      std::array<metrics::Counter*, kStepResultCount> row{};
+      for (std::size_t i = 0; i < kStepResultCount; ++i) row[i] = &steps.With({w, type, kStepResultNames[i]});
+      m->steps.push_back(row);
+    };
+    for (const detail::Step& step : spec.steps) add_route(step.type);
+    add_route(timeout_type);
+    m->write_seconds = &registry
+                            .AddHistogram("kbus_workflow_state_write_seconds",
+                                          "State record writes, from the request to the store's acknowledgement.",
+                                          {"workflow"}, metrics::DurationBuckets())
+                            .With({w});
+    m->write_errors = &registry
+                           .AddCounter("kbus_workflow_state_write_errors_total",
+                                       "State record writes that failed (the message is retried).", {"workflow"})
+                           .With({w});
+    m->load_seconds = &registry
+                           .AddHistogram("kbus_workflow_state_load_seconds",
+                                         "Loading one input partition's states on assignment, failed tries included.",
+                                         {"workflow"}, metrics::DurationBuckets())
+                           .With({w});
+    m->load_errors = &registry
+                          .AddCounter("kbus_workflow_state_load_errors_total",
+                                      "Tries to load a partition's states that failed (tried again after 1 s).",
+                                      {"workflow"})
+                          .With({w});
+    m->fired = &registry
+                    .AddCounter("kbus_workflow_timeouts_fired_total",
+                                "Timeout messages sent into the input topic (a re-fire counts again).", {"workflow"})
+                    .With({w});
+    auto& runs = registry.AddCounter("kbus_workflow_runs_total",
+                                     "Workflow runs begun (started) and ended (completed, failed) here.",
+                                     {"workflow", "result"});
+    m->runs = {&runs.With({w, "started"}), &runs.With({w, "completed"}), &runs.With({w, "failed"})};
+    auto& instances = registry.AddGauge(
+        "kbus_workflow_instances",
+        "Instances held in memory by status: those of the input partitions this host owns.",
+        {"workflow", "status"});
+    for (std::size_t i = 0; i < kStatuses.size(); ++i) m->instances[i] = &instances.With({w, kStatuses[i]});
+    m->pending = &registry
+                      .AddGauge("kbus_workflow_timeouts_pending",
+                                "Timeouts requested and not yet run or cancelled, in the instances held here.",
+                                {"workflow"})
+                      .With({w});
+    auto& owned = registry.AddGauge("kbus_workflow_partitions",
+                                    "Input partitions owned, by whether their states are loaded.",
+                                    {"workflow", "state"});
+    m->loading = &owned.With({w, "loading"});
+    m->ready = &owned.With({w, "ready"});
+    m->collector = registry.OnCollect([this, meters_ptr = m.get()] {
+      Meters* m = meters_ptr;
+      std::array<std::int64_t, kStatuses.size()> by_status{};
+      std::int64_t pending = 0, loading = 0, ready = 0;
+      {
+        std::lock_guard lock(mu);
+        for (const auto& [n, p] : partitions) {
+          for (std::size_t i = 0; i < by_status.size(); ++i) by_status[i] += p->by_status[i];
+          pending += p->pending;
+          ++(p->ready ? ready : loading);
+        }
+      }
+      for (std::size_t i = 0; i < by_status.size(); ++i) m->instances[i]->Set(static_cast<double>(by_status[i]));
+      m->pending->Set(static_cast<double>(pending));
+      m->loading->Set(static_cast<double>(loading));
+      m->ready->Set(static_cast<double>(ready));
+    });
+    m->probe = board.Add("workflow " + spec.name, [this] { return Probe(); });
+    meters.store(m.get(), std::memory_order_release);
+    meters_owner = std::move(m);
+  }
+
+  health::Report Probe() const {
+    health::Report r;
+    std::lock_guard lock(mu);
+    std::int64_t ready = 0, running = 0, pending = 0, busy = 0;
+    std::string loading, error;
+    for (const auto& [n, p] : partitions) {
+      busy += static_cast<std::int64_t>(p->busy.size());
+      running += p->by_status[0];
+      pending += p->pending;
+      if (p->ready) {
+        ++ready;
+        continue;
+      }
+      loading += (loading.empty() ? "" : ", ") + std::to_string(n);
+      if (!p->load_error.empty() && error.empty()) {
+        error = "; partition " + std::to_string(n) + " failed " + std::to_string(p->load_attempts) +
+                " time(s): " + p->load_error;
+      }
+    }
+    if (timer_started && !timer_running.load() && !stopping) {
+      r.live = false;
+      r.reason = "the timer thread stopped";
+    }
+    if (stopping) {
+      r.ready = false;
+      r.reason = "the workflow host is stopped";
+    } else if (!loading.empty()) {
+      r.ready = false;
+      if (r.reason.empty()) r.reason = "loading the state of input partitions " + loading + error;
+    }
+    r.active_work = busy;
+    r.details = {{"partitions", static_cast<std::int64_t>(partitions.size())},
+                 {"partitions_loaded", ready},
+                 {"instances_running", running},
+                 {"timeouts_pending", pending}};
+    return r;
+  }
 
   template <class F>
   void Count(F f) {
@@ -237,6 +445,7 @@ struct WorkflowHost::Impl {
   }
 
   void Load(const PartitionPtr& p) {
+    const auto began = std::chrono::steady_clock::now();
     for (int attempt = 1;; ++attempt) {
       {
         std::lock_guard lock(mu);
@@ -260,7 +469,9 @@ struct WorkflowHost::Impl {
         if (p->revoked) return;
         for (auto& [id, in] : loaded) {
           for (const Timeout& t : in.timeouts) p->timers.insert(TimerKey{t.due_ms, id, t.id});
+          Track(*p, in, +1);
         }
+        if (Meters* m = M()) m->load_seconds->Observe(SecondsSince(began));
         stats.instances += loaded.size();
         p->instances = std::move(loaded);
         p->ready = true;
@@ -273,7 +484,10 @@ struct WorkflowHost::Impl {
       }
       Log(LogLevel::kError, "workflow states not loaded, trying again",
           {{"workflow", spec.name}, {"partition", p->number}, {"attempt", attempt}, {"error", s.error().message()}});
+      if (Meters* m = M()) m->load_errors->Inc();
       std::unique_lock lock(mu);
+      p->load_attempts = attempt;
+      p->load_error = s.error().message();
       cv.wait_for(lock, std::chrono::seconds(1), [&] { return p->revoked || stopping; });
     }
   }
@@ -291,7 +505,7 @@ struct WorkflowHost::Impl {
 
   // ---- handling ----
 
-  Outcome OnMessage(const detail::Step& step, const JsonValue& payload, Context& ctx) {
+  Outcome OnMessage(const detail::Step& step, const JsonValue& payload, Context& ctx, StepResult& result) {
     std::string id;
     if (step.key) {
       Result<std::string> key = step.key(payload);
@@ -303,17 +517,21 @@ struct WorkflowHost::Impl {
     if (id.empty()) {
       // No instance can ever match it, whatever On<M>::not_found says: a bad input, never silent.
       Count([](HostStats& s) { ++s.no_id; });
+      result = kStepNoId;
       return Outcome::DeadLetterFor(
           "workflow-id-missing", spec.name + ": " +
                                      (step.key ? "the key extractor gave an empty workflow id for " + step.type
                                                : "a " + step.type + " without a kbus-workflow-id header"));
     }
     const InboundRecord& record = ctx.record();
-    if (record.topic != spec.options.input_topic || record.key != id) return Rekey(record, id, ctx);
-    return Process(record.partition, id, ctx, &step, &payload, nullptr);
+    if (record.topic != spec.options.input_topic || record.key != id) {
+      result = kStepRekeyed;
+      return Rekey(record, id, ctx);
+    }
+    return Process(record.partition, id, ctx, &step, &payload, nullptr, result);
   }
 
-  Outcome OnTimeoutMessage(const JsonValue& payload, Context& ctx) {
+  Outcome OnTimeoutMessage(const JsonValue& payload, Context& ctx, StepResult& result) {
     auto tid = payload.Find("timeout_id");
     auto timeout_id = tid ? tid->AsString() : std::nullopt;
     const std::string id(ctx.envelope().workflow_id);
@@ -321,7 +539,7 @@ struct WorkflowHost::Impl {
       return Outcome::DeadLetterFor("decode-error", "a workflow timeout message needs timeout_id and a workflow id");
     }
     const std::string t(*timeout_id);
-    return Process(ctx.record().partition, id, ctx, nullptr, nullptr, &t);
+    return Process(ctx.record().partition, id, ctx, nullptr, nullptr, &t, result);
   }
 
   Outcome Rekey(const InboundRecord& record, const std::string& id, Context& ctx) {
@@ -368,7 +586,7 @@ struct WorkflowHost::Impl {
   };
 
   Outcome Process(std::int32_t number, const std::string& id, Context& ctx, const detail::Step* step,
-                  const JsonValue* payload, const std::string* timeout_id) {
+                  const JsonValue* payload, const std::string* timeout_id, StepResult& result) {
     PartitionPtr p = WaitReady(number, ctx);
     if (!p) return Retry(std::chrono::milliseconds(500), "input partition " + std::to_string(number) + " is not ready here");
     const std::string message_id = DedupeId(ctx);
@@ -386,6 +604,7 @@ struct WorkflowHost::Impl {
 
     if (current && !message_id.empty() && current->Processed(message_id)) {
       Count([](HostStats& s) { ++s.duplicates; });
+      result = kStepDuplicate;
       if (current->last_message == message_id) {
         // Its state was written, perhaps not its messages: send them again (same ids).
         for (const OutgoingRecord& r : current->outbox) ctx.AddOutgoing(r);
@@ -398,15 +617,22 @@ struct WorkflowHost::Impl {
     const detail::StepFn* run = nullptr;
     std::optional<Timeout> fired;
     if (timeout_id != nullptr) {
-      if (!current) return Ack();  // removed meanwhile
+      if (!current) {
+        result = kStepDuplicate;
+        return Ack();  // removed meanwhile
+      }
       auto t = std::find_if(current->timeouts.begin(), current->timeouts.end(),
                             [&](const Timeout& x) { return x.id == *timeout_id; });
       if (t == current->timeouts.end()) {
         Count([](HostStats& s) { ++s.duplicates; });
+        result = kStepDuplicate;
         return Ack();  // fired already, or cancelled
       }
       fired = *t;
-      if (fired->name == detail::kExpireTimeout) return Expire(p, *current, ctx);
+      if (fired->name == detail::kExpireTimeout) {
+        result = kStepExpired;
+        return Expire(p, *current, ctx);
+      }
       auto fn = spec.timeouts.find(fired->name);
       if (fn == spec.timeouts.end()) {
         Log(LogLevel::kError, "workflow timeout has no handler, dropped",
@@ -421,11 +647,13 @@ struct WorkflowHost::Impl {
       if (!step->starter) {
         if (current) {
           Count([](HostStats& s) { ++s.late; });
+          result = kStepLate;
           Log(LogLevel::kInfo, "message for a finished workflow",
               {{"workflow", spec.name}, {"workflow_id", id}, {"status", current->status},
                {"type", step->type}, {"message_id", ctx.envelope().message_id}});
           return Ack();
         }
+        result = kStepNotFound;
         return NotFoundOutcome(*step, id, ctx, "it was never started, or has expired");
       }
       fresh = true;
@@ -472,6 +700,7 @@ struct WorkflowHost::Impl {
                            wctx.ending() == WorkflowContext::Ending::kNone;
     if (unchanged) {
       Count([](HostStats& s) { ++s.unchanged; });
+      result = kStepUnchanged;
       return Ack();
     }
 
@@ -507,8 +736,16 @@ struct WorkflowHost::Impl {
     // An abandoned delivery (its visibility timeout passed) must not write: the worker may be
     // delivering the message again already.
     if (ctx.Cancelled()) return Retry(std::chrono::milliseconds(0), "the delivery was abandoned before its state write");
+    const auto write_began = std::chrono::steady_clock::now();
     if (Status s = store.Write(number, id, encoded); !s.ok()) {
+      if (Meters* m = M()) m->write_errors->Inc();
       return Retry(std::chrono::milliseconds(500), "the workflow state was not written: " + s.error().message());
+    }
+    if (Meters* m = M()) {
+      m->write_seconds->Observe(SecondsSince(write_began));
+      if (started > 0) m->runs[0]->Inc();
+      if (completed > 0) m->runs[1]->Inc();
+      if (failed > 0) m->runs[2]->Inc();
     }
     for (const OutgoingRecord& r : next.outbox) ctx.AddOutgoing(r);
     {
@@ -522,6 +759,8 @@ struct WorkflowHost::Impl {
         }
       }
       for (const Timeout& t : next.timeouts) p->timers.insert(TimerKey{t.due_ms, id, t.id});
+      if (auto held = p->instances.find(id); held != p->instances.end()) Track(*p, held->second, -1);
+      Track(*p, next, +1);
       if (!current) ++stats.instances;
       p->instances.insert_or_assign(id, std::move(next));
       ++stats.state_writes;
@@ -548,7 +787,11 @@ struct WorkflowHost::Impl {
       p->timers.erase(TimerKey{t.due_ms, current.id, t.id});
       p->fired.erase({current.id, t.id});
     }
-    if (p->instances.erase(current.id) > 0) --stats.instances;
+    if (auto held = p->instances.find(current.id); held != p->instances.end()) {
+      Track(*p, held->second, -1);
+      p->instances.erase(held);
+      --stats.instances;
+    }
     ++stats.expired;
     return Ack();
   }
@@ -659,10 +902,15 @@ struct WorkflowHost::Impl {
       ++sent;
     }
     if (sent > 0) Count([&](HostStats& s) { s.timeouts_fired += static_cast<std::uint64_t>(sent); });
+    if (Meters* m = M(); m != nullptr && sent > 0) m->fired->Inc(static_cast<std::uint64_t>(sent));
     return sent;
   }
 
   void TimerLoop() {
+    struct Running {  // set by Start()
+      std::atomic<bool>& flag;
+      ~Running() { flag.store(false); }
+    } running{timer_running};
     std::unique_lock lock(mu);
     while (!stopping) {
       lock.unlock();
@@ -706,17 +954,22 @@ WorkflowHost::~WorkflowHost() { Stop(); }
 
 void WorkflowHost::Register(HandlerRegistry& registry) {
   Impl* impl = impl_.get();
-  for (const detail::Step& step : impl->spec.steps) {
+  for (std::size_t route = 0; route < impl->spec.steps.size(); ++route) {
+    const detail::Step& step = impl->spec.steps[route];
     const detail::Step* s = &step;
     registry.AddRoute(HandlerRegistry::Route{
         step.type, step.kind, step.topic,
-        [impl, s](const JsonValue& payload, Context& ctx) { return impl->OnMessage(*s, payload, ctx); },
+        [impl, s, route](const JsonValue& payload, Context& ctx) {
+          return impl->Tallied(route, [&](StepResult& result) { return impl->OnMessage(*s, payload, ctx, result); });
+        },
         impl->spec.options.policy});
     // Re-keyed copies arrive on the input topic: the route's topic is only for subscription.
   }
   registry.AddRoute(HandlerRegistry::Route{
       impl->timeout_type, MessageKind::kCommand, impl->spec.options.input_topic,
-      [impl](const JsonValue& payload, Context& ctx) { return impl->OnTimeoutMessage(payload, ctx); },
+      [impl, route = impl->spec.steps.size()](const JsonValue& payload, Context& ctx) {
+        return impl->Tallied(route, [&](StepResult& result) { return impl->OnTimeoutMessage(payload, ctx, result); });
+      },
       impl->spec.options.policy});
 }
 
@@ -731,8 +984,12 @@ void WorkflowHost::OnRevoked(const std::vector<std::int32_t>& partitions) { impl
 void WorkflowHost::Start() {
   std::lock_guard lock(impl_->mu);
   if (impl_->timer.joinable() || impl_->stopping) return;
+  impl_->timer_started = true;
+  impl_->timer_running.store(true);
   impl_->timer = std::thread([impl = impl_.get()] { impl->TimerLoop(); });
 }
+
+void WorkflowHost::ReportTo(metrics::Registry& metrics, health::Board& health) { impl_->ReportTo(metrics, health); }
 
 void WorkflowHost::Stop() { impl_->Stop(); }
 int WorkflowHost::FireDue() { return impl_->FireDue(); }

@@ -29,6 +29,8 @@
 #include "kbus/handler_registry.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/handlers/process.hpp"
+#include "kbus/health.hpp"
+#include "kbus/metrics.hpp"
 #include "kbus/record.hpp"
 #include "kbus/result.hpp"
 #include "kbus/slots.hpp"
@@ -123,6 +125,14 @@ class Launcher {
 
   LauncherStats Stats() const;
   const std::shared_ptr<Slots>& slots() const;
+
+  // Reports to the operations port (docs/operations.md): the kbus_launcher_* metrics in
+  // `metrics` (the program label is the allow-list name, so its values are bounded) and the
+  // probe "launcher" on `health`: live unless a job has run past its run_timeout by more than
+  // twice kill_grace and a minute (its supervision is stuck), ready until Shutdown, its active
+  // work the processes running. Call once, before the worker runs; both must outlive the
+  // launcher.
+  void ReportTo(metrics::Registry& metrics, health::Board& health);
 
  private:
   struct Impl;

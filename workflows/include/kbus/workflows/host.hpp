@@ -34,6 +34,8 @@
 #include <vector>
 
 #include "kbus/handler_registry.hpp"
+#include "kbus/health.hpp"
+#include "kbus/metrics.hpp"
 #include "kbus/record.hpp"
 #include "kbus/result.hpp"
 #include "kbus/workflows/workflow.hpp"
@@ -150,6 +152,13 @@ class WorkflowHost {
 
   HostStats Stats() const;
   std::optional<InstanceInfo> Instance(std::string_view workflow_id) const;
+
+  // Reports to the operations port (docs/operations.md): the kbus_workflow_* metrics, labelled
+  // with the workflow's name, in `metrics`, and the probe "workflow <name>" on `health`: ready
+  // once the state of every assigned input partition is loaded (not while one loads, nor after
+  // Stop), live while the timer thread Start() began runs. Call once, before the worker runs;
+  // both must outlive the host.
+  void ReportTo(metrics::Registry& metrics, health::Board& health);
   std::vector<InstanceInfo> Instances() const;
 
  private:
