@@ -6,10 +6,21 @@
 //       OrderCompleted event
 //
 // Every option can also come from the environment: KBUS_BROKERS, KBUS_GROUP, ... (--help).
+// With --http-port (KBUS_HTTP_PORT) it serves /healthz, /readyz and /metrics
+// (docs/operations.md); a bad value exits 2 naming the option, a port in use exits 1 naming it.
+//
+// Shutdown: the first SIGTERM or SIGINT stops taking work (/readyz answers 503 from then on),
+// lets running handlers finish within the worker's shutdown grace (10 s) or hands
+// their records back to the group, commits what finished, leaves the group and exits 0. A
+// second signal exits at once with 128 + the signal's number, as an impatient operator (or a
+// supervisor's kill after its own grace) asks: nothing more is committed, and the records in
+// flight are delivered again to the next owner (at-least-once, docs/delivery.md).
+
+#include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
@@ -32,8 +43,20 @@ using kbus::Status;
 namespace {
 
 std::atomic<kbus::kafka::Worker*> g_worker{nullptr};
-void OnSignal(int) {
+std::atomic<int> g_signals{0};  // SIGTERM/SIGINT received so far
+
+// Async-signal-safe: lock-free atomics, Worker::Stop (which only sets an atomic) and _exit.
+void OnSignal(int sig) {
+  if (g_signals.fetch_add(1) > 0) _exit(128 + sig);  // the second signal: no more waiting
   if (auto* w = g_worker.load()) w->Stop();
+}
+
+void InstallSignalHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
 }
 
 void Say(std::mutex& mu, const std::string& line) {
@@ -157,10 +180,12 @@ int main(int argc, char** argv) {
 
     kbus::HandlerRegistry handlers;
     shop::RegisterHandlers(handlers);
+    // Installed before the worker exists, so that a signal during start-up is not lost: the
+    // worker then stops as soon as it runs.
+    InstallSignalHandlers();
     kbus::kafka::Worker worker(config, handlers);
     g_worker = &worker;
-    std::signal(SIGTERM, OnSignal);
-    std::signal(SIGINT, OnSignal);
+    if (g_signals.load() > 0) worker.Stop();
     worker.Run();
     g_worker = nullptr;
   } catch (const std::exception& e) {
