@@ -548,7 +548,9 @@ struct Worker::Impl {
       std::lock_guard lock(group_state_mu);
       state = group_state;
     }
-    if (!ended && silence > silence_limit) {
+    const bool stopping = stop.load(std::memory_order_relaxed) || ended;
+    // While stopping, the loop drains on purpose (bounded by shutdown_grace): not a hang.
+    if (!stopping && silence > silence_limit) {
       r.live = false;
       r.reason = "the poll loop has not turned for " +
                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(silence).count()) + " s";
@@ -556,7 +558,6 @@ struct Worker::Impl {
       r.live = false;
       r.reason = "a handler has run past " + std::to_string(kStuckFactor) + " visibility timeouts";
     }
-    const bool stopping = stop.load(std::memory_order_relaxed) || ended;
     const bool reachable = !stats_enabled || coordinator_up.load(std::memory_order_relaxed);
     const bool in_group = joined.load(std::memory_order_relaxed);
     r.ready = r.live && !stopping && reachable && in_group;

@@ -20,7 +20,14 @@
 //
 // Operations (docs/operations.md): with WorkerConfig::http_port set, the worker serves
 // /healthz, /readyz and /metrics from its constructor on; the port is bound there, so a port in
-// use is a setup error.
+// use is a setup error. Its metrics are kbus_worker_*, labelled with the group; its probe on the
+// health board is "worker <group>":
+// - live while the poll loop turns (it turned within max(30 s, 3 session timeouts), or the
+//   worker is stopping) and no handler has run past kStuckFactor visibility timeouts;
+// - ready while the group coordinator is reachable (librdkafka's group state "up", from its
+//   statistics once a second) and the member has joined the group (an assignment, possibly
+//   empty, since it last lost its membership); never once Stop() was called. A worker whose
+//   brokers are not up yet keeps trying, not ready, and logs "waiting for the brokers".
 
 #include <atomic>
 #include <cstdint>
