@@ -8,6 +8,12 @@
 // at once, one fails twice and then encodes, one always fails and ends in the dead-letter
 // topic. It prints what happens to each, and exits 0 when all three ended as expected.
 // Every option can also come from the environment: KBUS_BROKERS, KBUS_GROUP, ... (--help).
+//
+// SIGTERM or SIGINT: the worker stops taking messages, finishes or hands back what runs, commits
+// and exits 0; a second one exits at once (128 + the signal). Brokers that do not answer yet
+// are waited for (a log line every few seconds), not an exit; a signal meanwhile exits 0.
+
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -33,8 +39,20 @@ using namespace std::chrono_literals;
 namespace {
 
 std::atomic<video::EncodeService*> g_service{nullptr};
-void OnSignal(int) {
+std::atomic<bool> g_stop{false};
+std::atomic<int> g_signals{0};
+// Async-signal-safe: atomics, Worker::Stop (it sets an atomic) and _exit only.
+void OnSignal(int sig) {
+  if (g_signals.fetch_add(1) > 0) _exit(128 + sig);  // a second signal: at once
+  g_stop.store(true);
   if (auto* s = g_service.load()) s->Stop();
+}
+void HandleStopSignals() {
+  struct sigaction action {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
 }
 
 struct Job {
@@ -311,20 +329,28 @@ int main(int argc, char** argv) {
   try {
     auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
     if (demo) return RunDemo(config, fake_encoder);
+    HandleStopSignals();
+    const auto stopped = [] { return g_stop.load(); };
     if (!embedded) {
       // On a real broker: the workflow's topics, co-partitioned, the state topic compacted. The
       // embedded broker has no admin API; it makes both with 4 partitions when first used.
       kbus::workflows::WorkflowOptions topics;
       topics.input_topic = settings.name + ".in";
       topics.state_topic = settings.name + ".state";
-      if (Status s = kbus::workflows::CreateWorkflowTopics(config.client, topics, partitions); !s.ok()) {
-        return cli::Report("", s.error());
+      for (;;) {
+        if (!kbus::workflows::WaitForBrokers(config.client, stopped)) return cli::kExitOk;
+        Status s = kbus::workflows::CreateWorkflowTopics(config.client, topics, partitions);
+        if (s.ok()) break;
+        if (!s.error().retriable()) return cli::Report("", s.error());
+        kbus::Log(kbus::LogLevel::kWarn, "workflow topics not created yet, trying again",
+                  {{"error", s.error().message()}});
+        for (int i = 0; i < 20 && !stopped(); ++i) std::this_thread::sleep_for(100ms);
       }
     }
+    if (stopped()) return cli::kExitOk;
     video::EncodeService service(config, settings);
     g_service = &service;
-    std::signal(SIGTERM, OnSignal);
-    std::signal(SIGINT, OnSignal);
+    if (stopped()) service.Stop();  // a signal came before the service was there
     service.Run();
     g_service = nullptr;
   } catch (const std::exception& e) {

@@ -3,10 +3,15 @@
 // the binaries run: EncodeService hosts EncodeVideoWorkflow in a worker group; LauncherService
 // is what kbus-launcher runs (the same Launcher, in this process).
 //
+// Each reports to one metrics registry and health board with its worker (the config's, or its
+// own), so the worker's --http-port serves the workflow's or the launcher's metrics and probe
+// too (docs/operations.md).
+//
 // Thread safety: Run() on one thread; Stop() from any thread or a signal handler.
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <memory>
 #include <string>
 #include <utility>
@@ -31,13 +36,18 @@ inline kbus::kafka::ProducerConfig EventProducerConfig(const kbus::kafka::Client
 class EncodeService {
  public:
   EncodeService(kbus::kafka::WorkerConfig config, EncodeSettings settings)
-      : workflow_(EncodeVideoWorkflow(std::move(settings))),
+      : metrics_(config.metrics ? config.metrics : std::make_shared<kbus::metrics::Registry>()),
+        health_(config.health ? config.health : std::make_shared<kbus::health::Board>()),
+        workflow_(EncodeVideoWorkflow(std::move(settings))),
         state_(config.client, workflow_.options().state_topic),
         store_(state_),
         producer_(EventProducerConfig(config.client)),
         host_(workflow_, HostConfig(config), store_) {
     host_.Register(handlers_);
+    host_.ReportTo(*metrics_, *health_);
     kbus::workflows::Attach(host_, config);
+    config.metrics = metrics_;
+    config.health = health_;
     worker_ = std::make_unique<kbus::kafka::Worker>(config, handlers_);
   }
 
@@ -50,6 +60,7 @@ class EncodeService {
 
   kbus::workflows::WorkflowHost& host() { return host_; }
   kbus::kafka::Worker& worker() { return *worker_; }
+  kbus::health::Board& health() { return *health_; }
   const std::string& input_topic() const { return workflow_.options().input_topic; }
 
  private:
@@ -61,6 +72,9 @@ class EncodeService {
     return h;
   }
 
+  // First: the host and the worker report here until they are gone.
+  std::shared_ptr<kbus::metrics::Registry> metrics_;
+  std::shared_ptr<kbus::health::Board> health_;
   kbus::workflows::Workflow<kbus::workflows::DelegatedState> workflow_;
   kbus::kafka::StateTopic state_;
   kbus::workflows::KafkaStateStore store_;
@@ -77,9 +91,14 @@ class LauncherService {
                   kbus::handlers::LauncherConfig launcher_config,
                   std::string launch_topic = std::string(kbus::handlers::kLauncherTopic),
                   std::string control_topic = std::string(kbus::handlers::kLauncherControlTopic))
-      : producer_(EventProducerConfig(config.client)),
+      : metrics_(config.metrics ? config.metrics : std::make_shared<kbus::metrics::Registry>()),
+        health_(config.health ? config.health : std::make_shared<kbus::health::Board>()),
+        producer_(EventProducerConfig(config.client)),
         sink_(producer_),
         launcher_(std::move(launcher_config), std::move(allow), backend_, sink_) {
+    launcher_.ReportTo(*metrics_, *health_);
+    config.metrics = metrics_;
+    config.health = health_;
     config.assignment_strategy = "range";  // launch and control partition N together
     config.max_buffered_per_partition = std::min<std::size_t>(config.max_buffered_per_partition, 1000);
     kbus::HandlerOptions launch, control;
@@ -96,8 +115,12 @@ class LauncherService {
   }
   void Stop() noexcept { worker_->Stop(); }
   kbus::handlers::Launcher& launcher() { return launcher_; }
+  kbus::kafka::Worker& worker() { return *worker_; }
 
  private:
+  // First: the launcher and the worker report here until they are gone.
+  std::shared_ptr<kbus::metrics::Registry> metrics_;
+  std::shared_ptr<kbus::health::Board> health_;
   kbus::kafka::Producer producer_;
   kbus::handlers::ProducerSink sink_;
   kbus::handlers::LocalProcessBackend backend_;

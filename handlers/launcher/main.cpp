@@ -6,11 +6,16 @@
 // Launch commands are read from --launch-topic and cancels from --control-topic, in one
 // consumer group (--group, default kbus-launcher) with the range assignor, so partition N of
 // both topics goes to the same launcher. SIGTERM or SIGINT: stop taking commands, terminate the
-// running processes (SIGTERM, --kill-grace-ms, SIGKILL), report them as lost, commit, exit.
+// running processes (SIGTERM, --kill-grace-ms, SIGKILL), report them as lost, commit, exit 0;
+// a second one exits at once (128 + the signal). With --http-port it serves /healthz, /readyz
+// and /metrics: the worker's and the launcher's (docs/operations.md).
 // Every option can also come from the environment: KBUS_BROKERS, KBUS_ALLOW_LIST, ... (--help).
+
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
+#include <memory>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -32,8 +37,20 @@ using kbus::Status;
 namespace {
 
 std::atomic<kbus::kafka::Worker*> g_worker{nullptr};
-void OnSignal(int) {
+std::atomic<bool> g_stop{false};
+std::atomic<int> g_signals{0};
+// Async-signal-safe: atomics, Worker::Stop (it sets an atomic) and _exit only.
+void OnSignal(int sig) {
+  if (g_signals.fetch_add(1) > 0) _exit(128 + sig);  // a second signal: at once
+  g_stop.store(true);
   if (auto* w = g_worker.load()) w->Stop();
+}
+void HandleStopSignals() {
+  struct sigaction action {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
 }
 
 kbus::Result<kbus::handlers::AllowList> ReadAllowList(const std::string& path) {
@@ -135,6 +152,7 @@ int main(int argc, char** argv) {
   config.client.properties.try_emplace("queued.max.messages.kbytes", "4096");
 
   try {
+    HandleStopSignals();  // from here on a SIGTERM stops it cleanly, even before the worker runs
     auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
     kbus::kafka::ProducerConfig producer_config;
     producer_config.client = config.client;
@@ -145,7 +163,14 @@ int main(int argc, char** argv) {
     kbus::kafka::Producer producer(producer_config);
     kbus::handlers::ProducerSink sink(producer);
     kbus::handlers::LocalProcessBackend backend;
+    // One registry and board for the worker and the launcher, declared before both, so that
+    // the launcher's series and probe outlive neither.
+    auto metrics = std::make_shared<kbus::metrics::Registry>();
+    auto health = std::make_shared<kbus::health::Board>();
+    config.metrics = metrics;
+    config.health = health;
     kbus::handlers::Launcher launcher(launcher_config, std::move(allow.value()), backend, sink);
+    launcher.ReportTo(*metrics, *health);
     kbus::HandlerRegistry handlers;
     kbus::HandlerOptions launch;
     launch.topic = launch_topic;
@@ -155,13 +180,13 @@ int main(int argc, char** argv) {
 
     kbus::kafka::Worker worker(config, handlers);
     g_worker = &worker;
-    std::signal(SIGTERM, OnSignal);
-    std::signal(SIGINT, OnSignal);
+    if (g_stop.load()) worker.Stop();  // a signal came before the worker was there
     kbus::Log(kbus::LogLevel::kInfo, "launcher running",
               {{"group", config.group}, {"launch_topic", launch_topic}, {"control_topic", control_topic},
                {"max_processes", launcher_config.max_processes}, {"reply_topics", reply_topics}});
     worker.Run();  // returns after Stop(): nothing more is taken, the launches are committed
     g_worker = nullptr;
+    health->SetShuttingDown();
     launcher.Shutdown();  // terminates what runs and reports it
     if (Status s = producer.Flush(std::chrono::seconds(10)); !s.ok()) {
       kbus::Log(kbus::LogLevel::kWarn, "events not flushed", {{"error", s.error().message()}});

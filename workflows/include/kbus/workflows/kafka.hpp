@@ -20,12 +20,14 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kbus/kafka/admin.hpp"
 #include "kbus/kafka/config.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/kafka/state_topic.hpp"
+#include "kbus/log.hpp"
 #include "kbus/workflows/host.hpp"
 
 namespace kbus::workflows {
@@ -130,6 +132,42 @@ inline Status CreateWorkflowTopics(const kafka::ClientConfig& client, const Work
   }
   if (missing.empty()) return Ok();
   return kafka::CreateTopics(client, missing);
+}
+
+// Waits until the brokers answer a metadata request, so that a program started beside Kafka (as
+// compose starts everything at once) waits for it rather than exiting and being restarted in a
+// loop. Logs "waiting for the brokers" at warn level at most every `log_every`. Returns false as
+// soon as `stop()` is true (checked every 100 ms, and between tries of at most 2 s), true once
+// the brokers answered.
+inline bool WaitForBrokers(const kafka::ClientConfig& client, const std::function<bool()>& stop,
+                           std::chrono::milliseconds log_every = std::chrono::seconds(5)) {
+  using Clock = std::chrono::steady_clock;
+  // Each try is a short-lived client whose connection errors librdkafka would log, three lines
+  // a try: this function's own line says it, at its own pace.
+  kafka::ClientConfig quiet = client;
+  quiet.properties["log_level"] = "2";
+  const auto began = Clock::now();
+  auto next_log = began;
+  for (int attempt = 1;; ++attempt) {
+    if (stop()) return false;
+    auto listed = kafka::ListTopics(quiet, std::chrono::seconds(2));
+    if (listed.ok()) {
+      if (attempt > 1) {
+        Log(LogLevel::kInfo, "the brokers answer",
+            {{"brokers", client.brokers},
+             {"waited_ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began).count()}});
+      }
+      return true;
+    }
+    if (Clock::now() >= next_log) {
+      Log(LogLevel::kWarn, "waiting for the brokers",
+          {{"brokers", client.brokers},
+           {"waited_ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began).count()},
+           {"error", listed.error().message()}});
+      next_log = Clock::now() + log_every;
+    }
+    for (int i = 0; i < 10 && !stop(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 }  // namespace kbus::workflows
