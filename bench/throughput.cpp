@@ -13,6 +13,8 @@
 //   (b) kbus: a Worker with a no-op typed handler for EncodeVideo (the 208-byte payload of
 //             perf-baseline §2.2: 8 fields, one of them a nested struct), on the default 8
 //             handler threads, ordered per key.
+// (e) against (f): the same Worker with its operations port served and /metrics scraped every
+// second, against no port at all (--metrics-pairs; the budget for metrics is 3 %).
 // Then (c) against (d): the same Worker with a handler that sleeps 1 ms, on 16 handler threads
 // against 1, over the first 4,000 records; the ratio c/d shows what the pool buys for handlers
 // that wait.
@@ -82,6 +84,7 @@
 #include "kbus/kafka/worker.hpp"
 #include "kbus/log.hpp"
 #include "kbus/message.hpp"
+#include "kbus/ops/server.hpp"
 
 namespace bench {
 
@@ -561,9 +564,20 @@ PassResult RunRawPass(const Settings& s, const std::string& group, std::size_t t
 
 // ---- (b) the kbus Worker ------------------------------------------------------------------------
 
+// The operations port during a pass, for (e) against (f): served on a free port and scraped
+// every `interval` from the first moment, or not served at all.
+struct Scraping {
+  bool on = false;
+  std::chrono::milliseconds interval{1000};
+  std::size_t scrapes = 0;    // out: answered 200
+  std::size_t failures = 0;   // out: anything else
+  std::size_t in_window = 0;  // out: scrapes that began inside the measured window
+};
+
 // `threads` handler threads; each handler sleeps `sleep` (0: a no-op handler).
 PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t target, int threads = 8,
-                       std::chrono::microseconds sleep = std::chrono::microseconds(0)) {
+                       std::chrono::microseconds sleep = std::chrono::microseconds(0),
+                       Scraping* scraping = nullptr) {
   // Handlers run on the worker's pool threads: the counters are atomic, and the thread that
   // counts the first (last) message starts (stops) the window.
   struct Progress {
@@ -599,8 +613,33 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
   config.commit_interval = s.commit_interval;
   config.handler_threads = threads;
   for (const auto& [k, v] : PrefetchProperties()) config.client.properties[k] = v;
+  if (scraping && scraping->on) {
+    config.http_port = -1;
+    config.http_bind_address = "127.0.0.1";
+  }
   kbus::kafka::Worker worker(config, handlers);
   progress.worker = &worker;
+
+  // A Prometheus stand-in: GET /metrics at once, then every interval, until the pass ends.
+  std::mutex scrape_mu;
+  std::condition_variable scrape_cv;
+  bool scrape_stop = false;
+  std::vector<Clock::time_point> scrape_times;
+  std::thread scraper;
+  if (scraping && scraping->on) {
+    scraper = std::thread([&, port = worker.http_port()] {
+      std::unique_lock lock(scrape_mu);
+      while (!scrape_stop) {
+        lock.unlock();
+        const auto began = Clock::now();
+        const bool ok = kbus::ops::Get("127.0.0.1", port, "/metrics").status == 200;
+        lock.lock();
+        ++(ok ? scraping->scrapes : scraping->failures);
+        scrape_times.push_back(began);
+        scrape_cv.wait_for(lock, scraping->interval, [&] { return scrape_stop; });
+      }
+    });
+  }
 
   // Stops a pass that does not finish in time, so a broken run fails instead of hanging.
   std::mutex mu;
@@ -621,6 +660,17 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
   }
   cv.notify_all();
   watchdog.join();
+  if (scraper.joinable()) {
+    {
+      std::lock_guard lock(scrape_mu);
+      scrape_stop = true;
+    }
+    scrape_cv.notify_all();
+    scraper.join();
+    for (const auto t : scrape_times) {
+      scraping->in_window += t >= progress.window.t0 && t <= progress.window.t1;
+    }
+  }
 
   PassResult r;
   r.messages = std::min(progress.messages.load(), target);
@@ -702,6 +752,8 @@ struct Options {
   std::string only;  // "a" or "b": run one side only, for profiling
   std::size_t sleep_messages = 4000;  // for (c) and (d); 0: skip them
   int sleep_pairs = 3;
+  int metrics_pairs = 5;  // (e) metrics on against (f) off; 0: skip them
+  std::chrono::milliseconds scrape_interval{1000};
 };
 
 void DeleteTopic(rd_kafka_t* rk, const std::string& topic) {
@@ -835,14 +887,66 @@ int Run(const Options& o) {
     b_cpu.push_back(b.CpuUs());
   }
 
-  std::printf("\nmedian      a %s msg/s, %.2f CPU us/msg | b %s msg/s, %.2f CPU us/msg | b/a %.3f "
-              "(pairs: ",
-              Thousands(Median(a_rates)).c_str(), Median(a_cpu), Thousands(Median(b_rates)).c_str(),
-              Median(b_cpu), Median(ratios));
-  for (std::size_t i = 0; i < ratios.size(); ++i) std::printf("%s%.3f", i ? " " : "", ratios[i]);
-  std::printf(")\n");
-  std::printf("RESULT b/a median=%.3f a_msgs_per_s=%.0f b_msgs_per_s=%.0f a_cpu_us=%.2f b_cpu_us=%.2f\n",
-              Median(ratios), Median(a_rates), Median(b_rates), Median(a_cpu), Median(b_cpu));
+  if (o.pairs > 0) {  // --pairs 0 runs only the other comparisons
+    std::printf("\nmedian      a %s msg/s, %.2f CPU us/msg | b %s msg/s, %.2f CPU us/msg | b/a %.3f "
+                "(pairs: ",
+                Thousands(Median(a_rates)).c_str(), Median(a_cpu), Thousands(Median(b_rates)).c_str(),
+                Median(b_cpu), Median(ratios));
+    for (std::size_t i = 0; i < ratios.size(); ++i) std::printf("%s%.3f", i ? " " : "", ratios[i]);
+    std::printf(")\n");
+    std::printf("RESULT b/a median=%.3f a_msgs_per_s=%.0f b_msgs_per_s=%.0f a_cpu_us=%.2f b_cpu_us=%.2f\n",
+                Median(ratios), Median(a_rates), Median(b_rates), Median(a_cpu), Median(b_cpu));
+  }
+
+  // (e) against (f): the operations port on, served and scraped, against off. The worker always
+  // counts its metrics (the series are updated whether or not anyone serves them), so "off" is
+  // the same worker with no port and no scraper: what (e) adds is the HTTP server, the scrapes
+  // and the collector they run (lag, partitions).
+  if (o.metrics_pairs > 0) {
+    std::printf("\n(e) metrics on: the worker serving /metrics, scraped every %lld ms, against (f) off: no port, "
+                "no scrapes\n", static_cast<long long>(o.scrape_interval.count()));
+    std::vector<double> ef, e_cpu, f_cpu;
+    std::size_t scrapes = 0, failures = 0, in_window = 0;
+    for (int pair = 1; pair <= o.metrics_pairs; ++pair) {
+      double rate[2] = {0, 0};
+      const bool on_first = pair % 2 == 1;  // e f, f e, ...: drift hits both sides
+      for (bool on : {on_first, !on_first}) {
+        RunResult total;
+        for (int pass = 1; pass <= s.passes; ++pass) {
+          const std::string group = "kbus-bench-" + std::to_string(getpid()) + (on ? "-e" : "-f") + "-r" +
+                                    std::to_string(pair) + "-p" + std::to_string(pass);
+          Scraping scraping{.on = on, .interval = o.scrape_interval};
+          const PassResult p = RunKbusPass(s, group, s.per_pass, 8, std::chrono::microseconds(0), &scraping);
+          scrapes += scraping.scrapes;
+          failures += scraping.failures;
+          in_window += scraping.in_window;
+          if (p.timed_out || p.checksum != s.checksum) {
+            g_problems.push_back(std::string("metrics ") + (on ? "on" : "off") + " run " + std::to_string(pair) +
+                                 (p.timed_out ? " timed out" : ": checksum differs from the produced records"));
+            total = {};
+            break;
+          }
+          total.messages += p.messages;
+          total.seconds += p.seconds;
+          total.cpu += p.cpu;
+        }
+        rate[on ? 0 : 1] = total.Rate();
+        (on ? e_cpu : f_cpu).push_back(total.CpuUs());
+        std::printf("%-4d %-7s %9zu %9.3f %10s %13.2f\n", pair, on ? "e on" : "f off", total.messages, total.seconds,
+                    Thousands(total.Rate()).c_str(), total.CpuUs());
+        std::fflush(stdout);
+      }
+      if (rate[0] > 0 && rate[1] > 0) {
+        ef.push_back(rate[0] / rate[1]);
+        std::printf("     e/f = %.3f\n", ef.back());
+      }
+    }
+    if (failures > 0) g_problems.push_back(std::to_string(failures) + " scrapes of /metrics failed");
+    std::printf("RESULT e/f median=%.3f (metrics on / off; pairs: ", Median(ef));
+    for (std::size_t i = 0; i < ef.size(); ++i) std::printf("%s%.3f", i ? " " : "", ef[i]);
+    std::printf(") e_cpu_us=%.2f f_cpu_us=%.2f scrapes=%zu in_windows=%zu\n", Median(e_cpu), Median(f_cpu), scrapes,
+                in_window);
+  }
 
   // (c) against (d): handlers that wait 1 ms (a call to another service, say), on 16 handler
   // threads against 1, on the same records. Ordered per key, and every record has its own key.
@@ -889,6 +993,7 @@ int main(int argc, char** argv) {
   namespace po = boost::program_options;
   bench::Options o;
   bool quick = false;
+  long scrape_ms = 1000;
   po::options_description desc(
       "kbus-bench: a kbus Worker's consumer throughput against a plain librdkafka loop\nOptions");
   desc.add_options()("help,h", "this help")
@@ -902,6 +1007,10 @@ int main(int argc, char** argv) {
       ("sleep-messages", po::value(&o.sleep_messages)->default_value(o.sleep_messages),
        "records for (c) 16 handler threads against (d) 1, each handler sleeping 1 ms; 0 skips them")
       ("sleep-pairs", po::value(&o.sleep_pairs)->default_value(o.sleep_pairs), "c/d pairs")
+      ("metrics-pairs", po::value(&o.metrics_pairs)->default_value(o.metrics_pairs),
+       "pairs of (e) the worker serving /metrics, scraped every --scrape-interval-ms, against (f) no port; "
+       "0 skips them")
+      ("scrape-interval-ms", po::value(&scrape_ms)->default_value(scrape_ms), "scrape interval for (e)")
       ("quick", po::bool_switch(&quick), "smoke test: 20,000 messages and 1 pair unless given");
   po::variables_map vm;
   try {
@@ -920,10 +1029,12 @@ int main(int argc, char** argv) {
     if (vm["pairs"].defaulted()) o.pairs = 1;
     if (vm["sleep-messages"].defaulted()) o.sleep_messages = 500;
     if (vm["sleep-pairs"].defaulted()) o.sleep_pairs = 1;
+    if (vm["metrics-pairs"].defaulted()) o.metrics_pairs = 1;
   }
-  if (o.pairs < 1 || o.partitions < 1 || o.messages < static_cast<std::size_t>(o.partitions) || o.batch < 1 ||
+  o.scrape_interval = std::chrono::milliseconds(scrape_ms);
+  if (o.pairs < 0 || o.metrics_pairs < 0 || scrape_ms < 1 || o.partitions < 1 || o.messages < static_cast<std::size_t>(o.partitions) || o.batch < 1 ||
       (!o.only.empty() && o.only != "a" && o.only != "b")) {
-    std::fprintf(stderr, "kbus-bench: need --pairs >= 1, --partitions >= 1, --messages >= partitions, "
+    std::fprintf(stderr, "kbus-bench: need --pairs >= 0, --metrics-pairs >= 0, --scrape-interval-ms >= 1, --partitions >= 1, --messages >= partitions, "
                  "--batch >= 1, --only a|b\n");
     return 2;
   }
