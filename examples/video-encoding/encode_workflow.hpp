@@ -2,11 +2,14 @@
 // EncodeVideoWorkflow: an EncodeVideo command becomes launcher attempts, followed to the end by
 // a DelegatedCommand workflow: VideoEncoded on success, retries with backoff on a failed,
 // timed-out or silent attempt, and after the last attempt the command in the dead-letter topic
-// and VideoEncodingFailed.
+// and VideoEncodingFailed. With the ffmpeg encoder a command whose arguments could not be made
+// safe (an odd height, a video_id that is no file name) is dead-lettered as rejected at once.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "kbus/workflows/delegated_command.hpp"
@@ -30,12 +33,62 @@ struct EncodeSettings {
   // else succeeds (the demo and the tests use it).
   std::string encoder = "ffmpeg";
   double fake_seconds = 2;  // how long a fake encoding runs
+  // ffmpeg: the directory, as the launcher sees it, where VIDEO_ID.HEIGHTp.mp4 is written.
+  // Empty: beside the source, SOURCE.HEIGHTp.mp4.
+  std::string output_dir;
 };
 
+// The tallest output asked of ffmpeg (8K); an output's height is even, as H.264 in 4:2:0 needs.
+inline constexpr int kMinHeight = 16;
+inline constexpr int kMaxHeight = 4320;
+
+// Whether `id` can name a file in the output directory as it is: 1 to 200 of [A-Za-z0-9._-],
+// beginning with a letter, a digit or '_' (so never ".", "..", a hidden file or an option).
+inline bool IsSafeFileName(std::string_view id) {
+  auto plain = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  };
+  if (id.empty() || id.size() > 200 || !plain(id.front())) return false;
+  return std::all_of(id.begin(), id.end(), [&](char c) { return plain(c) || c == '.' || c == '-'; });
+}
+
+// Where ffmpeg writes the encoding of `v`, as the launcher sees it.
+inline std::string EncodedPath(const EncodeVideo& v, const EncodeSettings& s) {
+  const std::string name = "." + std::to_string(v.height) + "p.mp4";
+  if (s.output_dir.empty()) return v.source + name;
+  std::string dir = s.output_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return (dir == "/" ? "" : dir) + "/" + v.video_id + name;
+}
+
+// Why `v` can never be encoded, or "" (DelegatedOptions::check: such a command is dead-lettered
+// with reason "rejected", nothing launched). Only ffmpeg's arguments are checked; the fake
+// encoder runs anything.
+inline std::string CheckEncode(const EncodeVideo& v, const EncodeSettings& s) {
+  if (s.encoder == "fake") return {};
+  if (v.source.empty()) return "source is empty";
+  if (v.height < kMinHeight || v.height > kMaxHeight || v.height % 2 != 0) {
+    return "height must be an even number from " + std::to_string(kMinHeight) + " to " + std::to_string(kMaxHeight) +
+           ", not " + std::to_string(v.height);
+  }
+  if (!s.output_dir.empty() && !IsSafeFileName(v.video_id)) {
+    return "video_id '" + v.video_id.substr(0, 200) +
+           "' cannot name a file in the output directory: 1 to 200 of [A-Za-z0-9._-], beginning with a letter, a "
+           "digit or '_'";
+  }
+  return {};
+}
+
+// The program and arguments of one attempt. ffmpeg's input and output are `file:` URLs: a
+// source beginning with '-' is not an option, and one naming another protocol (pipe:, http:,
+// concat:) is a file of that name. The allow-list adds ffmpeg's fixed arguments before these
+// (docker/launcher.allow: -progress pipe:1 -nostats -nostdin -y -hide_banner).
 inline kbus::workflows::LaunchSpec EncoderLaunch(const EncodeVideo& v, int attempt, const EncodeSettings& s) {
   if (s.encoder != "fake") {
-    return {"ffmpeg", {"-i", v.source, "-vf", "scale=-2:" + std::to_string(v.height), v.source + "." +
-                       std::to_string(v.height) + "p.mp4"}, {}};
+    return {"ffmpeg",
+            {"-i", "file:" + v.source, "-vf", "scale=-2:" + std::to_string(v.height), "-c:v", "libx264", "-pix_fmt",
+             "yuv420p", "-c:a", "aac", "file:" + EncodedPath(v, s)},
+            {}};
   }
   kbus::workflows::LaunchSpec spec{"fake-encoder", {"--seconds", std::to_string(s.fake_seconds), "--steps", "4"}, {}};
   int fails = 0;
@@ -56,6 +109,7 @@ inline kbus::workflows::Workflow<kbus::workflows::DelegatedState> EncodeVideoWor
   kbus::workflows::DelegatedOptions<EncodeVideo> o;
   o.id = [](const EncodeVideo& v) { return v.video_id; };
   o.launch = [s](const EncodeVideo& v, int attempt) { return EncoderLaunch(v, attempt, s); };
+  o.check = [s](const EncodeVideo& v) { return CheckEncode(v, s); };
   o.retry = s.retry;
   o.run_timeout = s.run_timeout;
   o.heartbeat_interval = s.heartbeat_interval;
@@ -64,8 +118,9 @@ inline kbus::workflows::Workflow<kbus::workflows::DelegatedState> EncodeVideoWor
   o.launcher_topic = s.launcher_topic;
   o.control_topic = s.control_topic;
   o.workflow = s.workflow;
-  o.on_succeeded = [topic = s.events_topic](const EncodeVideo& v, const ProcessExited& e, WorkflowContext& ctx) {
-    ctx.Publish(VideoEncoded{v.video_id, e.attempt}, {.topic = topic});
+  o.on_succeeded = [s](const EncodeVideo& v, const ProcessExited& e, WorkflowContext& ctx) {
+    ctx.Publish(VideoEncoded{v.video_id, e.attempt, s.encoder == "fake" ? std::string() : EncodedPath(v, s)},
+                {.topic = s.events_topic});
   };
   o.on_failed = [topic = s.events_topic](const EncodeVideo& v, const ProcessExited& e, WorkflowContext& ctx) {
     ctx.Publish(VideoEncodingFailed{v.video_id, e.attempt, e.outcome, e.error.empty() ? e.stderr_tail : e.error},

@@ -18,6 +18,7 @@ struct EncodeVideo {
 struct VideoEncoded {
   std::string video_id;
   int attempts = 0;
+  std::string output;  // the encoded file, as the launcher wrote it ("" for the fake encoder)
 };
 
 struct VideoEncodingFailed {
@@ -47,7 +48,8 @@ struct kbus::MessageTraits<video::VideoEncoded> {
   static constexpr kbus::MessageKind kKind = kbus::MessageKind::kEvent;
   static constexpr std::string_view kTopic = "video.events";
   static constexpr auto kFields =
-      kbus::Fields(kbus::Field("video_id", &T::video_id), kbus::Field("attempts", &T::attempts));
+      kbus::Fields(kbus::Field("video_id", &T::video_id), kbus::Field("attempts", &T::attempts),
+                   kbus::Field("output", &T::output, kbus::kOptional));
 };
 
 template <>
