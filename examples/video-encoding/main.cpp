@@ -1,6 +1,7 @@
 // video-encoding: hosts EncodeVideoWorkflow, the flagship example (docs/workflows.md).
 //
-//   video-encoding --brokers HOST:PORT [--encoder ffmpeg|fake]   host the workflow until SIGTERM
+//   video-encoding --brokers HOST:PORT [--encoder ffmpeg|fake] [--output-dir DIR]
+//                                                                host the workflow until SIGTERM
 //   video-encoding --brokers embedded --demo                     the README demo, all in one process
 //
 // The demo starts an embedded broker, a launcher (the same Launcher kbus-launcher runs, with
@@ -254,7 +255,11 @@ int main(int argc, char** argv) {
       "on a real broker, the partitions of NAME.in and NAME.state when they do not exist yet (the "
       "state topic is made compacted)")(
       "fake-seconds", po::value(&settings.fake_seconds)->default_value(settings.fake_seconds)->value_name("S"),
-      "how long a fake encoding runs (--encoder fake)")("help,h", "show this help");
+      "how long a fake encoding runs (--encoder fake)")(
+      "output-dir", po::value(&settings.output_dir)->value_name("DIR"),
+      "with --encoder ffmpeg: the directory, as the launcher sees it, where VIDEO_ID.HEIGHTp.mp4 is written "
+      "(default: beside the source, SOURCE.HEIGHTp.mp4); a video_id that is no plain file name is then "
+      "dead-lettered as rejected")("help,h", "show this help");
 
   auto parsed = cli::ParseArgs({argv + 1, argv + argc}, desc);
   if (!parsed.ok()) return cli::Report("", parsed.error());
@@ -313,6 +318,12 @@ int main(int argc, char** argv) {
     if (value->empty()) return cli::ReportUsage("", parsed->Spelling(flag) + " must not be empty");
   }
   if (settings.fake_seconds < 0) return cli::ReportUsage("", parsed->Spelling("fake-seconds") + " must not be negative");
+  // The launcher, maybe in another container, resolves it: relative to its own working directory
+  // would be a surprise.
+  if (!settings.output_dir.empty() && settings.output_dir.front() != '/') {
+    return cli::ReportUsage("", parsed->Spelling("output-dir") + " must be an absolute path, not '" +
+                                    settings.output_dir + "'");
+  }
   if (partitions < 1) return cli::ReportUsage("", parsed->Spelling("partitions") + " must be at least 1");
   settings.encoder = encoder;
   settings.retry.initial_interval = std::chrono::milliseconds(retry_initial_ms);
