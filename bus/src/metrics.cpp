@@ -31,16 +31,14 @@ void CheckName(const std::string& name, bool label) {
 }
 
 void AppendEscaped(std::string& out, std::string_view text, bool quote_too) {
-  for (char c : text) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '"' && quote_too) {
-      out += "\\\"";
-    } else {
-      out += c;
-    }
+  const std::string_view special = quote_too ? std::string_view("\\\n\"") : std::string_view("\\\n");
+  // Runs without anything to escape (nearly always the whole text) go in one append.
+  for (std::size_t at = 0;;) {
+    const std::size_t next = text.find_first_of(special, at);
+    out.append(text.substr(at, next == std::string_view::npos ? std::string_view::npos : next - at));
+    if (next == std::string_view::npos) return;
+    out += text[next] == '\n' ? "\\n" : text[next] == '"' ? "\\\"" : "\\\\";
+    at = next + 1;
   }
 }
 
@@ -200,6 +198,8 @@ void Family<M>::Render(std::string& out) const {
     for (std::size_t i = 0; i < bounds_.size(); ++i) AppendNumber(le[i], bounds_[i]);
     le.back() = "+Inf";
   }
+  std::string labels;  // a histogram series' labels; one buffer for the whole family
+  if constexpr (std::is_same_v<M, Histogram>) labels.reserve(256);
   std::lock_guard lock(mu_);
   for (const auto& [values, m] : series_) {
     if constexpr (std::is_same_v<M, Counter>) {
@@ -211,21 +211,45 @@ void Family<M>::Render(std::string& out) const {
       AppendNumber(out, m->value());
       out += '\n';
     } else {
+      // The series' labels, escaped once for its bucket, _sum and _count lines: {a="x",b="y"
+      // without the closing brace, or empty.
+      labels.clear();
+      AppendLabels(labels, labels_, values);
+      if (!labels.empty()) labels.pop_back();
       // Read the buckets first and derive the count from them, so that a scrape racing an
       // Observe never shows a +Inf bucket that disagrees with _count.
       std::uint64_t cumulative = 0;
       for (std::size_t i = 0; i <= bounds_.size(); ++i) {
         cumulative += m->bucket_count(i);
-        AppendSeries(out, name_, "_bucket", labels_, values, le[i]);
+        out += name_;
+        out += "_bucket";
+        if (labels.empty()) {
+          out += '{';
+        } else {
+          out += labels;
+          out += ',';
+        }
+        out += "le=\"";
+        out += le[i];
+        out += "\"} ";
         AppendNumber(out, cumulative);
         out += '\n';
       }
-      AppendSeries(out, name_, "_sum", labels_, values);
-      AppendNumber(out, m->sum());
-      out += '\n';
-      AppendSeries(out, name_, "_count", labels_, values);
-      AppendNumber(out, cumulative);
-      out += '\n';
+      for (const std::string_view suffix : {"_sum", "_count"}) {
+        out += name_;
+        out += suffix;
+        if (!labels.empty()) {
+          out += labels;
+          out += '}';
+        }
+        out += ' ';
+        if (suffix == "_sum") {
+          AppendNumber(out, m->sum());
+        } else {
+          AppendNumber(out, cumulative);
+        }
+        out += '\n';
+      }
     }
   }
 }
