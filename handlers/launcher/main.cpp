@@ -147,6 +147,12 @@ int main(int argc, char** argv) {
   launcher_config.kill_grace = std::chrono::milliseconds(kill_grace_ms);
   launcher_config.default_heartbeat = std::chrono::milliseconds(heartbeat_ms);
   launcher_config.host = config.host;
+  if (launcher_config.host.empty()) {
+    // The worker fills in its own copy of the config; ProcessStarted and the launcher's probe
+    // need the name too.
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) == 0) launcher_config.host = name;
+  }
   // A full launcher pauses; what it fetched before stays small.
   config.max_buffered_per_partition = std::min<std::size_t>(config.max_buffered_per_partition, 1000);
   config.client.properties.try_emplace("queued.max.messages.kbytes", "4096");

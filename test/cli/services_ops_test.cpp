@@ -163,6 +163,10 @@ TEST(LauncherProgram, SigtermWithAJobRunningReportsTheJobLostAndExitsZero) {
   const std::string ready = kbus::ops::Get("127.0.0.1", rig.port, "/readyz").body;
   EXPECT_NE(ready.find(R"("launcher":{"live":true,"ready":true,"active_work":1,"running":1)"), std::string::npos)
       << ready;
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  EXPECT_NE(ready.find("\"host\":\"" + std::string(host) + "\""), std::string::npos) << ready;
+  EXPECT_EQ(started->host, host) << "ProcessStarted names the launcher's host";
   EXPECT_NE(kbus::ops::Get("127.0.0.1", rig.port, "/metrics").body.find("kbus_launcher_processes_running 1\n"),
             std::string::npos);
 
