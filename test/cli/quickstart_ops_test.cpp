@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "child_process.hpp"
+#include "kbus/kafka/admin.hpp"
 #include "kbus/ops/server.hpp"
 #include "test_broker.hpp"
 
@@ -56,7 +57,15 @@ int FreePort() { return Listener().port(); }
 int Ready(int port) { return kbus::ops::Get("127.0.0.1", port, "/readyz").status; }
 
 // A quickstart worker on the test broker in a group of its own, serving its port on `port`.
+// Its topics are made first: a consumer whose subscribed topics do not exist (real Kafka here
+// does not create them) never joins its group, so it never becomes ready.
 ChildProcess StartWorker(int port) {
+  if (!TestBroker::Get().embedded()) {  // the embedded broker makes them on first use
+    kbus::kafka::ClientConfig client;
+    client.brokers = TestBroker::Get().bootstrap();
+    const kbus::Status made = kbus::kafka::CreateTopics(client, {{"shop.commands", 4}, {"shop.events", 4}});
+    EXPECT_TRUE(made.ok()) << made.error().ToString();
+  }
   return ChildProcess({KBUS_QUICKSTART_WORKER_PATH, "--brokers", TestBroker::Get().bootstrap(), "--group",
                        TestBroker::UniqueName("qs-ops"), "--http-port", std::to_string(port)});
 }
@@ -84,12 +93,13 @@ TEST(QuickstartWorker, ASecondSignalExitsAtOnceWithItsNumber) {
   ASSERT_GT(port, 0);
   ChildProcess worker = StartWorker(port);
   ASSERT_TRUE(WaitFor([&] { return Ready(port) == 200; }, seconds(60)));
-  // The second arrives while the first's graceful stop is still under way (it takes at least
-  // one poll turn and leaving the group).
-  worker.Kill(SIGTERM);
+  // Two different signals, so that the kernel cannot merge them into one as it does two of a
+  // kind still pending; both arrive while the first one's graceful stop is under way (it takes
+  // at least a poll turn and leaving the group). Either may be taken first.
+  worker.Kill(SIGINT);
   worker.Kill(SIGTERM);
   const ProcessResult r = worker.Wait(seconds(30));
-  EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.Describe();
+  EXPECT_TRUE(r.exit_code == 128 + SIGTERM || r.exit_code == 128 + SIGINT) << r.Describe();
 }
 
 TEST(QuickstartWorker, ABadHttpPortValueExitsTwoNamingTheVariable) {

@@ -567,7 +567,9 @@ struct Worker::Impl {
       } else if (!reachable) {
         r.reason = "the group coordinator is not reachable (brokers " + config.client.brokers + ")";
       } else if (!in_group) {
-        r.reason = "the group is not joined yet";
+        r.reason = "the group is not joined yet (group state " + state + ")";
+        // librdkafka joins only once a subscribed topic exists.
+        if (state == "up/init") r.reason += ": do the worker's topics exist?";
       }
     }
     r.active_work = RunningHandlers();
