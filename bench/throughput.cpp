@@ -63,6 +63,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -586,6 +587,7 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
     std::atomic<std::int64_t> checksum{0};
     Window window;
     kbus::kafka::Worker* worker = nullptr;
+    std::function<void()> on_first;  // called once the window opens, if set
   } progress;
   progress.target = target;
 
@@ -595,7 +597,10 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
         if (sleep.count() > 0) std::this_thread::sleep_for(sleep);
         const std::size_t n = progress.messages.fetch_add(1, std::memory_order_relaxed);
         if (n >= progress.target) return;  // past the target: the pass is stopping
-        if (n == 0) progress.window.Start();
+        if (n == 0) {
+          progress.window.Start();
+          if (progress.on_first) progress.on_first();
+        }
         progress.checksum.fetch_add(v.params.bitrate, std::memory_order_relaxed);
         if (n + 1 == progress.target) {
           progress.window.Stop();
@@ -620,15 +625,27 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
   kbus::kafka::Worker worker(config, handlers);
   progress.worker = &worker;
 
-  // A Prometheus stand-in: GET /metrics at once, then every interval, until the pass ends.
+  // A Prometheus stand-in: GET /metrics at once, then every interval, until the pass ends. The
+  // group join takes about 3 s and a pass's window about 0.5 s, so a free-running 1 s cadence
+  // would never scrape inside a window: the cadence restarts when the window opens, which puts
+  // one scrape in every window (more often than 1 s, so the figure errs against metrics).
   std::mutex scrape_mu;
   std::condition_variable scrape_cv;
   bool scrape_stop = false;
+  bool window_opened = false;
   std::vector<Clock::time_point> scrape_times;
   std::thread scraper;
   if (scraping && scraping->on) {
+    progress.on_first = [&] {
+      {
+        std::lock_guard lock(scrape_mu);
+        window_opened = true;
+      }
+      scrape_cv.notify_all();
+    };
     scraper = std::thread([&, port = worker.http_port()] {
       std::unique_lock lock(scrape_mu);
+      bool aligned = false;
       while (!scrape_stop) {
         lock.unlock();
         const auto began = Clock::now();
@@ -636,7 +653,8 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
         lock.lock();
         ++(ok ? scraping->scrapes : scraping->failures);
         scrape_times.push_back(began);
-        scrape_cv.wait_for(lock, scraping->interval, [&] { return scrape_stop; });
+        scrape_cv.wait_for(lock, scraping->interval, [&] { return scrape_stop || (window_opened && !aligned); });
+        aligned = aligned || window_opened;
       }
     });
   }
