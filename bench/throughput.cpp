@@ -573,6 +573,8 @@ struct Scraping {
   std::size_t scrapes = 0;    // out: answered 200
   std::size_t failures = 0;   // out: anything else
   std::size_t in_window = 0;  // out: scrapes that began inside the measured window
+  std::vector<double> scrape_us;  // out: each answered scrape's wall time, as the client saw it
+  std::size_t bytes = 0;          // out: the last answer's size
 };
 
 // `threads` handler threads; each handler sleeps `sleep` (0: a no-op handler).
@@ -649,9 +651,15 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
       while (!scrape_stop) {
         lock.unlock();
         const auto began = Clock::now();
-        const bool ok = kbus::ops::Get("127.0.0.1", port, "/metrics").status == 200;
+        const kbus::ops::ProbeResult got = kbus::ops::Get("127.0.0.1", port, "/metrics");
+        const double us = std::chrono::duration<double, std::micro>(Clock::now() - began).count();
+        const bool ok = got.status == 200;
         lock.lock();
         ++(ok ? scraping->scrapes : scraping->failures);
+        if (ok) {
+          scraping->scrape_us.push_back(us);
+          scraping->bytes = got.body.size();
+        }
         scrape_times.push_back(began);
         scrape_cv.wait_for(lock, scraping->interval, [&] { return scrape_stop || (window_opened && !aligned); });
         aligned = aligned || window_opened;
@@ -923,10 +931,10 @@ int Run(const Options& o) {
   if (o.metrics_pairs > 0) {
     std::printf("\n(e) metrics on: the worker serving /metrics, scraped every %lld ms, against (f) off: no port, "
                 "no scrapes\n", static_cast<long long>(o.scrape_interval.count()));
-    std::vector<double> ef, e_cpu, f_cpu;
-    std::size_t scrapes = 0, failures = 0, in_window = 0;
+    std::vector<double> ef, ef_cpu, e_cpu, f_cpu, scrape_us;
+    std::size_t scrapes = 0, failures = 0, in_window = 0, bytes = 0;
     for (int pair = 1; pair <= o.metrics_pairs; ++pair) {
-      double rate[2] = {0, 0};
+      double rate[2] = {0, 0}, cpu[2] = {0, 0};
       const bool on_first = pair % 2 == 1;  // e f, f e, ...: drift hits both sides
       for (bool on : {on_first, !on_first}) {
         RunResult total;
@@ -938,6 +946,8 @@ int Run(const Options& o) {
           scrapes += scraping.scrapes;
           failures += scraping.failures;
           in_window += scraping.in_window;
+          scrape_us.insert(scrape_us.end(), scraping.scrape_us.begin(), scraping.scrape_us.end());
+          bytes = std::max(bytes, scraping.bytes);
           if (p.timed_out || p.checksum != s.checksum) {
             g_problems.push_back(std::string("metrics ") + (on ? "on" : "off") + " run " + std::to_string(pair) +
                                  (p.timed_out ? " timed out" : ": checksum differs from the produced records"));
@@ -949,6 +959,7 @@ int Run(const Options& o) {
           total.cpu += p.cpu;
         }
         rate[on ? 0 : 1] = total.Rate();
+        cpu[on ? 0 : 1] = total.CpuUs();
         (on ? e_cpu : f_cpu).push_back(total.CpuUs());
         std::printf("%-4d %-7s %9zu %9.3f %10s %13.2f\n", pair, on ? "e on" : "f off", total.messages, total.seconds,
                     Thousands(total.Rate()).c_str(), total.CpuUs());
@@ -956,14 +967,15 @@ int Run(const Options& o) {
       }
       if (rate[0] > 0 && rate[1] > 0) {
         ef.push_back(rate[0] / rate[1]);
-        std::printf("     e/f = %.3f\n", ef.back());
+        ef_cpu.push_back(cpu[0] / cpu[1]);
+        std::printf("     e/f = %.3f, CPU per message e/f = %.3f\n", ef.back(), ef_cpu.back());
       }
     }
     if (failures > 0) g_problems.push_back(std::to_string(failures) + " scrapes of /metrics failed");
     std::printf("RESULT e/f median=%.3f (metrics on / off; pairs: ", Median(ef));
     for (std::size_t i = 0; i < ef.size(); ++i) std::printf("%s%.3f", i ? " " : "", ef[i]);
-    std::printf(") e_cpu_us=%.2f f_cpu_us=%.2f scrapes=%zu in_windows=%zu\n", Median(e_cpu), Median(f_cpu), scrapes,
-                in_window);
+    std::printf(") cpu_e/f=%.3f e_cpu_us=%.2f f_cpu_us=%.2f scrapes=%zu in_windows=%zu scrape_us=%.0f bytes=%zu\n",
+                Median(ef_cpu), Median(e_cpu), Median(f_cpu), scrapes, in_window, Median(scrape_us), bytes);
   }
 
   // (c) against (d): handlers that wait 1 ms (a call to another service, say), on 16 handler
