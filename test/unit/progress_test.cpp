@@ -188,6 +188,27 @@ TEST(FfmpegProgress, RandomOutputNeverYieldsAPercentOutOfRangeOrOutOfOrder) {
   }
 }
 
+TEST(FfmpegProgress, AChildFloodingBothPipesWithRandomBytesNeitherBlocksNorFakesProgress) {
+  // /bin/sh is the test's own program here (the launcher never adds a shell): 20 MB of random
+  // bytes to each pipe between the duration and the last blocks.
+  kbus::handlers::ProcessSpec spec;
+  spec.path = "/bin/sh";
+  spec.args = {"-c",
+               "printf '  Duration: 00:00:04.00, start: 0.000000\\n' >&2; head -c 20000000 /dev/urandom; "
+               "head -c 20000000 /dev/urandom >&2; printf '\\nout_time_us=2000000\\nprogress=continue\\n"
+               "progress=end\\n'"};
+  spec.env = {{"PATH", "/usr/bin:/bin"}};
+  spec.run_timeout = std::chrono::seconds(60);
+  spec.progress = ProgressFormat::kFfmpeg;
+  std::vector<int> percents;
+  kbus::handlers::ProcessObserver observer;
+  observer.progress = [&](const Progress& p) { percents.push_back(p.percent); };
+  const auto r = kbus::handlers::RunProcess(spec, observer);
+  EXPECT_EQ(r.outcome, kbus::handlers::ProcessOutcome::kSucceeded) << r.error;
+  EXPECT_EQ(r.stderr_tail.size(), 4096u);
+  EXPECT_THAT(percents, ElementsAre(50, 100)) << "only the blocks after the flood";
+}
+
 TEST(FfmpegProgress, TheKbusFormatReadsProgressLinesAndIgnoresStderr) {
   ProgressReader reader;  // kbus
   reader.Stderr(kStderrHead);
