@@ -22,6 +22,7 @@
 #include "kbus/dispatcher.hpp"
 #include "kbus/log.hpp"
 #include "kbus/ops/server.hpp"
+#include "promtool.hpp"
 
 namespace ops_it {
 
@@ -224,6 +225,9 @@ TEST(WorkerOperations, MetricsCountRecordsByTypeAndOutcomeAndProbesFollowTheWork
   EXPECT_EQ(Sample(text, "kbus_worker_runs_in_flight{" + g + "}"), 0);
   EXPECT_EQ(SumOf(text, "kbus_worker_retries_total", g), 0);
   EXPECT_EQ(seen.load(), kCharges + kRefunds);
+  // What Prometheus accepts: parsed, and no lint problem (names, units, help texts).
+  const auto lint = kbus::test::CheckMetrics(text);
+  EXPECT_EQ(lint.exit_code, 0) << lint.output;
 
   // The probe's JSON names the group and its partitions.
   const auto ready = kbus::ops::Get("127.0.0.1", port, "/readyz");
