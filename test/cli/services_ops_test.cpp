@@ -235,7 +235,8 @@ TEST(VideoEncodingProgram, WaitsForBrokersThatDoNotAnswerLoggingEveryFewSecondsA
 
 TEST(VideoEncodingProgram, SigtermWhileHostingStopsItCleanlyWithExitCodeZero) {
   const std::string tag = TestBroker::UniqueName("ops-video");
-  for (const auto& t : {tag + ".in", tag + ".state"}) TestBroker::Get().CreateTopic(t, 2);
+  // Every topic it reads, first: on Kafka a member whose topics do not exist may never join.
+  for (const auto& t : {tag + ".in", tag + ".state", tag + ".commands"}) TestBroker::Get().CreateTopic(t, 2);
   const int port = FreePort();
   Program host({VIDEO_ENCODING_PATH, "--brokers", TestBroker::Get().bootstrap(), "--group", tag, "--name", tag,
                 "--command-topic", tag + ".commands", "--session-timeout-ms", "6000", "--http-port",
