@@ -121,20 +121,23 @@ class PrometheusProcess {
                                            "--storage.tsdb.path=" + data.string(),
                                            "--web.listen-address=127.0.0.1:" + std::to_string(port),
                                            "--log.level=warn"};
+    // Everything the child needs is made before fork: this process has other threads, and the
+    // child may only make async-signal-safe calls until it execs.
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     pid_ = fork();
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (fd >= 0) {
         dup2(fd, 1);
         dup2(fd, 2);
       }
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
       execv(argv[0], argv.data());
       _exit(127);
     }
+    if (fd >= 0) close(fd);
   }
   ~PrometheusProcess() {
     if (pid_ <= 0 || Exited()) return;
