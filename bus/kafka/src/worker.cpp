@@ -20,6 +20,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kbus/delivery_ledger.hpp"
@@ -115,6 +116,10 @@ struct Worker::Impl {
     metrics::Counter* dead_lettered = nullptr;
     metrics::Counter* abandoned = nullptr;
     metrics::Histogram* duration = nullptr;
+    std::string_view name;  // the map's key
+    // Counted on the poll thread since its last flush (FlushCounts), without an atomic per record.
+    std::uint64_t acked_here = 0;
+    std::uint64_t skipped_here = 0;
   };
 
   // One delivery handed to the handler pool. The handler thread writes `result` and `ran`, then
@@ -372,6 +377,7 @@ struct Worker::Impl {
   // Series, looked up once (SetUpOperations) and then counted through these pointers.
   std::unordered_map<std::string, TypeSeries, StringHash, std::equal_to<>> type_series;
   TypeSeries* unknown_type = nullptr;
+  std::vector<TypeSeries*> all_types;
   metrics::Family<metrics::Counter>* received_family = nullptr;
   metrics::Family<metrics::Gauge>* lag_family = nullptr;
   metrics::Counter* retries_worker = nullptr;
@@ -437,6 +443,10 @@ struct Worker::Impl {
     };
     for (const auto* route : handlers.Routes()) type_series.emplace(route->type, series_of(route->type));
     unknown_type = &type_series.emplace(std::string(kUnknownType), series_of(kUnknownType)).first->second;
+    for (auto& [name, t] : type_series) {
+      t.name = name;
+      all_types.push_back(&t);
+    }
 
     received_family = &r.AddCounter("kbus_worker_records_received_total", "Records fetched from the broker",
                                     {"group", "topic"});
@@ -491,6 +501,37 @@ struct Worker::Impl {
 
   // The series of a message type; "unknown" for a type no handler here is registered for, so
   // that the label's values stay bounded whatever arrives.
+  // The same, for a handler thread that remembers the last type it saw: runs of one type tend
+  // to come in a row, and a string compare is cheaper than a hash lookup.
+  TypeSeries& TypeFor(std::optional<std::string_view> type, TypeSeries*& last) {
+    if (last == nullptr || !type || last->name != *type) last = &TypeFor(type);
+    return *last;
+  }
+  // Moves what the poll thread counted in plain fields to the series: once a turn, and before a
+  // rebalance drops partitions.
+  void FlushCounts() {
+    for (TypeSeries* t : all_types) {
+      if (t->acked_here > 0) t->acked->Inc(std::exchange(t->acked_here, 0));
+      if (t->skipped_here > 0) t->skipped->Inc(std::exchange(t->skipped_here, 0));
+    }
+    if (received_in != nullptr) {
+      received_in->received->Inc(std::exchange(received_here, 0));
+      received_in = nullptr;
+    }
+  }
+  // Records received since the last flush, all from `received_in` (a wave comes mostly from one
+  // partition at a time).
+  Partition* received_in = nullptr;
+  std::uint64_t received_here = 0;
+  void CountReceived(Partition& p) {
+    if (received_in != &p) {
+      if (received_in != nullptr) received_in->received->Inc(received_here);
+      received_in = &p;
+      received_here = 0;
+    }
+    ++received_here;
+  }
+
   TypeSeries& TypeFor(std::optional<std::string_view> type) {
     if (type) {
       if (auto it = type_series.find(*type); it != type_series.end()) return it->second;
@@ -756,6 +797,7 @@ struct Worker::Impl {
   void PoolLoop(Slot& slot) {
     pthread_setname_np(pthread_self(), "kbus-handler");  // at most 15 characters
     std::vector<HeaderView> headers;
+    TypeSeries* last_type = nullptr;
     std::vector<AttemptPtr> chunk;
     std::vector<MessagePtr> graves;
     for (;;) {
@@ -804,7 +846,7 @@ struct Worker::Impl {
           a->visibility.Extend(a->timeout);
           slot.current = std::move(a);  // moved, not copied: no reference count per run
         }
-        RunOne(*slot.current, headers);  // only this thread replaces slot.current
+        RunOne(*slot.current, headers, last_type);  // only this thread replaces slot.current
         Finished(*slot.current);
         std::lock_guard lock(slot.mu);
         slot.finished.push_back(std::move(slot.current));
@@ -813,10 +855,10 @@ struct Worker::Impl {
     }
   }
 
-  void RunOne(Attempt& a, std::vector<HeaderView>& headers) {
+  void RunOne(Attempt& a, std::vector<HeaderView>& headers, TypeSeries*& last_type) {
     try {
       const InboundRecord record = ViewRecord(a.msg.get(), headers);
-      a.series.store(&TypeFor(record.FindHeader(header::kType)), std::memory_order_release);
+      a.series.store(&TypeFor(record.FindHeader(header::kType), last_type), std::memory_order_release);
       a.result = dispatcher.Dispatch(record, a.delivery, &a.visibility, &a.slot);
     } catch (const std::exception& e) {  // e.g. bad_alloc outside the handler
       a.result = DispatchResult{};
@@ -997,6 +1039,7 @@ struct Worker::Impl {
       }
       if (now >= next_stall_check) CheckStalls(now);
       if (now >= next_lag_update) UpdateLag(now);
+      FlushCounts();
     }
     Shutdown();
     run_ended.store(true, std::memory_order_relaxed);
@@ -1054,7 +1097,7 @@ struct Worker::Impl {
     }
     Partition* p = FindPartition(m.get());
     if (p == nullptr) return;  // no longer ours: the new owner reads it from the committed offset
-    p->received->Inc();
+    CountReceived(*p);
     Entry e;
     e.offset = m->offset;
     e.msg = MessagePtr(m.release(), &rd_kafka_message_destroy);
@@ -1413,7 +1456,7 @@ struct Worker::Impl {
       case DispatchResult::Kind::kAck:
       case DispatchResult::Kind::kSkip:
         Count(r.kind == DispatchResult::Kind::kAck ? handled : skipped);
-        (r.kind == DispatchResult::Kind::kAck ? series.acked : series.skipped)->Inc();
+        ++(r.kind == DispatchResult::Kind::kAck ? series.acked_here : series.skipped_here);
         if (r.outgoing.empty()) {
           Finish(*p, *e);
           AdvanceCommit(*p);
@@ -1816,6 +1859,7 @@ struct Worker::Impl {
   }
 
   void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
+    FlushCounts();  // received_in may be about to go
     const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       // The previous owners' ledgers: how often each unfinished record was delivered already.
@@ -2130,6 +2174,7 @@ struct Worker::Impl {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     StopPool();
+    FlushCounts();
     Log(LogLevel::kInfo, "worker stopped",
         {{"group", config.group}, {"handled", handled.load()}, {"dead_lettered", dead_lettered.load()}});
   }
