@@ -1,0 +1,428 @@
+#!/usr/bin/env bash
+# The compose test: runs the real compose.yaml on a Docker engine of its own and checks what
+# issue 11 promises of `docker compose up`. On a clean Debian bookworm machine, as root:
+#
+#   scripts/compose-test.sh [DIR]
+#
+# DIR (default build/compose-test; at most 40 characters, on a big disk) holds the engine's
+# state, the logs (DIR/logs) and the base image's work. Steps, each timed:
+#   install-deps, the engine (scripts/docker-engine.sh: private socket, vfs), the Debian base
+#   images (debootstrap), the kbus images (one build for both targets) and the Kafka stand-in
+#   (docker/kafka-standin: apache/kafka cannot be pulled here), then with docker-compose 1.29:
+#   1. up with 3 launchers and 2 workflow hosts; every service healthy
+#   2. three EncodeVideo sent with `docker-compose run --rm cli send`: a good video encodes
+#      (ffprobe: the height asked), a flaky one (its upload is not there yet) succeeds after
+#      retries, a corrupt one ends in the dead-letter topic with ffmpeg's error; kbus watch
+#      shows progress
+#   3. SIGKILL of the launcher running an encode: the attempt is lost after the heartbeat
+#      silence and retried on another launcher; the video ends encoded
+#   4. `docker-compose restart video-encoding` mid-run: every workflow ends exactly once
+#   5. the launchers shared the work; /metrics of every service answers
+#   6. `docker-compose stop` mid-encode is graceful (every kbus container exits 0) and, after
+#      `start`, nothing was lost
+# The project is always taken down (down -v) and the engine stopped, even on failure.
+# Environment:
+#   KBUS_COMPOSE_KEEP=1   leave the engine running with its images, so the next run rebuilds only
+#                         what changed (stop it with scripts/docker-engine.sh stop DIR/engine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+t_start=$(date +%s)
+work=${1:-$root/build/compose-test}
+mkdir -p "$work"
+work=$(cd "$work" && pwd -P)
+engine=$work/engine
+logs=$work/logs
+rm -rf "$logs"
+mkdir -p "$logs"
+keep=${KBUS_COMPOSE_KEEP:-0}
+
+say() { printf 'compose-test: %s\n' "$*"; }
+fail() { say "FAILED: $*"; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+step_t=0
+step() { step_t=$(now); say "== $*"; }
+done_step() { say "   done in $(since "$step_t") s"; }
+
+# ------------------------------------------------------------------------- machine ----------
+step "install-deps"
+scripts/install-deps.sh
+done_step
+
+# Debian's client, the same release as its daemon (a newer client may ask for a newer API).
+if [[ -x /usr/bin/docker ]]; then DOCKER=/usr/bin/docker; else DOCKER=$(command -v docker); fi
+export KBUS_DOCKER=$DOCKER
+docker() { "$DOCKER" "$@"; }
+command -v docker-compose >/dev/null || fail "docker-compose not found"
+
+project=kbusct$$
+export COMPOSE_PROJECT_NAME=$project
+dc() { docker-compose -f "$root/compose.yaml" --project-directory "$root" "$@"; }
+# kbus's CLI in a one-off container of the compose file's cli service
+cli() { dc run --rm -T --no-deps cli "$@" 2>>"$logs/cli.stderr"; }
+
+followers=()
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  if [[ -n "${DOCKER_HOST:-}" ]] && "$DOCKER" info >/dev/null 2>&1; then
+    for f in "${followers[@]}"; do docker rm -f "$f" >/dev/null 2>&1; done
+    if (( rc != 0 )); then
+      dc ps >"$logs/ps.txt" 2>&1
+      dc logs --no-color --timestamps >"$logs/compose.log" 2>&1
+      say "last lines of the services' logs (all in $logs/compose.log):"
+      tail -n 40 "$logs/compose.log" | sed 's/^/    /'
+    fi
+    local t; t=$(now)
+    dc down -v --remove-orphans >"$logs/down.log" 2>&1
+    say "down -v in $(since "$t") s"
+  fi
+  if [[ "$keep" == 1 ]]; then
+    say "the engine keeps running (KBUS_COMPOSE_KEEP=1): scripts/docker-engine.sh stop $engine"
+  else
+    scripts/docker-engine.sh stop "$engine"
+  fi
+  say "total $(( $(date +%s) - t_start )) s: $([[ $rc == 0 ]] && echo passed || echo "FAILED (exit $rc)")"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+trap 'say "FAILED: line $LINENO: $BASH_COMMAND"' ERR
+
+step "the Docker engine (state in $engine)"
+DOCKER_HOST=$(scripts/docker-engine.sh start "$engine")
+export DOCKER_HOST
+docker version --format '   engine {{.Server.Version}}, client {{.Client.Version}}'
+done_step
+
+step "the Debian base images (debootstrap, unless the engine has them)"
+scripts/debian-base-image.sh "$work/base"
+done_step
+
+# ------------------------------------------------------------------------- images -----------
+kafka_image=kbus/kafka-standin:test
+export KBUS_IMAGE=kbus:test KBUS_LAUNCHER_IMAGE=kbus-launcher:test KBUS_KAFKA_IMAGE=$kafka_image
+
+step "the images: kbus and kbus-launcher (one build stage), and the Kafka stand-in meanwhile"
+# BuildKit: the runtime stages install their packages while the build stage compiles, and
+# instructions that change no file cost no layer copy on vfs.
+export DOCKER_BUILDKIT=1
+standin_t=$(now)
+( scripts/kafka-standin-image.sh "$kafka_image" >"$logs/standin-build.log" 2>&1
+  echo "$(since "$standin_t")" >"$logs/standin-build.time" ) &
+standin_pid=$!
+build_t=$(now)
+docker build --network host --progress plain --target launcher -t "$KBUS_LAUNCHER_IMAGE" . \
+  >"$logs/launcher-build.log" 2>&1 || { tail -n 40 "$logs/launcher-build.log"; fail "building the launcher image"; }
+docker build --network host --progress plain --target kbus -t "$KBUS_IMAGE" . \
+  >"$logs/kbus-build.log" 2>&1 || { tail -n 40 "$logs/kbus-build.log"; fail "building the kbus image"; }
+# BuildKit sends the context once, then only what changed.
+context=$(sed -n '/load build context/,/DONE/p' "$logs/launcher-build.log" | grep -o 'transferring context: [0-9.]* *[kMG]*B' | tail -n1)
+say "   kbus images built in $(since "$build_t") s (${context:-context unknown})"
+wait "$standin_pid" || { cat "$logs/standin-build.log"; fail "building the Kafka stand-in"; }
+say "   Kafka stand-in built in $(cat "$logs/standin-build.time") s"
+docker images --format '   {{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'kbus|debian' || true
+done_step
+
+# ------------------------------------------------------------------------- helpers ----------
+wait_for() {  # wait_for SECONDS WHAT COMMAND...: runs COMMAND every second until it succeeds
+  local limit=$1 what=$2 t deadline
+  shift 2
+  t=$(now)
+  deadline=$((SECONDS + limit))
+  until "$@"; do
+    (( SECONDS < deadline )) || fail "$what: not within $limit s"
+    sleep 1
+  done
+  say "   $what ($(since "$t") s)"
+}
+
+# q FILE count|get FIELD|ids COND...: queries the records `kbus tail` printed in FILE. A COND is
+# type=T (the envelope's type), FIELD=VALUE or FIELD^=PREFIX on the payload's fields.
+q() {
+  python3 - "$@" <<'PY'
+import json, sys
+path, cmd, *args = sys.argv[1:]
+field = args.pop(0) if cmd == "get" else None
+records = []
+for line in open(path, errors="replace"):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    if isinstance(r, dict):
+        records.append(r)
+def value(r, key):
+    if key == "type":
+        return (r.get("envelope") or {}).get("type")
+    payload = r.get("payload")
+    return payload.get(key) if isinstance(payload, dict) else None
+def matches(r):
+    for cond in args:
+        if "^=" in cond:
+            key, prefix = cond.split("^=", 1)
+            if not str(value(r, key)).startswith(prefix):
+                return False
+        else:
+            key, want = cond.split("=", 1)
+            if str(value(r, key)) != want:
+                return False
+    return True
+hits = [r for r in records if matches(r)]
+if cmd == "count":
+    print(len(hits))
+elif cmd == "get":
+    print(value(hits[-1], field) if hits else "")
+elif cmd == "ids":  # each video_id with how many records name it
+    counts = {}
+    for r in hits:
+        counts[value(r, "video_id")] = counts.get(value(r, "video_id"), 0) + 1
+    for k in sorted(counts):
+        print(k, counts[k])
+PY
+}
+
+# The records of a topic: followed from the start by a container of the cli service (busy
+# topics, with heartbeats, never fall silent), or read once up to a second of silence.
+follow() {  # follow NAME TOPIC
+  local c=${project}_follow_$1
+  dc run -d --no-deps --name "$c" cli tail --topic "$2" >/dev/null 2>>"$logs/cli.stderr"
+  followers+=("$c")
+}
+followed() {  # followed NAME: path of a file with what NAME's follower printed so far
+  docker logs "${project}_follow_$1" >"$logs/$1.jsonl" 2>/dev/null || true
+  echo "$logs/$1.jsonl"
+}
+read_topic() {  # read_topic TOPIC: path of a file with the topic's records
+  cli tail --topic "$1" --timeout-ms 2000 >"$logs/$1.jsonl" || true
+  echo "$logs/$1.jsonl"
+}
+has() {  # has N FILE-COMMAND COND...: at least N records match
+  local n=$1 file
+  file=$($2)
+  shift 2
+  (( $(q "$file" count "$@") >= n ))
+}
+in_events() { followed encode-in; }       # video.encode.in: launcher events, timeouts
+in_control() { followed control; }        # kbus.launcher.control: cancels
+in_results() { read_topic video.events; } # VideoEncoded, VideoEncodingFailed
+ended() {  # ended ID: a VideoEncoded or VideoEncodingFailed names it
+  local f
+  f=$(in_results)
+  (( $(q "$f" count video_id="$1") >= 1 ))
+}
+send() {  # send VIDEO_ID SOURCE HEIGHT
+  cli send --type video.EncodeVideo --topic video.commands \
+    "{\"video_id\": \"$1\", \"source\": \"$2\", \"height\": $3}" >/dev/null || fail "send $1"
+  say "   sent EncodeVideo $1 ($2, height $3)"
+}
+kbus_containers() {  # the containers of the long-running kbus services, running or not
+  docker ps -aq --filter "label=com.docker.compose.project=$project" --filter label=com.docker.compose.oneoff=False |
+    while read -r c; do
+      case $(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' "$c") in
+        video-encoding | launcher | quickstart) echo "$c" ;;
+      esac
+    done
+}
+name_of() { docker inspect -f '{{.Name}}' "$1" | sed 's:^/::'; }
+launcher_exec() {  # a command in a running launcher container (ffmpeg, ffprobe, the media volume)
+  dc exec -T --index=1 launcher "$@"
+}
+height_of() { launcher_exec ffprobe -v error -select_streams v:0 -show_entries stream=height -of csv=p=0 "$1" | tr -d '\r'; }
+healthy_count() {
+  docker ps -q --filter "label=com.docker.compose.project=$project" --filter health=healthy | wc -l
+}
+all_healthy() { (( $(healthy_count) >= 7 )); }  # kafka, 2 video-encoding, 3 launchers, quickstart
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# ------------------------------------------------------------------------- 1. up ------------
+step "1. up with 3 launchers and 2 workflow hosts, until every service is healthy"
+export KBUS_KAFKA_PORT
+KBUS_KAFKA_PORT=$(free_port)
+up_t=$(now)
+dc up -d --no-build --scale launcher=3 --scale video-encoding=2 >"$logs/up.log" 2>&1 ||
+  { cat "$logs/up.log"; fail "docker-compose up"; }
+wait_for 240 "every service healthy (7 containers)" all_healthy
+say "   time from up to all healthy: $(since "$up_t") s"
+samples_done() { [[ $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$(dc ps -q samples)") == "exited 0" ]]; }
+wait_for 120 "samples made" samples_done
+follow encode-in video.encode.in
+follow control kbus.launcher.control
+done_step
+
+# ------------------------------------------------------------------------- 2. three videos --
+step "2. three EncodeVideo: a good video, a flaky upload, a corrupt file"
+# The flaky video's upload is still arriving when its command comes: the file is written under
+# another name now and renamed into place once the first attempt has failed for want of it.
+launcher_exec sh -ec 'mkdir -p /media/uploads
+  ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i testsrc=duration=4:size=640x360:rate=25 \
+    -c:v libx264 -preset ultrafast -pix_fmt yuv420p -f mp4 /media/uploads/.flaky-1.part'
+send good-1 /media/samples/testsrc-5s.mp4 240
+send flaky-1 /media/uploads/flaky-1.mp4 360
+send broken-1 /media/samples/broken-upload.mp4 240
+wait_for 90 "flaky-1: attempt 1 failed, its upload not there yet" \
+  has 1 in_events type=kbus.ProcessExited job_id=flaky-1 attempt=1 outcome=failed
+launcher_exec mv /media/uploads/.flaky-1.part /media/uploads/flaky-1.mp4
+say "   flaky-1: the upload completed"
+wait_for 90 "good-1 ended" ended good-1
+wait_for 90 "flaky-1 ended" ended flaky-1
+wait_for 120 "broken-1 ended" ended broken-1
+results=$(in_results)
+for id in good-1 flaky-1; do
+  [[ $(q "$results" get attempts type=video.VideoEncoded video_id=$id) =~ ^[0-9]+$ ]] ||
+    fail "$id was not encoded: $(grep "\"$id\"" "$results" | tail -n1)"
+done
+attempts=$(q "$results" get attempts type=video.VideoEncoded video_id=good-1)
+[[ $attempts == 1 ]] || fail "good-1 took $attempts attempts, not 1"
+attempts=$(q "$results" get attempts type=video.VideoEncoded video_id=flaky-1)
+(( attempts >= 2 )) || fail "flaky-1 took $attempts attempts: its first should have failed"
+say "   flaky-1 encoded after $attempts attempts"
+for pair in good-1:240 flaky-1:360; do
+  id=${pair%:*} want=${pair#*:}
+  out=$(q "$results" get output type=video.VideoEncoded video_id=$id)
+  got=$(height_of "$out")
+  [[ $got == "$want" ]] || fail "$id: $out is ${got:-unreadable} lines high, not $want"
+  say "   $id: ffprobe $out: height $got"
+done
+[[ $(q "$results" count type=video.VideoEncodingFailed video_id=broken-1) == 1 ]] ||
+  fail "broken-1 did not fail: $(grep '"broken-1"' "$results" | tail -n1)"
+cli dlq list --group video-encoding >"$logs/dlq.jsonl" || fail "kbus dlq list"
+grep '"broken-1"' "$logs/dlq.jsonl" | grep -q 'attempts-exhausted' ||
+  fail "broken-1 is not in video-encoding.dlq: $(cat "$logs/dlq.jsonl")"
+say "   dlq list: $(grep '"broken-1"' "$logs/dlq.jsonl" | head -n1 | cut -c1-400)"
+grep '"broken-1"' "$logs/dlq.jsonl" | grep -qiE 'moov atom not found|invalid data found' ||
+  fail "the dead letter of broken-1 does not carry ffmpeg's error"
+cli watch --topic video.encode.in --job good-1 >"$logs/watch-good-1.txt" || fail "kbus watch good-1 did not end succeeded"
+grep -qE 'progress [0-9]+%' "$logs/watch-good-1.txt" || fail "kbus watch showed no progress: $(cat "$logs/watch-good-1.txt")"
+sed 's/^/   watch: /' "$logs/watch-good-1.txt"
+done_step
+
+# ------------------------------------------------------------------------- 3. kill -9 -------
+step "3. SIGKILL of the launcher running an encode: lost, retried on another launcher"
+send long-1 /media/samples/testsrc-60s.mp4 720
+progressing() {  # progressing ID ATTEMPT: a progress event between 1 and 99 %
+  local f
+  f=$(in_events)
+  python3 - "$f" "$1" "$2" <<'PY'
+import json, sys
+path, job, attempt = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for line in open(path, errors="replace"):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    p = r.get("payload") if isinstance(r, dict) else None
+    if (r.get("envelope") or {}).get("type") == "kbus.ProcessProgress" and isinstance(p, dict) \
+            and p.get("job_id") == job and p.get("attempt") == attempt and 0 < p.get("percent", 0) < 100:
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+wait_for 90 "long-1: attempt 1 encoding (progress between 1 and 99 %)" progressing long-1 1
+host1=$(q "$(in_events)" get host type=kbus.ProcessStarted job_id=long-1 attempt=1)
+victim=""
+for c in $(dc ps -q launcher); do
+  [[ $(docker inspect -f '{{.Config.Hostname}}' "$c") == "$host1" ]] && victim=$c
+done
+[[ -n $victim ]] || fail "no launcher container has the host name $host1"
+docker kill "$victim" >/dev/null
+say "   docker kill (SIGKILL) $(name_of "$victim"), host $host1, which ran long-1 attempt 1"
+wait_for 90 "attempt 1 given up as lost: no heartbeat, so the workflow cancels it" \
+  has 1 in_control type=kbus.CancelProcess job_id=long-1 attempt=1
+reason=$(q "$(in_control)" get reason type=kbus.CancelProcess job_id=long-1 attempt=1)
+[[ $reason == *heartbeat* ]] || fail "long-1 attempt 1 was cancelled for another reason: $reason"
+say "   the cancel's reason: $reason"
+wait_for 90 "long-1: attempt 2 started" has 1 in_events type=kbus.ProcessStarted job_id=long-1 attempt=2
+host2=$(q "$(in_events)" get host type=kbus.ProcessStarted job_id=long-1 attempt=2)
+[[ $host2 != "$host1" ]] || fail "attempt 2 ran on the killed launcher's host $host1"
+say "   attempt 2 runs on another launcher, host $host2"
+wait_for 180 "long-1 ended" ended long-1
+results=$(in_results)
+attempts=$(q "$results" get attempts type=video.VideoEncoded video_id=long-1)
+[[ $attempts == 2 ]] || fail "long-1: $(grep '"long-1"' "$results" | tail -n1)"
+out=$(q "$results" get output type=video.VideoEncoded video_id=long-1)
+got=$(height_of "$out")
+[[ $got == 720 ]] || fail "long-1: $out is ${got:-unreadable} lines high, not 720"
+say "   long-1 encoded by attempt 2; ffprobe $out: height $got"
+cli watch --topic video.encode.in --job long-1 --attempt 2 >"$logs/watch-long-1.txt" || fail "kbus watch long-1"
+grep -E 'progress [0-9]+%' "$logs/watch-long-1.txt" | sed -n '1p;$p' | sed 's/^/   watch: /'
+done_step
+
+# ------------------------------------------------------------------------- 4. restart ------
+step "4. docker-compose restart video-encoding mid-run: every workflow ends exactly once"
+batch=(r-1 r-2 r-3 r-4 r-5 r-6)
+for id in "${batch[@]}"; do send "$id" /media/samples/testsrc-5s.mp4 240; done
+wait_for 60 "a first attempt of the batch started" has 1 in_events type=kbus.ProcessStarted job_id^=r-
+t=$(now)
+dc restart video-encoding >"$logs/restart.log" 2>&1 || { cat "$logs/restart.log"; fail "restart"; }
+say "   restarted both video-encoding replicas in $(since "$t") s"
+batch_ended() {
+  local f
+  f=$(in_results)
+  (( $(q "$f" count video_id^=r-) >= ${#batch[@]} ))
+}
+wait_for 180 "the batch ended" batch_ended
+done_step
+
+# ------------------------------------------------------------------------- 5. sharing -------
+step "5. the launchers shared the work; /metrics of every service answers"
+busy=0
+for c in $(docker ps -aq --filter "label=com.docker.compose.project=$project" --filter label=com.docker.compose.service=launcher --filter label=com.docker.compose.oneoff=False); do
+  n=$(docker logs "$c" 2>&1 | grep -c '"msg":"process started"' || true)
+  say "   $(name_of "$c") ($(docker inspect -f '{{.State.Status}}' "$c")): $n processes started"
+  (( n > 0 )) && busy=$((busy + 1))
+done
+(( busy >= 2 )) || fail "only $busy launcher ran anything"
+for c in $(kbus_containers); do
+  [[ $(docker inspect -f '{{.State.Running}}' "$c") == true ]] || continue
+  docker exec "$c" kbus health --path /metrics >"$logs/metrics-$(name_of "$c").txt" ||
+    fail "$(name_of "$c"): /metrics did not answer 200"
+  lines=$(grep -c '^kbus_' "$logs/metrics-$(name_of "$c").txt" || true)
+  (( lines > 0 )) || fail "$(name_of "$c"): /metrics has no kbus_ series"
+  sample=$(grep -E '^kbus_(launcher_launches_total|workflow_instances|worker_records_received_total)' \
+    "$logs/metrics-$(name_of "$c").txt" | head -n1 || true)
+  say "   $(name_of "$c"): /metrics 200, $lines series; ${sample:-}"
+done
+done_step
+
+# ------------------------------------------------------------------------- 6. stop ----------
+step "6. docker-compose stop mid-encode is graceful; after start nothing is lost"
+send stop-1 /media/samples/testsrc-60s.mp4 720
+wait_for 90 "stop-1: attempt 1 encoding" progressing stop-1 1
+t=$(now)
+dc stop >"$logs/stop.log" 2>&1 || { cat "$logs/stop.log"; fail "docker-compose stop"; }
+say "   docker-compose stop in $(since "$t") s"
+bad=0
+for c in $(kbus_containers); do
+  [[ $victim == "$c"* ]] && continue  # killed in step 3
+  code=$(docker inspect -f '{{.State.ExitCode}}' "$c")
+  say "   $(name_of "$c") exited $code"
+  [[ $code == 0 ]] || { bad=1; docker logs --tail 20 "$c" 2>&1 | sed 's/^/      /'; }
+done
+(( bad == 0 )) || fail "a kbus service did not stop cleanly"
+t=$(now)
+dc start >"$logs/start.log" 2>&1 || { cat "$logs/start.log"; fail "docker-compose start"; }
+wait_for 240 "every service healthy again" all_healthy
+say "   start to all healthy: $(since "$t") s"
+wait_for 180 "stop-1 ended" ended stop-1
+results=$(in_results)
+attempts=$(q "$results" get attempts type=video.VideoEncoded video_id=stop-1)
+[[ $attempts =~ ^[0-9]+$ ]] || fail "stop-1 was not encoded: $(grep '"stop-1"' "$results" | tail -n1)"
+has 1 in_events type=kbus.ProcessExited job_id=stop-1 attempt=1 outcome=lost ||
+  fail "the launcher did not report stop-1 attempt 1 lost when it stopped"
+say "   stop-1 encoded after $attempts attempts (the stopping launcher reported attempt 1 lost)"
+# Late duplicates would come now, if ever.
+sleep 3
+results=$(in_results)
+q "$results" ids type^=video.Video >"$logs/ended.txt"
+sed 's/^/   ended: /' "$logs/ended.txt"
+expected=(good-1 flaky-1 broken-1 long-1 "${batch[@]}" stop-1)
+[[ $(wc -l <"$logs/ended.txt") == "${#expected[@]}" ]] || fail "expected ${#expected[@]} videos to end, not $(wc -l <"$logs/ended.txt")"
+for id in "${expected[@]}"; do
+  grep -qx "$id 1" "$logs/ended.txt" || fail "$id did not end exactly once"
+done
+say "   every workflow ended exactly once"
+done_step
