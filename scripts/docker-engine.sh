@@ -8,7 +8,7 @@
 #   scripts/docker-engine.sh host DIR    print its DOCKER_HOST without starting anything
 #
 # Files in DIR: data/ (images, containers, volumes), exec/ (runtime state), docker.sock,
-# docker.pid, dockerd.log. Put DIR on a big disk: the vfs storage driver, the one that works on
+# docker.pid, dockerd.log (exec/ and docker.sock in /tmp/kbus-engine-HASH when DIR is long). Put DIR on a big disk: the vfs storage driver, the one that works on
 # every kernel and file system we met, copies each image layer in full. Runs as root.
 # Environment: KBUS_DOCKERD (default dockerd), KBUS_DOCKER (the client used to probe the daemon:
 # /usr/bin/docker, Debian's, when it exists, since a newer client may expect a newer API).
@@ -25,12 +25,13 @@ fi
 cmd=${1:-}
 dir=${2:-}
 [[ -n "$cmd" && -n "$dir" ]] || { echo "usage: $0 {start|stop|host} DIR" >&2; exit 2; }
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd -P)
-sock="$dir/docker.sock"
+dir=$(realpath -m "$dir")
 pidfile="$dir/docker.pid"
-# containerd's sockets live under exec/ and a unix socket path has at most 107 bytes.
-(( ${#dir} <= 60 )) || die "$dir is too long for the daemon's sockets (at most 60 characters)"
+# The sockets (docker.sock, and containerd's under exec/) need a short path: a unix socket path
+# has at most 107 bytes. Past 60 characters they move to a folder named after DIR in /tmp.
+run=$dir
+if (( ${#dir} > 60 )); then run=/tmp/kbus-engine-$(printf '%s' "$dir" | sha256sum | cut -c1-12); fi
+sock="$run/docker.sock"
 
 alive() {
   local pid
@@ -46,12 +47,12 @@ start() {
   if alive && answers; then echo "unix://$sock"; return 0; fi
   if alive; then die "a daemon runs in $dir (pid $(cat "$pidfile")) but does not answer; stop it first"; fi
   rm -f "$pidfile" "$sock"
-  mkdir -p "$dir/data" "$dir/exec"
+  mkdir -p "$dir/data" "$run/exec"
   # --bridge none: no default docker0 bridge (compose makes its own networks, and image builds
   # use the host's network), so two engines on one machine never fight over docker0.
   # setsid: the daemon outlives this script and does not get the caller's Ctrl-C; the caller
   # stops it with `stop`.
-  setsid "$DOCKERD" --data-root "$dir/data" --exec-root "$dir/exec" -H "unix://$sock" \
+  setsid "$DOCKERD" --data-root "$dir/data" --exec-root "$run/exec" -H "unix://$sock" \
     --pidfile "$pidfile" --storage-driver vfs --bridge none --log-level warn \
     </dev/null >>"$dir/dockerd.log" 2>&1 &
   local i
