@@ -96,6 +96,15 @@ step "the Docker engine (state in $engine)"
 DOCKER_HOST=$(scripts/docker-engine.sh start "$engine")
 export DOCKER_HOST
 docker version --format '   engine {{.Server.Version}}, client {{.Client.Version}}'
+# What an interrupted run left in a kept engine (the engine is the test's own: all of it goes).
+leftover=$(docker ps -aq)
+[[ -z $leftover ]] || { say "   removing $(wc -w <<<"$leftover") containers a previous run left"; docker rm -f $leftover >/dev/null; }
+docker volume prune -f >/dev/null
+docker network prune -f >/dev/null
+done_step
+
+step "compose.yaml is valid for docker-compose $(docker-compose version --short), every profile included"
+KBUS_KAFKA_PORT=9092 dc --profile tools --profile ui --profile metrics config -q || fail "docker-compose config"
 done_step
 
 step "the Debian base images (debootstrap, unless the engine has them)"
