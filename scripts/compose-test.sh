@@ -238,7 +238,11 @@ kbus_containers() {  # the containers of the long-running kbus services, running
 }
 name_of() { docker inspect -f '{{.Name}}' "$1" | sed 's:^/::'; }
 launcher_exec() {  # a command in a running launcher container (ffmpeg, ffprobe, the media volume)
-  dc exec -T --index=1 launcher "$@"
+  local c
+  c=$(docker ps -q --filter "label=com.docker.compose.project=$project" --filter label=com.docker.compose.service=launcher \
+    --filter label=com.docker.compose.oneoff=False | head -n1)
+  [[ -n $c ]] || fail "no launcher container runs"
+  docker exec "$c" "$@"
 }
 height_of() { launcher_exec ffprobe -v error -select_streams v:0 -show_entries stream=height -of csv=p=0 "$1" | tr -d '\r'; }
 healthy_count() {
