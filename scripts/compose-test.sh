@@ -4,8 +4,9 @@
 #
 #   scripts/compose-test.sh [DIR]
 #
-# DIR (default build/compose-test; at most 40 characters, on a big disk) holds the engine's
-# state, the logs (DIR/logs) and the base image's work. Steps, each timed:
+# DIR (default build/compose-test; on a big disk: the engine's vfs driver copies every image
+# layer in full, about 6 GB here) holds the engine's state, the logs (DIR/logs) and the base
+# image's work. Steps, each timed:
 #   install-deps, the engine (scripts/docker-engine.sh: private socket, vfs), the Debian base
 #   images (debootstrap), the kbus images (one build for both targets) and the Kafka stand-in
 #   (docker/kafka-standin: apache/kafka cannot be pulled here), then with docker-compose 1.29:
@@ -367,7 +368,13 @@ done_step
 # ------------------------------------------------------------------------- 4. restart ------
 step "4. docker-compose restart video-encoding mid-run: every workflow ends exactly once"
 batch=(r-1 r-2 r-3 r-4 r-5 r-6)
-for id in "${batch[@]}"; do send "$id" /media/samples/testsrc-5s.mp4 240; done
+# One container sends the batch (a container each costs seconds).
+dc run --rm -T --no-deps --entrypoint sh cli -ec '
+  for id in "$@"; do
+    kbus send --type video.EncodeVideo --topic video.commands \
+      "{\"video_id\": \"$id\", \"source\": \"/media/samples/testsrc-5s.mp4\", \"height\": 240}" >/dev/null
+  done' sh "${batch[@]}" 2>>"$logs/cli.stderr" || fail "sending the batch"
+say "   sent EncodeVideo ${batch[*]} (/media/samples/testsrc-5s.mp4, height 240)"
 wait_for 60 "a first attempt of the batch started" has 1 in_events type=kbus.ProcessStarted job_id^=r-
 t=$(now)
 dc restart video-encoding >"$logs/restart.log" 2>&1 || { cat "$logs/restart.log"; fail "restart"; }
