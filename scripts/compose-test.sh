@@ -388,7 +388,7 @@ wait_for 180 "the batch ended" batch_ended
 done_step
 
 # ------------------------------------------------------------------------- 5. sharing -------
-step "5. the launchers shared the work; /metrics of every service answers"
+step "5. the launchers shared the work; the quickstart worker works; /metrics of every service answers"
 busy=0
 for c in $(docker ps -aq --filter "label=com.docker.compose.project=$project" --filter label=com.docker.compose.service=launcher --filter label=com.docker.compose.oneoff=False); do
   n=$(docker logs "$c" 2>&1 | grep -c '"msg":"process started"' || true)
@@ -396,6 +396,14 @@ for c in $(docker ps -aq --filter "label=com.docker.compose.project=$project" --
   (( n > 0 )) && busy=$((busy + 1))
 done
 (( busy >= 2 )) || fail "only $busy launcher ran anything"
+cli send --type shop.PlaceOrder --topic shop.commands '{"order_id": "o-1", "item": "beans", "quantity": 2}' >/dev/null ||
+  fail "send shop.PlaceOrder"
+order_completed() {
+  local f
+  f=$(read_topic shop.events)
+  (( $(q "$f" count type=shop.OrderCompleted order_id=o-1) == 1 ))
+}
+wait_for 60 "quickstart: PlaceOrder o-1 became OrderCompleted" order_completed
 for c in $(kbus_containers); do
   [[ $(docker inspect -f '{{.State.Running}}' "$c") == true ]] || continue
   docker exec "$c" kbus health --path /metrics >"$logs/metrics-$(name_of "$c").txt" ||
