@@ -5,8 +5,8 @@
 #   scripts/compose-test.sh [DIR]
 #
 # DIR (default build/compose-test; on a big disk: the engine's vfs driver copies every image
-# layer in full, about 6 GB here) holds the engine's state, the logs (DIR/logs) and the base
-# image's work. Steps, each timed:
+# layer in full, about 6 GB here) holds the engine's state, the logs (DIR/logs), this script's
+# output (DIR/output.txt) and the base image's work. Steps, each timed:
 #   install-deps, the engine (scripts/docker-engine.sh: private socket, vfs), the Debian base
 #   images (debootstrap), the kbus images (one build for both targets) and the Kafka stand-in
 #   (docker/kafka-standin: apache/kafka cannot be pulled here), then with docker-compose 1.29:
@@ -38,6 +38,8 @@ logs=$work/logs
 rm -rf "$logs"
 mkdir -p "$logs"
 keep=${KBUS_COMPOSE_KEEP:-0}
+# What it prints stays in DIR/output.txt too: ctest shows a passing test's output only with -V.
+exec > >(tee "$work/output.txt") 2>&1
 
 say() { printf 'compose-test: %s\n' "$*"; }
 fail() { say "FAILED: $*"; exit 1; }
