@@ -80,6 +80,12 @@ stop() {
     while [[ -d "/proc/$pid" ]]; do sleep 0.1; done
   fi
   rm -f "$pidfile"
+  # A daemon that did not finish its own clean-up leaves mounts (network namespaces) behind,
+  # which keep DIR from being deleted.
+  local m
+  findmnt -rn -o TARGET | grep -E "^($run/exec|$dir/data)/" | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
 }
 
 case "$cmd" in
