@@ -198,7 +198,7 @@ PY
 }
 
 # The records of a topic: followed from the start by a container of the cli service (busy
-# topics, with heartbeats, never fall silent), or read once up to a second of silence.
+# topics, with heartbeats, never fall silent), or read once up to two seconds of silence.
 follow() {  # follow NAME TOPIC
   local c=${project}_follow_$1
   dc run -d --no-deps --name "$c" cli tail --topic "$2" >/dev/null 2>>"$logs/cli.stderr"
@@ -387,6 +387,11 @@ batch_ended() {
   (( $(q "$f" count video_id^=r-) >= ${#batch[@]} ))
 }
 wait_for 180 "the batch ended" batch_ended
+q "$(in_results)" ids video_id^=r- >"$logs/batch-ended.txt"
+for id in "${batch[@]}"; do
+  grep -qx "$id 1" "$logs/batch-ended.txt" || fail "$id did not end exactly once: $(cat "$logs/batch-ended.txt")"
+done
+say "   each of the batch ended exactly once"
 done_step
 
 # ------------------------------------------------------------------------- 5. sharing -------
