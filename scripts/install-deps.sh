@@ -4,14 +4,18 @@
 #   scripts/install-deps.sh            build + test dependencies (default)
 #   scripts/install-deps.sh --runtime  only what the built binaries need at run time
 #   scripts/install-deps.sh --runtime-media  the same plus ffmpeg (the launcher's image)
+#   scripts/install-deps.sh --compile  only what compiling the programs needs (the image's build stage)
 set -euo pipefail
 
 runtime=(librdkafka1 libboost-program-options1.74.0 libcpp-httplib0.11 ca-certificates)
 media=(ffmpeg)                 # what the launcher runs in compose; ffprobe checks its output
-build=(
-  build-essential cmake ninja-build pkg-config git
+compile=(
+  build-essential cmake ninja-build pkg-config
   librdkafka-dev rapidjson-dev libboost-program-options-dev
   libcpp-httplib-dev           # the /healthz, /readyz and /metrics endpoints
+)
+build=(
+  git
   prometheus                   # promtool checks /metrics; a real Prometheus scrapes a worker
   libgtest-dev libgmock-dev googletest
   kcat                         # a Kafka client we did not write, for interop tests
@@ -25,8 +29,9 @@ mode=${1:-build}
 case "$mode" in
   --runtime) pkgs=("${runtime[@]}") ;;
   --runtime-media) pkgs=("${runtime[@]}" "${media[@]}") ;;
-  build|--build) pkgs=("${runtime[@]}" "${media[@]}" "${build[@]}") ;;
-  *) echo "install-deps.sh: unknown option '$mode' (use --runtime, --runtime-media or nothing)" >&2; exit 2 ;;
+  --compile) pkgs=("${runtime[@]}" "${compile[@]}") ;;
+  build|--build) pkgs=("${runtime[@]}" "${media[@]}" "${compile[@]}" "${build[@]}") ;;
+  *) echo "install-deps.sh: unknown option '$mode' (use --runtime, --runtime-media, --compile or nothing)" >&2; exit 2 ;;
 esac
 
 sudo=""
