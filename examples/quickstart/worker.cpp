@@ -16,10 +16,6 @@
 // supervisor's kill after its own grace) asks: nothing more is committed, and the records in
 // flight are delivered again to the next owner (at-least-once, docs/delivery.md).
 
-#include <signal.h>
-#include <unistd.h>
-
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -41,23 +37,6 @@ namespace po = boost::program_options;
 using kbus::Status;
 
 namespace {
-
-std::atomic<kbus::kafka::Worker*> g_worker{nullptr};
-std::atomic<int> g_signals{0};  // SIGTERM/SIGINT received so far
-
-// Async-signal-safe: lock-free atomics, Worker::Stop (which only sets an atomic) and _exit.
-void OnSignal(int sig) {
-  if (g_signals.fetch_add(1) > 0) _exit(128 + sig);  // the second signal: no more waiting
-  if (auto* w = g_worker.load()) w->Stop();
-}
-
-void InstallSignalHandlers() {
-  struct sigaction sa {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-}
 
 void Say(std::mutex& mu, const std::string& line) {
   std::lock_guard lock(mu);
@@ -182,12 +161,11 @@ int main(int argc, char** argv) {
     shop::RegisterHandlers(handlers);
     // Installed before the worker exists, so that a signal during start-up is not lost: the
     // worker then stops as soon as it runs.
-    InstallSignalHandlers();
+    cli::InstallTwoStepStopSignals();
     kbus::kafka::Worker worker(config, handlers);
-    g_worker = &worker;
-    if (g_signals.load() > 0) worker.Stop();
+    cli::StopWorkerOnSignal(&worker);
     worker.Run();
-    g_worker = nullptr;
+    cli::StopWorkerOnSignal(nullptr);
   } catch (const std::exception& e) {
     std::cerr << "quickstart-worker: " << e.what() << "\n";
     return cli::kExitFailure;

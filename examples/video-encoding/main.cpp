@@ -14,11 +14,9 @@
 // and exits 0; a second one exits at once (128 + the signal). Brokers that do not answer yet
 // are waited for (a log line every few seconds), not an exit; a signal meanwhile exits 0.
 
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -38,23 +36,6 @@ using kbus::Status;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::atomic<video::EncodeService*> g_service{nullptr};
-std::atomic<bool> g_stop{false};
-std::atomic<int> g_signals{0};
-// Async-signal-safe: atomics, Worker::Stop (it sets an atomic) and _exit only.
-void OnSignal(int sig) {
-  if (g_signals.fetch_add(1) > 0) _exit(128 + sig);  // a second signal: at once
-  g_stop.store(true);
-  if (auto* s = g_service.load()) s->Stop();
-}
-void HandleStopSignals() {
-  struct sigaction action {};
-  action.sa_handler = OnSignal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
-}
 
 struct Job {
   std::string source;
@@ -340,8 +321,8 @@ int main(int argc, char** argv) {
   try {
     auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
     if (demo) return RunDemo(config, fake_encoder);
-    HandleStopSignals();
-    const auto stopped = [] { return g_stop.load(); };
+    cli::InstallTwoStepStopSignals();
+    const auto stopped = [] { return cli::StopRequested(); };
     if (!embedded) {
       // On a real broker: the workflow's topics, co-partitioned, the state topic compacted. The
       // embedded broker has no admin API; it makes both with 4 partitions when first used.
@@ -360,10 +341,9 @@ int main(int argc, char** argv) {
     }
     if (stopped()) return cli::kExitOk;
     video::EncodeService service(config, settings);
-    g_service = &service;
-    if (stopped()) service.Stop();  // a signal came before the service was there
+    cli::StopWorkerOnSignal(&service.worker());
     service.Run();
-    g_service = nullptr;
+    cli::StopWorkerOnSignal(nullptr);
   } catch (const std::exception& e) {
     std::cerr << "video-encoding: " << e.what() << "\n";
     return cli::kExitFailure;

@@ -13,8 +13,6 @@
 
 #include <unistd.h>
 
-#include <atomic>
-#include <csignal>
 #include <memory>
 #include <fstream>
 #include <iostream>
@@ -35,23 +33,6 @@ namespace cli = kbus::cli;
 using kbus::Status;
 
 namespace {
-
-std::atomic<kbus::kafka::Worker*> g_worker{nullptr};
-std::atomic<bool> g_stop{false};
-std::atomic<int> g_signals{0};
-// Async-signal-safe: atomics, Worker::Stop (it sets an atomic) and _exit only.
-void OnSignal(int sig) {
-  if (g_signals.fetch_add(1) > 0) _exit(128 + sig);  // a second signal: at once
-  g_stop.store(true);
-  if (auto* w = g_worker.load()) w->Stop();
-}
-void HandleStopSignals() {
-  struct sigaction action {};
-  action.sa_handler = OnSignal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
-}
 
 kbus::Result<kbus::handlers::AllowList> ReadAllowList(const std::string& path) {
   std::ifstream in(path);
@@ -158,7 +139,7 @@ int main(int argc, char** argv) {
   config.client.properties.try_emplace("queued.max.messages.kbytes", "4096");
 
   try {
-    HandleStopSignals();  // from here on a SIGTERM stops it cleanly, even before the worker runs
+    cli::InstallTwoStepStopSignals();  // from here on a SIGTERM stops it cleanly, even before the worker runs
     auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
     kbus::kafka::ProducerConfig producer_config;
     producer_config.client = config.client;
@@ -185,13 +166,12 @@ int main(int argc, char** argv) {
     launcher.Register(handlers, std::move(launch), std::move(cancel));
 
     kbus::kafka::Worker worker(config, handlers);
-    g_worker = &worker;
-    if (g_stop.load()) worker.Stop();  // a signal came before the worker was there
+    cli::StopWorkerOnSignal(&worker);  // a signal that came before stops it now
     kbus::Log(kbus::LogLevel::kInfo, "launcher running",
               {{"group", config.group}, {"launch_topic", launch_topic}, {"control_topic", control_topic},
                {"max_processes", launcher_config.max_processes}, {"reply_topics", reply_topics}});
     worker.Run();  // returns after Stop(): nothing more is taken, the launches are committed
-    g_worker = nullptr;
+    cli::StopWorkerOnSignal(nullptr);
     health->SetShuttingDown();
     launcher.Shutdown();  // terminates what runs and reports it
     if (Status s = producer.Flush(std::chrono::seconds(10)); !s.ok()) {

@@ -23,6 +23,7 @@
 #include "kbus/log.hpp"
 #include "kbus/ops/server.hpp"
 #include "promtool.hpp"
+#include "exposition.hpp"
 
 namespace ops_it {
 
@@ -59,13 +60,7 @@ using std::chrono::seconds;
 
 // The value of one series in a /metrics text ("name{labels}"), or -1 when it is absent.
 double Sample(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ') {
-      return std::strtod(line.c_str() + series.size() + 1, nullptr);
-    }
-  }
-  return -1;
+  return kbus::test::SampleValue(text, series).value_or(-1);
 }
 
 // The sum of every series of `name` whose labels include `label` (e.g. group="g").

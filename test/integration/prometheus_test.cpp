@@ -32,6 +32,7 @@
 #include "kbus/log.hpp"
 #include "kbus/ops/server.hpp"
 #include "promtool.hpp"
+#include "exposition.hpp"
 
 namespace {
 
@@ -66,16 +67,6 @@ void SendWork(const std::string& topic, int count) {
   ASSERT_TRUE(producer.Flush(seconds(60)).ok());
 }
 
-// The value of the series `series` ("name{labels}") in an exposition, if it is there.
-std::optional<double> Sample(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ') {
-      return std::strtod(line.c_str() + series.size() + 1, nullptr);
-    }
-  }
-  return std::nullopt;
-}
 
 // A loopback port nothing listens on (bound, read and released).
 int FreePort() {
@@ -239,8 +230,8 @@ TEST(WorkerMetrics, PassPromtoolAfterTheWorkerHandledRecordsOfEveryOutcome) {
   // 6 ids divisible by ten dead-lettered; 8 more divisible by seven retried once, then acked.
   ASSERT_TRUE(WaitFor([&] {
     text = kbus::ops::Get("127.0.0.1", port, "/metrics").body;
-    return Sample(text, handled("acked")) == 54.0 && Sample(text, handled("dead_lettered")) == 6.0 &&
-           Sample(text, handled("retried")) == 8.0;
+    return kbus::test::SampleValue(text, handled("acked")) == 54.0 && kbus::test::SampleValue(text, handled("dead_lettered")) == 6.0 &&
+           kbus::test::SampleValue(text, handled("retried")) == 8.0;
   }, seconds(30))) << text;
   const kbus::test::PromtoolResult check = kbus::test::CheckMetrics(text);
   EXPECT_EQ(check.exit_code, 0) << check.output << "\n--- /metrics ---\n" << text;

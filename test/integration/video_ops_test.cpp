@@ -16,6 +16,7 @@
 #include "kbus/dispatcher.hpp"
 #include "kbus/ops/server.hpp"
 #include "services.hpp"
+#include "exposition.hpp"
 
 namespace {
 
@@ -23,24 +24,12 @@ using kbus::test::TestBroker;
 using kbus::test::WaitFor;
 using namespace std::chrono_literals;
 
-// The value of one sample ("name{labels}") in an exposition, if it is there.
-std::optional<double> Sample(const std::string& text, const std::string& series) {
-  const std::string prefix = series + " ";
-  for (std::size_t at = 0; at < text.size();) {
-    const std::size_t end = text.find('\n', at);
-    const std::string line = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
-    if (line.rfind(prefix, 0) == 0) return std::strtod(line.c_str() + prefix.size(), nullptr);
-    if (end == std::string::npos) break;
-    at = end + 1;
-  }
-  return std::nullopt;
-}
 
 // One sample scraped from a port's /metrics; -1 when it is not there or nothing answered.
 double Scrape(int port, const std::string& series) {
   const kbus::ops::ProbeResult r = kbus::ops::Get("127.0.0.1", port, "/metrics");
   if (r.status != 200) return -1;
-  return Sample(r.body, series).value_or(-1);
+  return kbus::test::SampleValue(r.body, series).value_or(-1);
 }
 
 TEST(VideoOperations, MetricsAndReadinessOfTheWorkflowHostAndTheLauncherTellWhatHappened) {

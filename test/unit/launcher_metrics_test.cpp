@@ -18,6 +18,7 @@
 #include "kbus/health.hpp"
 #include "kbus/metrics.hpp"
 #include "kbus/testing/in_memory_bus.hpp"
+#include "exposition.hpp"
 
 namespace {
 
@@ -28,18 +29,6 @@ using kbus::handlers::ProcessStarted;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// The value of one sample ("name{labels}") in an exposition, if it is there.
-std::optional<double> Sample(const std::string& text, const std::string& series) {
-  const std::string prefix = series + " ";
-  for (std::size_t at = 0; at < text.size();) {
-    const std::size_t end = text.find('\n', at);
-    const std::string line = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
-    if (line.rfind(prefix, 0) == 0) return std::strtod(line.c_str() + prefix.size(), nullptr);
-    if (end == std::string::npos) break;
-    at = end + 1;
-  }
-  return std::nullopt;
-}
 
 // Keeps every event; the broker's answer is always "delivered", at once.
 class RecordingSink final : public kbus::handlers::EventSink {
@@ -121,7 +110,7 @@ struct Rig {
     return true;
   }
   double Value(const std::string& series) {
-    auto v = Sample(metrics.Render(), series);
+    auto v = kbus::test::SampleValue(metrics.Render(), series);
     EXPECT_TRUE(v.has_value()) << series << " is not in\n" << metrics.Render();
     return v.value_or(-1);
   }

@@ -15,6 +15,7 @@
 #include "kbus/health.hpp"
 #include "kbus/metrics.hpp"
 #include "kbus/workflows/test_kit.hpp"
+#include "exposition.hpp"
 
 namespace {
 
@@ -93,22 +94,10 @@ Workflow<Tally> TallyWorkflow() {
   return wf;
 }
 
-// The value of one sample ("name{labels}") in an exposition, if it is there.
-std::optional<double> Sample(const std::string& text, const std::string& series) {
-  const std::string prefix = series + " ";
-  for (std::size_t at = 0; at < text.size();) {
-    const std::size_t end = text.find('\n', at);
-    const std::string line = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
-    if (line.rfind(prefix, 0) == 0) return std::strtod(line.c_str() + prefix.size(), nullptr);
-    if (end == std::string::npos) break;
-    at = end + 1;
-  }
-  return std::nullopt;
-}
 
 double Value(const kbus::metrics::Registry& metrics, const std::string& series) {
   const std::string text = metrics.Render();
-  auto v = Sample(text, series);
+  auto v = kbus::test::SampleValue(text, series);
   EXPECT_TRUE(v.has_value()) << series << " is not in\n" << text;
   return v.value_or(-1);
 }
@@ -223,7 +212,7 @@ TEST(WorkflowMetrics, TheProbeIsReadyOnlyOnceEveryAssignedPartitionIsLoadedAndNo
 
   // Partition 1 fails once, then waits: the host is live but not ready, and says why.
   const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (Sample(metrics.Render(), R"(kbus_workflow_state_load_errors_total{workflow="metrics.tally"})").value_or(0) < 1 &&
+  while (kbus::test::SampleValue(metrics.Render(), R"(kbus_workflow_state_load_errors_total{workflow="metrics.tally"})").value_or(0) < 1 &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(5ms);
   }

@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <iostream>
 
+#include <unistd.h>
+
+#include "kbus/kafka/worker.hpp"
 #include "kbus/log.hpp"
 
 namespace kbus::cli {
@@ -54,6 +57,19 @@ std::atomic<bool> g_stop{false};
 static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
 
 extern "C" void OnStopSignal(int) { g_stop.store(true); }
+
+// The two-step handler of long-running programs. Async-signal-safe: lock-free atomics,
+// Worker::Stop (it only sets an atomic) and _exit.
+std::atomic<int> g_signals{0};
+std::atomic<kafka::Worker*> g_worker{nullptr};
+static_assert(std::atomic<kafka::Worker*>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
+              "the signal handler needs lock-free atomics");
+
+extern "C" void OnTwoStepStopSignal(int sig) {
+  if (g_signals.fetch_add(1) > 0) _exit(128 + sig);  // the second signal: no more waiting
+  g_stop.store(true);
+  if (auto* w = g_worker.load()) w->Stop();
+}
 
 }  // namespace
 
@@ -369,5 +385,19 @@ void InstallStopSignals() {
 }
 
 bool StopRequested() { return g_stop.load(); }
+
+void InstallTwoStepStopSignals() {
+  struct sigaction action = {};
+  action.sa_handler = &OnTwoStepStopSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+void StopWorkerOnSignal(kafka::Worker* worker) {
+  g_worker.store(worker);
+  // A signal that came before the worker was there stops it now.
+  if (worker != nullptr && g_stop.load()) worker->Stop();
+}
 
 }  // namespace kbus::cli

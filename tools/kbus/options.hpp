@@ -19,6 +19,10 @@
 #include "kbus/record.hpp"
 #include "kbus/result.hpp"
 
+namespace kbus::kafka {
+class Worker;
+}  // namespace kbus::kafka
+
 namespace kbus::cli {
 
 namespace po = boost::program_options;
@@ -132,5 +136,12 @@ void PrintHelp(std::ostream& os, std::string_view usage, std::string_view summar
 // SIGINT and SIGTERM set a flag (and nothing else) from then on.
 void InstallStopSignals();
 bool StopRequested();
+
+// For long-running programs (docs/operations.md, "Shutdown"): the first SIGTERM or SIGINT sets
+// StopRequested() and stops the worker given to StopWorkerOnSignal, now or when it is given; a
+// second exits at once with 128 + the signal's number, committing nothing.
+void InstallTwoStepStopSignals();
+// The worker the first signal stops; null once it is gone.
+void StopWorkerOnSignal(kafka::Worker* worker);
 
 }  // namespace kbus::cli
