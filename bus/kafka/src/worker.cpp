@@ -499,10 +499,9 @@ struct Worker::Impl {
 
   static constexpr std::string_view kUnknownType = "unknown";
 
-  // The series of a message type; "unknown" for a type no handler here is registered for, so
-  // that the label's values stay bounded whatever arrives.
-  // The same, for a handler thread that remembers the last type it saw: runs of one type tend
-  // to come in a row, and a string compare is cheaper than a hash lookup.
+  // The series of a message type (TypeFor below), for a handler thread that remembers the last
+  // type it saw: runs of one type tend to come in a row, and a string compare is cheaper than a
+  // hash lookup.
   TypeSeries& TypeFor(std::optional<std::string_view> type, TypeSeries*& last) {
     if (last == nullptr || !type || last->name != *type) last = &TypeFor(type);
     return *last;
@@ -532,6 +531,8 @@ struct Worker::Impl {
     ++received_here;
   }
 
+  // The series of a message type; "unknown" for a type no handler here is registered for, so
+  // that the label's values stay bounded whatever arrives.
   TypeSeries& TypeFor(std::optional<std::string_view> type) {
     if (type) {
       if (auto it = type_series.find(*type); it != type_series.end()) return it->second;
