@@ -28,6 +28,7 @@
 #include "kbus/dispatcher.hpp"
 #include "media.hpp"
 #include "services.hpp"
+#include "video_topics.hpp"
 
 namespace {
 
@@ -51,13 +52,8 @@ kbus::handlers::AllowList ComposeAllowList() {
 class Stack {
  public:
   explicit Stack(const std::string& output_dir) {
-    const std::string tag = TestBroker::UniqueName("vff");
     video::EncodeSettings s;
-    s.name = tag + ".encode";
-    s.command_topic = tag + ".commands";
-    s.launcher_topic = tag + ".launcher";
-    s.control_topic = tag + ".control";
-    s.events_topic = tag + ".events";
+    const std::string tag = video_test::MakeTopics(s, "vff");
     s.encoder = "ffmpeg";
     s.output_dir = output_dir;
     s.retry.initial_interval = 200ms;
@@ -68,14 +64,8 @@ class Stack {
     s.heartbeat_timeout = 10s;
     input_topic = s.name + ".in";
     command_topic = s.command_topic;
-    for (const auto& t : {input_topic, s.name + ".state", s.launcher_topic, s.control_topic}) {
-      TestBroker::Get().CreateTopic(t, 4);
-    }
-    TestBroker::Get().CreateTopic(s.command_topic, 2);
-    TestBroker::Get().CreateTopic(s.events_topic, 2);
-    const std::string group = tag + "-wf";
+    const std::string group = video_test::WorkflowGroup(tag);
     dlq = kbus::DeadLetterTopic(group);
-    TestBroker::Get().CreateTopic(dlq, 1);
 
     kbus::handlers::LauncherConfig lc;
     lc.max_processes = 4;

@@ -16,6 +16,7 @@
 #include "kbus/dispatcher.hpp"
 #include "kbus/ops/server.hpp"
 #include "services.hpp"
+#include "video_topics.hpp"
 #include "exposition.hpp"
 
 namespace {
@@ -33,13 +34,8 @@ double Scrape(int port, const std::string& series) {
 }
 
 TEST(VideoOperations, MetricsAndReadinessOfTheWorkflowHostAndTheLauncherTellWhatHappened) {
-  const std::string tag = TestBroker::UniqueName("vops");
   video::EncodeSettings s;
-  s.name = tag + ".encode";
-  s.command_topic = tag + ".commands";
-  s.launcher_topic = tag + ".launcher";
-  s.control_topic = tag + ".control";
-  s.events_topic = tag + ".events";
+  const std::string tag = video_test::MakeTopics(s, "vops");
   s.encoder = "fake";
   s.fake_seconds = 0.2;
   s.retry.initial_interval = 200ms;
@@ -48,12 +44,6 @@ TEST(VideoOperations, MetricsAndReadinessOfTheWorkflowHostAndTheLauncherTellWhat
   s.run_timeout = 30s;
   s.heartbeat_interval = 500ms;
   s.heartbeat_timeout = 10s;
-  for (const auto& t : {s.name + ".in", s.name + ".state", s.launcher_topic, s.control_topic}) {
-    TestBroker::Get().CreateTopic(t, 4);
-  }
-  TestBroker::Get().CreateTopic(s.command_topic, 2);
-  TestBroker::Get().CreateTopic(s.events_topic, 2);
-  TestBroker::Get().CreateTopic(kbus::DeadLetterTopic(tag + "-wf"), 1);
 
   auto allow = kbus::handlers::AllowList::Parse("fake-encoder = " FAKE_ENCODER_PATH "\n");
   ASSERT_TRUE(allow.ok());
@@ -65,7 +55,7 @@ TEST(VideoOperations, MetricsAndReadinessOfTheWorkflowHostAndTheLauncherTellWhat
   lc.reply_topics = {s.name + ".in"};
   kbus::kafka::WorkerConfig launcher_config = it::WorkerConfigFor(tag + "-launcher");
   launcher_config.http_port = -1;
-  kbus::kafka::WorkerConfig encoder_config = it::WorkerConfigFor(tag + "-wf");
+  kbus::kafka::WorkerConfig encoder_config = it::WorkerConfigFor(video_test::WorkflowGroup(tag));
   encoder_config.http_port = -1;
   video::LauncherService launcher(launcher_config, std::move(*allow), lc, s.launcher_topic, s.control_topic);
   video::EncodeService encoder(encoder_config, s);

@@ -18,6 +18,7 @@
 #include "kbus/dispatcher.hpp"
 #include "kbus/kafka/admin.hpp"
 #include "services.hpp"
+#include "video_topics.hpp"
 
 namespace {
 
@@ -27,25 +28,12 @@ using namespace std::chrono_literals;
 // The launcher and the workflow host, each in its own group, on topics of this test.
 struct Stack {
   explicit Stack(video::EncodeSettings s, int max_processes) {
-    const std::string tag = TestBroker::UniqueName("vid");
-    s.name = tag + ".encode";
-    s.command_topic = tag + ".commands";
-    s.launcher_topic = tag + ".launcher";
-    s.control_topic = tag + ".control";
+    const std::string tag = video_test::MakeTopics(s, "vid");
     s.encoder = "fake";
-    for (const auto& t : {s.name + ".in", s.name + ".state", s.launcher_topic, s.control_topic}) {
-      TestBroker::Get().CreateTopic(t, 4);
-    }
-    s.events_topic = tag + ".events";
-    TestBroker::Get().CreateTopic(s.command_topic, 2);
-    // Before any group subscribes: a consumer notices a topic created later only at its next
-    // metadata refresh.
-    TestBroker::Get().CreateTopic(s.events_topic, 2);
     events_topic = s.events_topic;
     command_topic = s.command_topic;
-    group = tag + "-wf";
+    group = video_test::WorkflowGroup(tag);
     dlq = kbus::DeadLetterTopic(group);
-    TestBroker::Get().CreateTopic(dlq, 1);
 
     auto allow = kbus::handlers::AllowList::Parse("fake-encoder = " FAKE_ENCODER_PATH "\n");
     EXPECT_TRUE(allow.ok());
