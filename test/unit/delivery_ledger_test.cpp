@@ -1,4 +1,4 @@
-#include "kbus/delivery_ledger.hpp"
+#include "kbus/kafka/delivery_ledger.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 
 namespace {
 
-using kbus::DeliveryLedger;
+using kbus::kafka::DeliveryLedger;
 using kbus::testing::ErrorIs;
 using kbus::testing::IsOk;
 
@@ -45,8 +45,8 @@ TEST(DeliveryLedger, StaysWithinItsByteBudgetKeepingTheLowestOffsets) {
   l.clean = false;
   for (int i = 0; i < 2000; ++i) l.deliveries[i] = 1 + i % 2;  // no two neighbours share a count
   std::int64_t covered = -5;
-  const std::string text = l.Encode(0, kbus::kMaxLedgerBytes, &covered);
-  EXPECT_LE(text.size(), kbus::kMaxLedgerBytes);
+  const std::string text = l.Encode(0, kbus::kafka::kMaxLedgerBytes, &covered);
+  EXPECT_LE(text.size(), kbus::kafka::kMaxLedgerBytes);
   EXPECT_GT(covered, 300);
   EXPECT_LT(covered, 1999);
   auto back = DeliveryLedger::Decode(text, 0);
@@ -69,7 +69,7 @@ TEST(DeliveryLedger, EncodingSortedCountsWritesWhatTheMapEncodingWrites) {
     l.deliveries[i] = count;
     sorted.emplace_back(i, count);
   }
-  for (std::size_t budget : {std::size_t{12}, std::size_t{100}, kbus::kMaxLedgerBytes}) {
+  for (std::size_t budget : {std::size_t{12}, std::size_t{100}, kbus::kafka::kMaxLedgerBytes}) {
     std::int64_t a = 0, b = 0;
     EXPECT_EQ(DeliveryLedger::EncodeSorted(false, sorted, 100, budget, &b), l.Encode(100, budget, &a));
     EXPECT_EQ(a, b);

@@ -1,9 +1,9 @@
-#include "kbus/delivery_ledger.hpp"
+#include "kbus/kafka/delivery_ledger.hpp"
 
 #include <charconv>
 #include <vector>
 
-namespace kbus {
+namespace kbus::kafka {
 
 std::string DeliveryLedger::Encode(std::int64_t base, std::size_t max_bytes,
                                    std::int64_t* covered_until) const {
@@ -102,4 +102,4 @@ Result<DeliveryLedger> DeliveryLedger::Decode(std::string_view text, std::int64_
   return ledger;
 }
 
-}  // namespace kbus
+}  // namespace kbus::kafka

@@ -19,7 +19,7 @@
 
 #include "kbus/result.hpp"
 
-namespace kbus {
+namespace kbus::kafka {
 
 inline constexpr std::size_t kMaxLedgerBytes = 3072;  // 75 % of Kafka's default limit
 
@@ -45,4 +45,4 @@ struct DeliveryLedger {
   static Result<DeliveryLedger> Decode(std::string_view text, std::int64_t base);
 };
 
-}  // namespace kbus
+}  // namespace kbus::kafka

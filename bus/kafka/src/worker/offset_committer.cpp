@@ -1,0 +1,155 @@
+#include "offset_committer.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kbus/kafka/delivery_ledger.hpp"
+#include "kbus/log.hpp"
+
+namespace kbus::kafka::worker {
+
+using detail::RdPartitionListPtr;
+
+void OffsetCommitter::ReadCommitted(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* parts) {
+  const rd_kafka_resp_err_t err = rd_kafka_committed(rk, parts, 10000);
+  if (err) {
+    Log(LogLevel::kError, "cannot read committed offsets, delivery counts start over",
+        {{"error", rd_kafka_err2str(err)}});
+  }
+}
+
+void OffsetCommitter::TakeOver(Partition& p, const rd_kafka_topic_partition_t& tp) {
+  if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR || tp.offset < 0) return;
+  p.start = tp.offset;
+  if (tp.metadata_size == 0) return;
+  const std::string_view text(static_cast<const char*>(tp.metadata), tp.metadata_size);
+  auto ledger = DeliveryLedger::Decode(text, tp.offset);
+  if (!ledger.ok()) {
+    // Loud, not fatal: the counts start over, so a poison record gets more deliveries.
+    Log(LogLevel::kError, "unreadable delivery ledger, counts start over",
+        {{"topic", p.topic}, {"partition", p.partition}, {"error", ledger.error().message()}});
+    return;
+  }
+  p.prior = std::move(ledger->deliveries);
+  p.dirty_takeover = !ledger->clean;
+  p.committed = tp.offset;
+  p.committed_metadata = std::string(text);
+  if (!p.prior.empty()) {
+    Log(p.dirty_takeover ? LogLevel::kWarn : LogLevel::kInfo,
+        p.dirty_takeover ? "taking over after an unclean stop: delivered records run one at a time"
+                         : "taking over delivery counts",
+        {{"topic", p.topic}, {"partition", p.partition}, {"records", p.prior.size()}});
+  }
+}
+
+std::string OffsetCommitter::LedgerFor(const Partition& p, bool clean, std::int64_t* covered_until) {
+  // Entries are in offset order, and the earlier owner's counts are for records not fetched yet
+  // (a fetched record takes its count over): merge the two sorted sequences.
+  std::vector<std::pair<std::int64_t, int>>& counts = ledger_buf_;
+  counts.clear();
+  auto prior = p.prior.begin();
+  for (const auto& e : p.entries) {
+    if (e.deliveries <= 0) continue;
+    for (; prior != p.prior.end() && prior->first < e.offset; ++prior) counts.emplace_back(*prior);
+    counts.emplace_back(e.offset, e.deliveries);
+  }
+  for (; prior != p.prior.end(); ++prior) counts.emplace_back(*prior);
+  std::int64_t covered = 0;
+  std::string text = DeliveryLedger::EncodeSorted(clean || counts.empty(), counts, PartitionBook::CommitOffset(p),
+                                                  kMaxLedgerBytes, &covered);
+  if (!counts.empty() && covered < counts.back().first && !ledger_full_logged_) {
+    ledger_full_logged_ = true;  // once per worker: it repeats on every commit while it lasts
+    Log(LogLevel::kWarn, "delivery ledger full: counts past an offset are not recorded",
+        {{"topic", p.topic}, {"partition", p.partition}, {"covered_until", covered}, {"records", counts.size()}});
+  }
+  if (covered_until != nullptr) *covered_until = covered;
+  return text;
+}
+
+void OffsetCommitter::Add(rd_kafka_topic_partition_list_t* list, const Partition& p, std::string metadata) {
+  rd_kafka_topic_partition_t* tp = rd_kafka_topic_partition_list_add(list, p.topic.c_str(), p.partition);
+  tp->offset = PartitionBook::CommitOffset(p);
+  if (!metadata.empty()) {
+    // librdkafka frees it with the list.
+    tp->metadata = std::malloc(metadata.size());
+    if (tp->metadata == nullptr) throw std::bad_alloc();
+    std::memcpy(tp->metadata, metadata.data(), metadata.size());
+    tp->metadata_size = metadata.size();
+  }
+}
+
+void OffsetCommitter::CommitAll(bool clean) {
+  std::vector<Partition*> all;
+  book_.ForEach([&](Partition& p) { all.push_back(&p); });
+  CommitChanged(all, clean);
+}
+
+void OffsetCommitter::CommitChanged(const std::vector<Partition*>& ps, bool clean) {
+  RdPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(ps.size())));
+  for (Partition* p : ps) {
+    if (PartitionBook::CommitOffset(*p) < 0) continue;
+    std::string metadata = LedgerFor(*p, clean);
+    if (PartitionBook::CommitOffset(*p) > p->committed || metadata != p->committed_metadata) {
+      Add(list.get(), *p, std::move(metadata));
+    }
+  }
+  Commit(list.get());
+}
+
+bool OffsetCommitter::Lease(Clock::time_point now, std::size_t queued,
+                            const std::function<bool(Partition&, Entry&)>& reserve, std::vector<EntryRef>& leased) {
+  struct Hooks final : LeaseHooks {
+    OffsetCommitter& self;
+    const std::function<bool(Partition&, Entry&)>& reserve;
+    rd_kafka_topic_partition_list_t* list;
+    Hooks(OffsetCommitter& s, const std::function<bool(Partition&, Entry&)>& r, rd_kafka_topic_partition_list_t* l)
+        : self(s), reserve(r), list(l) {}
+    bool Reserve(Partition& p, Entry& e) override { return reserve(p, e); }
+    std::string Ledger(const Partition& p, std::int64_t* covered) override {
+      return self.LedgerFor(p, /*clean=*/false, covered);
+    }
+    void Record(Partition& p, std::string ledger) override { Add(list, p, std::move(ledger)); }
+  };
+  RdPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(book_.size())));
+  Hooks hooks(*this, reserve, list.get());
+  book_.Choose(now, queued, hooks, leased);
+  if (leased.empty() || Commit(list.get())) return true;
+  // Not recorded, so not run.
+  for (auto& [p, e] : leased) PartitionBook::Unlease(*e);
+  leased.clear();
+  return false;
+}
+
+bool OffsetCommitter::Commit(rd_kafka_topic_partition_list_t* list) {
+  if (list->cnt == 0) return true;
+  const rd_kafka_resp_err_t err = rd_kafka_commit(consumer_, list, 0);
+  return OnCommitted(err, list);
+}
+
+bool OffsetCommitter::OnCommitted(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
+  if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || offsets == nullptr) return true;
+  bool all = err == RD_KAFKA_RESP_ERR_NO_ERROR;
+  for (int i = 0; i < offsets->cnt; ++i) {
+    const auto& tp = offsets->elems[i];
+    if (err || tp.err) {
+      all = false;
+      if (tp.err) err = tp.err;
+      continue;
+    }
+    if (Partition* p = book_.Find(tp.topic, tp.partition)) {
+      p->committed = std::max(p->committed, tp.offset);
+      p->committed_metadata.assign(static_cast<const char*>(tp.metadata), tp.metadata_size);
+    }
+  }
+  if (all) Counters::Count(counters_.committed);
+  (all ? series_.commits_ok : series_.commits_failed)->Inc();
+  if (!all) {
+    // Expected during rebalances (REBALANCE_IN_PROGRESS): the next commit covers it. Real Kafka
+    // also refuses metadata over offset.metadata.max.bytes, which the ledger stays under.
+    Log(LogLevel::kInfo, "offset commit refused", {{"error", rd_kafka_err2str(err)}});
+  }
+  return all;
+}
+
+}  // namespace kbus::kafka::worker
