@@ -11,7 +11,7 @@
 #include <mutex>
 
 #include "it_support.hpp"
-#include "kbus/delivery_ledger.hpp"
+#include "kbus/kafka/delivery_ledger.hpp"
 
 namespace {
 
@@ -52,12 +52,12 @@ TEST(Ledger, AWorkerTakingOverAFullLedgerStaysUnderKafkasMetadataLimit) {
 
   // The previous owner's ledger: alternating counts 1 and 2 (nothing merges), as large as Kafka
   // takes, and dirty: every counted record is a suspect that runs alone.
-  kbus::DeliveryLedger previous;
+  kbus::kafka::DeliveryLedger previous;
   previous.clean = false;
   for (int i = 0; i < kRecords; ++i) previous.deliveries[i] = 1 + i % 2;
   std::int64_t covered = 0;
   const std::string text = previous.Encode(0, 4000, &covered);
-  ASSERT_GT(text.size(), kbus::kMaxLedgerBytes) << "the test must start above the worker's own bound";
+  ASSERT_GT(text.size(), kbus::kafka::kMaxLedgerBytes) << "the test must start above the worker's own bound";
   CommitAs(group, topic, 0, text);
 
   std::mutex mu;
