@@ -16,6 +16,15 @@ using detail::RdKafkaPtr;
 struct Producer::Impl {
   RdKafkaPtr rk;
   bool background = true;
+  std::function<void()> reports_ready;
+  detail::RdQueuePtr main_queue;  // watched for reports_ready
+
+  static void OnQueueEvent(rd_kafka_t*, void* opaque) noexcept {
+    try {
+      static_cast<Impl*>(opaque)->reports_ready();
+    } catch (...) {  // nothing may leave a C callback
+    }
+  }
   std::atomic<bool> stop{false};
   std::thread poller;
 
@@ -48,6 +57,11 @@ Producer::Producer(const ProducerConfig& config) : impl_(std::make_unique<Impl>(
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::OnDelivery);
   impl_->rk = detail::NewHandle(RD_KAFKA_PRODUCER, conf);
   impl_->background = config.background_poll;
+  if (!impl_->background && config.reports_ready) {
+    impl_->reports_ready = config.reports_ready;
+    impl_->main_queue.reset(rd_kafka_queue_get_main(impl_->rk.get()));
+    rd_kafka_queue_cb_event_enable(impl_->main_queue.get(), &Impl::OnQueueEvent, impl_.get());
+  }
   if (impl_->background) {
     impl_->poller = std::thread([impl = impl_.get()] {
       while (!impl->stop.load(std::memory_order_relaxed)) rd_kafka_poll(impl->rk.get(), 50);
@@ -56,6 +70,7 @@ Producer::Producer(const ProducerConfig& config) : impl_(std::make_unique<Impl>(
 }
 
 Producer::~Producer() {
+  if (impl_->main_queue) rd_kafka_queue_cb_event_enable(impl_->main_queue.get(), nullptr, nullptr);
   if (impl_->poller.joinable()) {
     impl_->stop = true;
     impl_->poller.join();

@@ -41,8 +41,6 @@ using detail::RdPartitionListPtr;
 
 struct Worker::Impl {
   static constexpr int kStuckFactor = Results::kStuckFactor;
-  // How soon to try again when the broker refused a lease commit (e.g. during a rebalance).
-  static constexpr std::chrono::milliseconds kLeaseRetry{100};
   // Liveness: the poll loop has turned within max(kMinPollSilence, 3 session timeouts).
   static constexpr std::chrono::seconds kMinPollSilence{30};
   static constexpr std::chrono::seconds kLagInterval{1};
@@ -71,7 +69,7 @@ struct Worker::Impl {
         policies(config, h),
         book(config.ordering, config.max_buffered_per_partition),
         group(config.group, config.client.brokers),
-        committer(book, series, counters),
+        committer(book, series, counters, [this](std::vector<EntryRef>& leased) { RunLeased(leased); }),
         outbox(config, book, policies, series, counters, turn_start),
         results(book, outbox, policies, series, counters, turn_start),
         pool(config.handler_threads, dispatcher, series, [this] { rd_kafka_queue_yield(consumer.queue()); }),
@@ -106,7 +104,7 @@ struct Worker::Impl {
   Clock::time_point next_commit{};
   Clock::time_point next_stall_check{};
   Clock::time_point next_lag_update{};
-  std::vector<EntryRef> leased_buf, dead_buf, resend_buf;
+  std::vector<EntryRef> dead_buf, resend_buf;
   std::vector<AttemptPtr> batch_buf, results_buf;
   // What the probe reads, written by the poll thread.
   std::atomic<Clock::rep> last_turn{Clock::now().time_since_epoch().count()};
@@ -136,7 +134,7 @@ struct Worker::Impl {
     topics.erase(std::unique(topics.begin(), topics.end()), topics.end());
     consumer.Open(props, {this, &Impl::RebalanceTrampoline, stats ? &Impl::StatsTrampoline : nullptr, &Impl::ErrorTrampoline},
                   topics);
-    committer.Attach(consumer.get());
+    committer.Attach(consumer.get(), consumer.queue());
     if (!policies.slot_pools().empty()) {
       {
         std::lock_guard lock(slot_wake->mu);
@@ -148,6 +146,10 @@ struct Worker::Impl {
     pc.client = config.client;
     pc.client.client_id = config.client.client_id + "-out";
     pc.background_poll = false;  // delivery reports are served by Run()'s loop, on this thread
+    pc.reports_ready = [queue = consumer.queue()] { rd_kafka_queue_yield(queue); };  // ... at once
+    // A message waits at most 1 ms for others to share its request: under load requests fill
+    // anyway, and at low load the 5 ms default was most of a hop's latency.
+    pc.linger = std::chrono::milliseconds(1);
     outbox.Open(pc);
     pool.Start();
     std::string joined;
@@ -231,6 +233,7 @@ struct Worker::Impl {
         OnMessage(RdMessagePtr(m));
         if (++taken >= PartitionBook::kMaxWave) break;
       }
+      committer.Poll(std::chrono::milliseconds(0));  // a lease answered: its records run
       ProcessResults();
       pool.Bury(book.released());
       if (taken == 0) pool.FlushGraves();
@@ -239,8 +242,8 @@ struct Worker::Impl {
       const auto now = Clock::now();
       CheckHandlers(now);
       if (((taken > 0 || book.lease_wanted) && PoolHungry()) || now >= book.next_due) LeaseAndPump(now);
-      if (now >= next_commit) {
-        committer.CommitAll(/*clean=*/false);
+      // One commit at a time: while a lease is in flight the periodic one waits a turn.
+      if (now >= next_commit && (committer.CommitAllAsync() || !committer.busy())) {
         next_commit = now + config.commit_interval;
       }
       ApplyPauses();
@@ -267,10 +270,12 @@ struct Worker::Impl {
   }
 
   int PollTimeoutMs() const {
-    // Results wake the poll (rd_kafka_queue_yield). Otherwise a short wait keeps Stop() and the
-    // visibility checks responsive; wake earlier for the earliest due retry.
+    // Results, delivery reports and commit answers wake the poll (rd_kafka_queue_yield).
+    // Otherwise a short wait keeps Stop() and the visibility checks responsive; wake earlier for
+    // the earliest due retry.
     auto wait = std::chrono::milliseconds(100);
-    if (outbox.pending() > 0) wait = std::chrono::milliseconds(5);
+    // While a commit is in flight, its answer wakes the poll: the next lease waits for it.
+    if (committer.busy()) return static_cast<int>(wait.count());
     if (book.lease_wanted && PoolHungry()) wait = std::chrono::milliseconds(0);
     if (book.next_due != Clock::time_point::max()) {
       const auto until = std::chrono::ceil<std::chrono::milliseconds>(book.next_due - Clock::now());
@@ -295,29 +300,36 @@ struct Worker::Impl {
   }
 
   // Counts the next deliveries of every partition in one lease commit (PartitionBook::Choose
-  // picks them), then hands them to the handler threads.
+  // picks them); they run once the broker answered (RunLeased). One commit at a time.
   void LeaseAndPump(Clock::time_point now) {
+    if (committer.busy()) return;  // its answer starts the next round
     dead_buf.clear();
     const bool commit_first = book.Scan(now, dead_buf);
     for (auto& [p, e] : dead_buf) outbox.SendDeadLetter(*p, *e);
     // What finished before a suspect runs is committed first: a crash in the suspect must not
-    // run it again.
-    if (commit_first) committer.CommitAll(/*clean=*/false);
-    auto reserve = [this](Partition&, Entry& e) {
+    // run it again. The suspect is leased once that commit is answered.
+    if (commit_first && committer.CommitAllAsync()) return;
+    committer.Lease(now, pool.queued(), [this](Partition&, Entry& e) {
       const DeliveryPolicy* policy = policies.Of(*e.msg);
       if (policy == nullptr || !policy->slots) return true;
       if (!policy->slots->TryTake()) return false;
       e.slot = SlotHold(policy->slots);
       return true;
-    };
-    if (!committer.Lease(now, pool.queued(), reserve, leased_buf)) {
-      book.NoteWaiting(now + kLeaseRetry);  // not recorded, so not run: try again shortly
-      return;
+    });
+    if (!committer.busy()) {  // nothing leased: resend what is due
+      std::vector<EntryRef> none;
+      RunLeased(none);
     }
+  }
+
+  // The broker recorded the lease of `leased` (or nothing was leased): they run now, and copies
+  // due to be sent again are sent.
+  void RunLeased(std::vector<EntryRef>& leased) {
     resend_buf.clear();
-    book.Leased(now, resend_buf);
+    book.Leased(turn_start, resend_buf);
     for (auto& [p, e] : resend_buf) outbox.Resend(*p, *e);
-    for (auto& [p, e] : leased_buf) batch_buf.push_back(Start(*p, *e));
+    for (auto& [p, e] : leased) batch_buf.push_back(Start(*p, *e));
+    leased.clear();
     pool.Submit(batch_buf);
   }
 
@@ -385,7 +397,7 @@ struct Worker::Impl {
     const auto deadline = Clock::now() + std::min(config.shutdown_grace, std::chrono::milliseconds(5000));
     while (outbox.pending() > 0 && Clock::now() < deadline) outbox.Poll(std::chrono::milliseconds(10));
     book.ForEach([&](Partition& p) { book.AdvanceCommit(p, Clock::now()); });
-    committer.CommitAll(/*clean=*/false);
+    committer.CommitAllNow(/*clean=*/false);
     std::_Exit(kExitStuckHandler);
   }
 
@@ -500,10 +512,12 @@ struct Worker::Impl {
     for (int i = 0; i < parts->cnt; ++i) {
       if (Partition* p = book.Find(parts->elems[i].topic, parts->elems[i].partition)) ps.push_back(p);
     }
+    // A lease in flight for them is answered first: recorded, its records run like the others.
+    if (commit) committer.Settle(config.revoke_grace);
     Drain(ps, commit ? config.revoke_grace : std::chrono::milliseconds(0));
     if (!commit) return;
     for (Partition* p : ps) book.AdvanceCommit(*p, Clock::now());
-    committer.CommitChanged(ps, /*clean=*/true);
+    committer.CommitChangedNow(ps, /*clean=*/true);
   }
 
   // ---- fetching -----------------------------------------------------------------------------
@@ -519,12 +533,14 @@ struct Worker::Impl {
     board->SetShuttingDown();  // not ready from now on: the process is going away
     Log(LogLevel::kInfo, "worker stopping", {{"group", config.group}});
     DetachSlots();
+    // A lease in flight is answered first: its records run (or not) like the others.
+    committer.Settle(config.shutdown_grace);
     std::vector<Partition*> all;
     book.ForEach([&](Partition& p) { all.push_back(&p); });
     Drain(all, config.shutdown_grace);
     for (Partition* p : all) book.AdvanceCommit(*p, Clock::now());
     // Commit while still a stable member: during the leave rebalance the broker may refuse it.
-    committer.CommitAll(/*clean=*/true);
+    committer.CommitAllNow(/*clean=*/true);
     consumer.Close([this] { return book.empty(); });
     // Closing revokes through the rebalance callback; whatever it did not report, report now.
     group.Revoked(nullptr, config.on_revoked);

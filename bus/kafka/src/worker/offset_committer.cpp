@@ -79,13 +79,22 @@ void OffsetCommitter::Add(rd_kafka_topic_partition_list_t* list, const Partition
   }
 }
 
-void OffsetCommitter::CommitAll(bool clean) {
-  std::vector<Partition*> all;
-  book_.ForEach([&](Partition& p) { all.push_back(&p); });
-  CommitChanged(all, clean);
+OffsetCommitter::~OffsetCommitter() {
+  if (answers_ != nullptr) rd_kafka_queue_destroy(answers_);
 }
 
-void OffsetCommitter::CommitChanged(const std::vector<Partition*>& ps, bool clean) {
+void OffsetCommitter::Attach(rd_kafka_t* consumer, rd_kafka_queue_t* wake) {
+  consumer_ = consumer;
+  answers_ = rd_kafka_queue_new(consumer);
+  // Called on a librdkafka thread when an answer lands on the empty queue.
+  rd_kafka_queue_cb_event_enable(answers_, &OffsetCommitter::WakeTrampoline, wake);
+}
+
+void OffsetCommitter::WakeTrampoline(rd_kafka_t*, void* queue) noexcept {
+  rd_kafka_queue_yield(static_cast<rd_kafka_queue_t*>(queue));
+}
+
+detail::RdPartitionListPtr OffsetCommitter::Changed(const std::vector<Partition*>& ps, bool clean) {
   RdPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(ps.size())));
   for (Partition* p : ps) {
     if (PartitionBook::CommitOffset(*p) < 0) continue;
@@ -94,11 +103,36 @@ void OffsetCommitter::CommitChanged(const std::vector<Partition*>& ps, bool clea
       Add(list.get(), *p, std::move(metadata));
     }
   }
-  Commit(list.get());
+  return list;
 }
 
-bool OffsetCommitter::Lease(Clock::time_point now, std::size_t queued,
-                            const std::function<bool(Partition&, Entry&)>& reserve, std::vector<EntryRef>& leased) {
+void OffsetCommitter::CommitAllNow(bool clean) {
+  std::vector<Partition*> all;
+  book_.ForEach([&](Partition& p) { all.push_back(&p); });
+  CommitChangedNow(all, clean);
+}
+
+void OffsetCommitter::CommitChangedNow(const std::vector<Partition*>& ps, bool clean) {
+  if (!Settle(kSettleTimeout)) return;  // logged by Settle
+  RdPartitionListPtr list = Changed(ps, clean);
+  if (list->cnt == 0) return;
+  Send(std::move(list), /*lease=*/false, {});
+  Settle(kSettleTimeout);
+}
+
+bool OffsetCommitter::CommitAllAsync() {
+  if (busy()) return false;
+  std::vector<Partition*> all;
+  book_.ForEach([&](Partition& p) { all.push_back(&p); });
+  RdPartitionListPtr list = Changed(all, /*clean=*/false);
+  if (list->cnt == 0) return false;
+  Send(std::move(list), /*lease=*/false, {});
+  return true;
+}
+
+void OffsetCommitter::Lease(Clock::time_point now, std::size_t queued,
+                            const std::function<bool(Partition&, Entry&)>& reserve) {
+  if (busy()) return;
   struct Hooks final : LeaseHooks {
     OffsetCommitter& self;
     const std::function<bool(Partition&, Entry&)>& reserve;
@@ -113,28 +147,87 @@ bool OffsetCommitter::Lease(Clock::time_point now, std::size_t queued,
   };
   RdPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(book_.size())));
   Hooks hooks(*this, reserve, list.get());
-  book_.Choose(now, queued, hooks, leased);
-  if (leased.empty() || Commit(list.get())) return true;
-  // Not recorded, so not run.
-  for (auto& [p, e] : leased) PartitionBook::Unlease(*e);
-  leased.clear();
-  return false;
+  book_.Choose(now, queued, hooks, leased_buf_);
+  if (leased_buf_.empty()) return;
+  std::vector<std::pair<std::uint64_t, std::int64_t>> leased;
+  leased.reserve(leased_buf_.size());
+  for (auto& [p, e] : leased_buf_) leased.emplace_back(p->epoch, e->offset);
+  Send(std::move(list), /*lease=*/true, std::move(leased));
 }
 
-bool OffsetCommitter::Commit(rd_kafka_topic_partition_list_t* list) {
-  if (list->cnt == 0) return true;
-  const rd_kafka_resp_err_t err = rd_kafka_commit(consumer_, list, 0);
-  return OnCommitted(err, list);
+void OffsetCommitter::Send(RdPartitionListPtr list, bool lease,
+                           std::vector<std::pair<std::uint64_t, std::int64_t>> leased) {
+  const rd_kafka_resp_err_t err = rd_kafka_commit_queue(consumer_, list.get(), answers_, nullptr, nullptr);
+  in_flight_.emplace(InFlight{std::move(list), lease, std::move(leased)});
+  if (err) OnAnswer(err, nullptr);  // refused before it was sent
 }
 
-bool OffsetCommitter::OnCommitted(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
-  if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || offsets == nullptr) return true;
+void OffsetCommitter::Poll(std::chrono::milliseconds timeout) {
+  if (!busy()) return;
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(answers_, static_cast<int>(timeout.count()));
+  if (ev == nullptr) return;
+  detail::RdEventPtr owned(ev);
+  if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_OFFSET_COMMIT) return;
+  OnAnswer(rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev));
+}
+
+bool OffsetCommitter::Settle(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (busy()) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      Log(LogLevel::kWarn, "offset commit not answered, going on without it",
+          {{"waited_ms", std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()}});
+      // Its answer, should it come, finds nothing leased any more: the counts it carries are
+      // at most one too high.
+      for (auto& [epoch, offset] : in_flight_->leased) {
+        Partition* p = book_.Live(epoch);
+        Entry* e = p == nullptr ? nullptr : PartitionBook::FindEntry(*p, offset);
+        if (e != nullptr && e->ticket) PartitionBook::Unlease(*e);
+      }
+      in_flight_.reset();
+      return false;
+    }
+    Poll(left);
+  }
+  return true;
+}
+
+void OffsetCommitter::OnAnswer(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* answer) {
+  InFlight done = std::move(*in_flight_);
+  in_flight_.reset();
+  const bool accepted = OnCommitted(err, done.list.get(), answer);
+  leased_buf_.clear();
+  for (auto& [epoch, offset] : done.leased) {
+    Partition* p = book_.Live(epoch);  // revoked meanwhile: the next owner has the count
+    Entry* e = p == nullptr ? nullptr : PartitionBook::FindEntry(*p, offset);
+    if (e == nullptr || !e->ticket) continue;
+    if (accepted) {
+      leased_buf_.emplace_back(p, e);
+    } else {
+      PartitionBook::Unlease(*e);  // not recorded, so not run
+    }
+  }
+  if (!accepted) {
+    book_.NoteWaiting(Clock::now() + kLeaseRetry);  // leasing waited for this commit: try again
+    return;
+  }
+  book_.lease_wanted = true;  // leasing waited for this commit: the next round may go
+  if (done.lease) on_leased_(leased_buf_);
+}
+
+bool OffsetCommitter::OnCommitted(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* sent,
+                                  const rd_kafka_topic_partition_list_t* answer) {
+  if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) return true;
   bool all = err == RD_KAFKA_RESP_ERR_NO_ERROR;
-  for (int i = 0; i < offsets->cnt; ++i) {
-    const auto& tp = offsets->elems[i];
-    if (err || tp.err) {
+  // The answer lists the partitions sent, in the same order, each with its own verdict.
+  const bool itemized = answer != nullptr && answer->cnt == sent->cnt;
+  for (int i = 0; i < sent->cnt; ++i) {
+    const auto& tp = sent->elems[i];
+    const rd_kafka_resp_err_t tp_err = itemized ? answer->elems[i].err : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err || tp_err) {
       all = false;
-      if (tp.err) err = tp.err;
+      if (tp_err) err = tp_err;
       continue;
     }
     if (Partition* p = book_.Find(tp.topic, tp.partition)) {

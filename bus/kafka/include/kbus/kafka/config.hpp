@@ -48,6 +48,9 @@ struct ProducerConfig {
   std::chrono::milliseconds linger{5};
   // A background thread serves delivery reports. Off: the owner calls Producer::Poll.
   bool background_poll = true;
+  // With background_poll off: called on a librdkafka thread when reports wait to be served, so
+  // that an owner blocked on something else can wake up and call Poll. Must not block.
+  std::function<void()> reports_ready;
 };
 
 // Which records of a partition may run at the same time.
