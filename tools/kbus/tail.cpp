@@ -28,7 +28,7 @@
 #include "kbus/kafka/config.hpp"
 #include "kbus/log.hpp"
 #include "consumer_errors.hpp"
-#include "options.hpp"
+#include "kbus/cli/options.hpp"
 #include "payload_view.hpp"
 
 namespace kbus::cli {
