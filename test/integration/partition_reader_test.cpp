@@ -97,6 +97,8 @@ TEST(PartitionReader, ReadsExactlyTheRecordsFromTheGivenOffsetsToTheEndsAndStops
     ASSERT_EQ(r.headers.size(), 1u);
     EXPECT_EQ(r.headers[0].name, "n");
     EXPECT_EQ(r.headers[0].value, std::to_string(r.offset));
+    ASSERT_EQ(r.HeaderViews().size(), 1u);
+    EXPECT_EQ(r.HeaderViews()[0].value, std::to_string(r.offset));
     EXPECT_GT(r.timestamp_ms, 0);
   }
 

@@ -63,7 +63,8 @@ std::map<std::string, std::string> Properties(const ClientConfig& client, const 
   };
   for (const auto& [k, v] : client.properties) {
     if (ReservedProperties().contains(k)) {
-      Log(LogLevel::kDebug, "property set by the reader itself; -X ignored", {{"property", k}, {"topic", options.topic}});
+      Log(LogLevel::kDebug, "property set by the reader itself; -X ignored",
+          {{"property", k}, {"topic", options.topic}});
       continue;
     }
     p[k] = v;
@@ -157,8 +158,9 @@ struct PartitionReader::Impl {
     if (m.err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
       const auto it = spans.find(m.partition);
       const std::string from = it != spans.end() && it->second.next >= 0 ? std::to_string(it->second.next) : "?";
-      return Error(ErrorCode::kTransport, "reading " + Partition(m.partition) + " failed: " + what + " (records from offset " +
-                                              from + " on were deleted while reading; read again)",
+      return Error(ErrorCode::kTransport,
+                   "reading " + Partition(m.partition) + " failed: " + what + " (records from offset " + from +
+                       " on were deleted while reading; read again)",
                    true);
     }
     char reason[512];
@@ -243,7 +245,8 @@ Result<std::vector<PartitionRange>> PartitionReader::Partitions(milliseconds tim
       if (last == RD_KAFKA_RESP_ERR_NO_ERROR && partitions > 0) break;
     }
     if (Clock::now() >= deadline) {
-      return Error(ErrorCode::kTimeout, "cannot read metadata of topic '" + topic + "': " + rd_kafka_err2str(last), true);
+      return Error(ErrorCode::kTimeout, "cannot read metadata of topic '" + topic + "': " + rd_kafka_err2str(last),
+                   true);
     }
     std::this_thread::sleep_for(kRetryInterval);
   }
@@ -304,7 +307,8 @@ Status PartitionReader::Commit(const std::map<std::int32_t, std::int64_t>& next_
   for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; ++i) err = list->elems[i].err;
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Error(ErrorCode::kTransport,
-                 "cannot commit offsets of '" + topic + "' for group '" + impl_->options.group + "': " + rd_kafka_err2str(err),
+                 "cannot commit offsets of '" + topic + "' for group '" + impl_->options.group +
+                     "': " + rd_kafka_err2str(err),
                  true);
   }
   return Ok();

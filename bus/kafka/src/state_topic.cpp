@@ -57,11 +57,13 @@ Status StateTopic::Load(std::int32_t partition,
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto range = (*reader)->Watermarks(partition, timeout);
   if (!range.ok()) {
-    return Error(ErrorCode::kTransport, "cannot read the end of " + Where(topic_, partition) + ": " + range.error().message(),
-                 true);
+    return Error(ErrorCode::kTransport,
+                 "cannot read the end of " + Where(topic_, partition) + ": " + range.error().message(), true);
   }
   if (range->high <= range->low) return Ok();
-  if (Status s = (*reader)->Assign({{.partition = partition, .from = range->low, .to = range->high}}); !s.ok()) return s;
+  if (Status s = (*reader)->Assign({{.partition = partition, .from = range->low, .to = range->high}}); !s.ok()) {
+    return s;
+  }
   std::map<std::string, std::optional<std::pair<std::string, std::int64_t>>> latest;
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   const Status read = (*reader)->ReadToEnd(std::max(left, std::chrono::milliseconds(1)), [&](ReaderRecord&& r) {
