@@ -110,6 +110,10 @@ TEST(PartitionReader, ReadsExactlyTheRecordsFromTheGivenOffsetsToTheEndsAndStops
   auto next = reader->Next(500ms);
   ASSERT_THAT(next, IsOk());
   EXPECT_FALSE(next->has_value());
+
+  // A partition read to its end can be read again, up to a new end.
+  ASSERT_THAT(reader->Assign({{.partition = 0, .from = 4, .to = 6}}), IsOk());
+  EXPECT_EQ(ReadAll(*reader), (std::vector<std::string>{"0/4", "0/5"}));
 }
 
 TEST(PartitionReader, KeepsANullKeyAndANullValueApartFromEmptyOnes) {

@@ -335,6 +335,12 @@ Status PartitionReader::Assign(const std::vector<PartitionSpan>& spans) {
   if (const rd_kafka_resp_err_t err = rd_kafka_assign(impl_->rk.get(), list.get()); err) {
     return Error(ErrorCode::kTransport, "cannot read topic '" + topic + "': " + rd_kafka_err2str(err), true);
   }
+  // A partition that an earlier span finished stays paused across assignments until resumed.
+  if (list->cnt > 0) {
+    if (const rd_kafka_resp_err_t err = rd_kafka_resume_partitions(impl_->rk.get(), list.get()); err) {
+      return Error(ErrorCode::kTransport, "cannot resume topic '" + topic + "': " + rd_kafka_err2str(err), true);
+    }
+  }
   return Ok();
 }
 
