@@ -27,7 +27,7 @@
 
 #include "handlers.hpp"
 #include "kbus/cli/options.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/kafka/worker.hpp"

@@ -25,7 +25,7 @@
 #include <thread>
 
 #include "kbus/cli/options.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
 #include "kbus/log.hpp"
 #include "services.hpp"
