@@ -39,7 +39,8 @@ struct ClientConfig {
   // Bootstrap servers, "host:port[,host:port]". The CLI and examples also accept "embedded".
   std::string brokers = "localhost:9092";
   std::string client_id = "kbus";
-  // Raw librdkafka properties; applied last, so they override kbus's choices.
+  // Raw librdkafka properties; applied last, so they override kbus's choices. PartitionReader
+  // keeps the few its reads rest on (kbus/kafka/partition_reader.hpp).
   std::map<std::string, std::string> properties;
 };
 
