@@ -8,8 +8,10 @@
 //   kbus-bench --latency --rate 500 --seconds 30 --latency-pairs 5
 //
 // One pass: fresh input and output topics (--latency-partitions each) and a fresh consumer
-// group. A receiver reads the output topic (assigned, from the start, outside any group) before
-// the hop starts. When the hop's consumer is ready, the sender sends command 0 at once and waits
+// group. A receiver reads the output topic (assigned, from the start, outside any group); the
+// hop starts only once the receiver has read a probe record from every partition of it (on a
+// real broker a raw consumer is ready within 0.1 s, sooner than a fresh reader of a new topic
+// fetches). When the hop's consumer is ready, the sender sends command 0 at once and waits
 // for its reply; then commands 1.. at the rate, on a fixed schedule. Each command is the
 // EncodeVideo record of the throughput mode (encode_video.hpp, kbus's envelope headers and all)
 // whose created_at field carries the steady clock, in ns, when the sender built it; the reply
@@ -20,7 +22,7 @@
 //             (offset look-ups, the first fetch, the first produce of a fresh producer);
 //   warm-up   commands sent in the first --warmup-seconds: reported, not in the percentiles;
 //   steady    the rest: p50, p99, max.
-// "Ready": (a) the raw consumer's rebalance callback received its assignment; (b) the Worker's
+// "Ready": (a) the raw consumer has its assignment (rd_kafka_assignment); (b) the Worker's
 // health board says ready (Worker::health(): joined, and the coordinator seen up in the
 // statistics librdkafka emits once a second, so (b) becomes ready up to a second after it
 // joined, which the "ready s" column shows).
@@ -28,7 +30,9 @@
 // The hop:
 //   (a) raw: one thread: rd_kafka_consumer_poll; check the kbus-type header; parse with
 //       RapidJSON (DecodeRaw); write the reply {"id","created_at"} with RapidJSON; produce it to
-//       the same partition number of the output topic with a kbus-type header. The input
+//       the same partition number of the output topic with a kbus-type header. It looks the
+//       output topic up at start (raw::LearnTopic), as a loop that knows where it replies can;
+//       a Worker's producer learns a topic on its first record to it. The input
 //       offset is stored (rd_kafka_offsets_store) when the reply's delivery report says the
 //       broker has it, and librdkafka auto-commits what is stored every 500 ms. That is the
 //       honest equivalent of what the Worker guarantees (at-least-once: an input offset is
@@ -43,6 +47,8 @@
 //       typed handler that sends the reply through its Context (as examples/quickstart does).
 // Passes go a b, b a, ... (a drift of this shared machine's speed hits both sides alike); the
 // added latency b - a is the median over pairs of the per-pair differences, at p50 and p99.
+// The "commits" column counts (b)'s offset commits, lease and periodic; the "commit" line
+// before the table is one synchronous commit's round trip on this broker (CommitRoundTrips).
 //
 // What else is in every figure, the same for both sides: the sender (linger.ms=0, acks=1, not
 // idempotent: it should add as little as it can) and the receiver (fetch.wait.max.ms=1).
@@ -85,6 +91,7 @@
 #include "kbus/kafka/embedded_broker.hpp"
 #include "kbus/kafka/worker.hpp"
 #include "kbus/log.hpp"
+#include "latency_ends.hpp"
 #include "raw_client.hpp"
 
 namespace bench {
@@ -111,18 +118,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-std::int64_t SteadyNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-}
-
-// The index in "job-0000000042"; -1 for anything else.
-std::int64_t IndexOf(std::string_view id) {
-  if (id.size() < 5 || id.substr(0, 4) != "job-") return -1;
-  std::int64_t i = -1;
-  const auto [end, ec] = std::from_chars(id.data() + 4, id.data() + id.size(), i);
-  return ec == std::errc() && end == id.data() + id.size() ? i : -1;
-}
+using latency::Receiver;
+using latency::Sender;
 
 // Waits for `done` up to `limit`, looking every `step`.
 bool WaitFor(const std::function<bool()>& done, Clock::duration limit, Clock::duration step) {
@@ -133,121 +130,6 @@ bool WaitFor(const std::function<bool()>& done, Clock::duration limit, Clock::du
   }
   return true;
 }
-
-// ---- the sender and the receiver ----------------------------------------------------------------
-
-// Sends command i with its send time. Thread safety: one thread.
-class Sender {
- public:
-  explicit Sender(const std::string& brokers) {
-    raw::RdConfPtr conf = raw::Conf({{"bootstrap.servers", brokers},
-                                     {"client.id", "kbus-bench-sender"},
-                                     {"linger.ms", "0"},
-                                     {"acks", "1"},
-                                     {"enable.idempotence", "false"},
-                                     {"partitioner", "murmur2_random"}});
-    rd_kafka_conf_set_opaque(conf.get(), this);
-    rd_kafka_conf_set_dr_msg_cb(conf.get(), &Sender::Delivered);
-    rk_ = raw::NewClient(RD_KAFKA_PRODUCER, conf);
-  }
-  Sender(const Sender&) = delete;
-  Sender& operator=(const Sender&) = delete;
-
-  rd_kafka_t* handle() const { return rk_.get(); }
-
-  // Learns the topic's partitions and leaders now (raw::LearnTopic), so that command 0 does not
-  // wait for them.
-  void Prepare(const std::string& topic) { raw::LearnTopic(rk_.get(), topic); }
-
-  void Send(const std::string& topic, std::size_t i) {
-    EncodeVideo v = MakeVideo(i);
-    v.created_at = SteadyNs();
-    raw::Produce(rk_.get(), kbus::BuildRecord(v, kbus::SendOptions{.topic = topic, .key = v.id}),
-                 RD_KAFKA_PARTITION_UA);
-    rd_kafka_poll(rk_.get(), 0);
-  }
-
-  void Flush() { raw::Flush(rk_.get(), 30s); }
-  std::uint64_t errors() const { return errors_; }
-
- private:
-  static void Delivered(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) noexcept {
-    if (m->err) ++static_cast<Sender*>(opaque)->errors_;
-  }
-
-  raw::RdKafkaPtr rk_;
-  std::uint64_t errors_ = 0;  // served on the sender's thread (rd_kafka_poll, rd_kafka_flush)
-};
-
-// Reads the output topic on its own thread and records each reply's latency by command index.
-class Receiver {
- public:
-  Receiver(const std::string& brokers, const std::string& topic, int partitions, std::size_t expected)
-      : latency_ns_(expected) {
-    for (auto& l : latency_ns_) l.store(-1, std::memory_order_relaxed);
-    rk_ = raw::NewClient(RD_KAFKA_CONSUMER, {{"bootstrap.servers", brokers},
-                                             {"client.id", "kbus-bench-receiver"},
-                                             {"group.id", "kbus-bench-receiver"},  // never joined
-                                             {"enable.auto.commit", "false"},
-                                             {"fetch.wait.max.ms", "1"}});
-    raw::Assign(rk_.get(), topic, partitions, RD_KAFKA_OFFSET_BEGINNING);
-    thread_ = std::thread([this] { Loop(); });
-  }
-  Receiver(const Receiver&) = delete;
-  Receiver& operator=(const Receiver&) = delete;
-  ~Receiver() { Stop(); }
-
-  void Stop() {
-    if (!thread_.joinable()) return;
-    stop_.store(true);
-    thread_.join();
-    raw::Close(rk_.get());
-  }
-
-  std::size_t received() const { return received_.load(); }
-  bool Has(std::size_t i) const { return latency_ns_[i].load() >= 0; }
-  // Call after Stop(). -1: never arrived.
-  std::int64_t LatencyNs(std::size_t i) const { return latency_ns_[i].load(); }
-  std::size_t duplicates() const { return duplicates_.load(); }
-  std::size_t foreign() const { return foreign_.load(); }
-
- private:
-  void Loop() {
-    while (!stop_.load(std::memory_order_relaxed)) {
-      raw::RdMessagePtr m(rd_kafka_consumer_poll(rk_.get(), 20));
-      if (!m) continue;
-      const std::int64_t now = SteadyNs();
-      if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) ++foreign_;
-        continue;
-      }
-      rapidjson::Document doc;
-      doc.Parse(static_cast<const char*>(m->payload), m->len);
-      std::int64_t sent = -1, index = -1;
-      if (!doc.HasParseError() && doc.IsObject()) {
-        const auto id = doc.FindMember("id");
-        const auto at = doc.FindMember("created_at");
-        if (id != doc.MemberEnd() && id->value.IsString()) {
-          index = IndexOf({id->value.GetString(), id->value.GetStringLength()});
-        }
-        if (at != doc.MemberEnd() && at->value.IsInt64()) sent = at->value.GetInt64();
-      }
-      if (index < 0 || static_cast<std::size_t>(index) >= latency_ns_.size() || sent < 0) {
-        ++foreign_;
-      } else if (latency_ns_[static_cast<std::size_t>(index)].exchange(now - sent) >= 0) {
-        ++duplicates_;
-      } else {
-        ++received_;
-      }
-    }
-  }
-
-  std::vector<std::atomic<std::int64_t>> latency_ns_;
-  std::atomic<std::size_t> received_{0}, duplicates_{0}, foreign_{0};
-  std::atomic<bool> stop_{false};
-  raw::RdKafkaPtr rk_;
-  std::thread thread_;
-};
 
 // ---- (a) the plain librdkafka hop ---------------------------------------------------------------
 
@@ -376,6 +258,7 @@ struct PassResult {
   double first_ms = -1;
   std::vector<double> warmup_ms, steady_ms;  // sorted
   std::size_t expected = 0, received = 0;
+  std::int64_t commits = -1;  // (b): offset commits the Worker made, lease and periodic
 };
 
 double Percentile(const std::vector<double>& sorted, double p) {
@@ -406,7 +289,13 @@ PassResult RunPass(Side side, const Env& env, Sender& sender, int pair) {
   PassResult r;
   r.expected = 1 + warm + steady;
 
+  // The receiver must read before the hop starts (a raw consumer can be ready within 0.1 s of
+  // its start on a real broker, a fresh assignment may take longer to fetch): wait for probes.
   Receiver receiver(env.brokers, out, env.o.partitions, r.expected);
+  sender.Probe(out, env.o.partitions);
+  if (!WaitFor([&] { return receiver.reading(); }, 30s, 1ms)) {
+    throw std::runtime_error("the receiver did not read " + out + " within 30 s");
+  }
   sender.Prepare(in);
   kbus::kafka::WorkerConfig config;  // the defaults, for both sides
   config.client.brokers = env.brokers;
@@ -460,6 +349,7 @@ PassResult RunPass(Side side, const Env& env, Sender& sender, int pair) {
     worker->Stop();
     runner.join();
     const kbus::kafka::WorkerStats stats = worker->Stats();
+    r.commits = static_cast<std::int64_t>(stats.committed);
     if (stats.dead_lettered + stats.retried > 0) {
       g_problems.push_back(where + std::to_string(stats.dead_lettered + stats.retried) + " commands retried or dead-lettered");
     }
@@ -494,6 +384,42 @@ PassResult RunPass(Side side, const Env& env, Sender& sender, int pair) {
   return r;
 }
 
+// What one synchronous offset commit costs on this broker, the round trip a Worker waits for
+// before a leased batch runs (its lease commit counts the deliveries first): a consumer of a
+// fresh group commits one partition's offset `n` times in a row, after one commit that finds the
+// coordinator. Sorted, in ms.
+std::vector<double> CommitRoundTrips(const Env& env, int n) {
+  const std::string topic = "kbus-bench-latency-" + std::to_string(getpid()) + "-commit";
+  CreateTopics(env, {topic});
+  raw::RdKafkaPtr rk = raw::NewClient(RD_KAFKA_CONSUMER, {{"bootstrap.servers", env.brokers},
+                                                          {"client.id", "kbus-bench-commit"},
+                                                          {"group.id", topic},
+                                                          {"enable.auto.commit", "false"}});
+  raw::RdListPtr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), 0);
+  std::vector<double> ms;
+  for (int i = 0; i <= n; ++i) {
+    list->elems[0].offset = i;
+    const auto t0 = Clock::now();
+    const rd_kafka_resp_err_t err = rd_kafka_commit(rk.get(), list.get(), 0);
+    const double took = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      g_problems.push_back(std::string("commit probe: ") + rd_kafka_err2str(err));
+      break;
+    }
+    if (i > 0) ms.push_back(took);
+  }
+  list.reset();
+  raw::Close(rk.get());
+  rk.reset();
+  if (!env.embedded) {
+    raw::RdKafkaPtr admin = raw::NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", env.brokers}});
+    raw::DeleteTopic(admin.get(), topic);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms;
+}
+
 double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -522,10 +448,14 @@ int RunLatency(const LatencyOptions& o) {
   std::printf("load        %.0f msg/s, %d partitions; per pass command 0 at ready, then %.1f s warm-up and %.1f s "
               "measured, fresh topics and group\n", o.rate, o.partitions, o.warmup_seconds, o.seconds);
   std::printf("hops        the Worker's defaults on both: fetch.wait.max.ms=%lld, commits every %lld ms, producer "
-              "idempotent, acks=all, linger.ms=5\n\n",
+              "idempotent, acks=all, linger.ms=5\n",
               fetch_wait, static_cast<long long>(defaults.commit_interval.count()));
-  std::printf("%-4s %-7s %8s %9s %20s %8s %8s %8s %13s\n", "pair", "side", "ready s", "first ms", "warm-up p50/max ms",
-              "p50 ms", "p99 ms", "max ms", "replies");
+  const std::vector<double> commit_ms = CommitRoundTrips(env, 50);
+  std::printf("commit      one synchronous offset commit (a Worker waits for one before a leased batch runs): "
+              "p50 %.2f ms, p99 %.2f ms over %zu\n\n", Percentile(commit_ms, 0.5), Percentile(commit_ms, 0.99),
+              commit_ms.size());
+  std::printf("%-4s %-7s %8s %9s %20s %8s %8s %8s %13s %8s\n", "pair", "side", "ready s", "first ms",
+              "warm-up p50/max ms", "p50 ms", "p99 ms", "max ms", "replies", "commits");
 
   Sender sender(env.brokers);
   std::vector<double> a_p50, a_p99, a_first, b_p50, b_p99, b_first, d_p50, d_p99;
@@ -538,9 +468,10 @@ int RunLatency(const LatencyOptions& o) {
       char warmup[32];
       std::snprintf(warmup, sizeof warmup, "%.2f / %.2f", Percentile(p.warmup_ms, 0.5),
                     p.warmup_ms.empty() ? -1 : p.warmup_ms.back());
-      std::printf("%-4d %-7s %8.2f %9.2f %20s %8.2f %8.2f %8.2f %6zu/%-6zu\n", pair, Name(side), p.ready_s, p.first_ms,
-                  warmup, Percentile(p.steady_ms, 0.5), Percentile(p.steady_ms, 0.99),
-                  p.steady_ms.empty() ? -1 : p.steady_ms.back(), p.received, p.expected);
+      const std::string commits = p.commits < 0 ? "-" : std::to_string(p.commits);
+      std::printf("%-4d %-7s %8.2f %9.2f %20s %8.2f %8.2f %8.2f %6zu/%-6zu %8s\n", pair, Name(side), p.ready_s,
+                  p.first_ms, warmup, Percentile(p.steady_ms, 0.5), Percentile(p.steady_ms, 0.99),
+                  p.steady_ms.empty() ? -1 : p.steady_ms.back(), p.received, p.expected, commits.c_str());
       std::fflush(stdout);
       results[side == Side::kRaw ? 0 : 1] = std::move(p);
     }
