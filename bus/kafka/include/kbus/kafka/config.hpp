@@ -99,8 +99,8 @@ struct WorkerConfig {
   // deadline, handlers still running are abandoned (cancelled; their records are not committed
   // and go to the next owner) and unacknowledged sends are no longer waited for; the worker
   // commits what finished and leaves the group. Run() then still waits for the abandoned
-  // handlers to return, up to their stuck limit (worker.hpp). It also caps, at 5 s, the wait
-  // for sends before the exit for a stuck handler.
+  // handlers to return, up to their stuck limit (worker.hpp). Before the exit for a stuck
+  // handler, sends are waited for the shorter of this and 5 s.
   std::chrono::milliseconds shutdown_grace{10000};
   // When partitions are revoked: the same deadline, for the revoked partitions' running
   // handlers and then their outgoing sends; then what finished is committed and the partitions
