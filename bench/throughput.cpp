@@ -1,29 +1,35 @@
 // kbus-bench: how fast a kbus Worker consumes, against a plain librdkafka loop doing the same
-// work, in one process, on one broker, over the same records.
+// work, in one process, on one broker, over the same records; and, with --latency, how long one
+// command takes through a consume -> handle -> produce hop on each (bench/latency.cpp).
 //
 //   kbus-bench                       embedded broker, 300,000 messages per run, 5 pairs
 //   kbus-bench --brokers HOST:PORT   the same against a real Kafka cluster
-//   kbus-bench --quick               smoke test: 20,000 messages, 1 pair (ctest label "bench")
+//   kbus-bench --latency             the latency mode instead (--rate, --seconds, --latency-pairs)
+//   kbus-bench --quick               smoke test: 20,000 messages, 1 pair, then a 1 s latency run
+//                                    (ctest label "bench"; checks only that every record is seen)
 //
-// The two consumers (the spec):
+// The two consumers:
 //   (a) raw:  rd_kafka_consumer_poll; read the kbus-type header; parse the payload with RapidJSON
 //             into a struct (member lookup, type checks, string copies); rd_kafka_offsets_store
-//             with one cached 1-element list per partition (perf-baseline §5.1 explains why one
-//             list must not be reused across partitions); auto-commit.
-//   (b) kbus: a Worker with a no-op typed handler for EncodeVideo (the 208-byte payload of
-//             perf-baseline §2.2: 8 fields, one of them a nested struct), on the default 8
-//             handler threads, ordered per key.
+//             with one cached 1-element list per partition (raw::OffsetStore says why one list
+//             must not serve two partitions); auto-commit. This is the least a hand-written
+//             consumer that checks its input and commits what it read does per record.
+//   (b) kbus: a Worker with a no-op typed handler for EncodeVideo (encode_video.hpp: 208 bytes
+//             of JSON, 8 fields, one of them a nested struct, with kbus's envelope headers), on
+//             the default 8 handler threads, ordered per key.
 // (e) against (f): the same Worker with its operations port served and /metrics scraped every
-// second, against no port at all (--metrics-pairs; the budget for metrics is 3 %).
+// second, against no port at all (--metrics-pairs). Serving metrics should cost a few per cent
+// at most; this pair shows how much it does.
 // Then (c) against (d): the same Worker with a handler that sleeps 1 ms, on 16 handler threads
 // against 1, over the first 4,000 records; the ratio c/d shows what the pool buys for handlers
 // that wait.
 // Both add one decoded field to a checksum, so each pass proves it saw every produced record.
-// Both use the same consumer settings: a new group per pass (auto.offset.reset=earliest),
-// fetch.wait.max.ms=10, session.timeout.ms=6000 with heartbeats every 1.2 s, range assignment,
-// offsets committed every 500 ms (the Worker's default commit_interval; the raw loop's
-// auto.commit.interval.ms is set to match), and room to prefetch a whole pass
-// (PrefetchProperties explains why).
+// Both use the same consumer settings (ConsumerSettings; the raw loop's librdkafka properties
+// come from the same WorkerConfig through raw::ConsumerConf): a new group per pass
+// (auto.offset.reset=earliest), fetch.wait.max.ms=10, session.timeout.ms=6000 with heartbeats
+// every 1.2 s, range assignment, offsets committed every 500 ms (the Worker's default
+// commit_interval; the raw loop's auto.commit.interval.ms is set to match), and room to
+// prefetch a whole pass (PrefetchProperties explains why).
 //
 // Measurement: from the first message consumed to the N-th, so the group join (3.1 s on the
 // embedded broker) is not counted. CPU is the getrusage(RUSAGE_SELF) delta over that window, so it
@@ -46,10 +52,11 @@
 //   3. Consume N per run as P passes; each pass is a fresh consumer in a fresh group that reads
 //      every partition from offset 0, the same for (a) and (b). A run's rate is its messages over
 //      the sum of its pass windows; its CPU is the sum of the pass deltas.
-// Why not perf-baseline's "laps" (seek every partition back to the start at EOF)? A Worker cannot
-// seek, so only (a) could lap and the two would no longer read the same way. One single pass of
-// the retained records is this same design with half the window (~0.5 s), which is noisier. A
-// fresh topic per run would cost a re-fill per run and measure nothing more.
+// Why not "laps" (seek every partition back to the start at EOF, so one fill serves any number
+// of records)? A Worker cannot seek, so only (a) could lap and the two would no longer read the
+// same way. One single pass of the retained records is this same design with half the window
+// (~0.5 s), which is noisier. A fresh topic per run would cost a re-fill per run and measure
+// nothing more.
 // On a real broker there is no such limit: one pass of N records per run.
 
 #include <librdkafka/rdkafka.h>
@@ -65,7 +72,6 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -77,7 +83,7 @@
 
 #include <boost/program_options.hpp>
 
-#include "rd_handles.hpp"
+#include "encode_video.hpp"
 #include "kbus/context.hpp"
 #include "kbus/handler_registry.hpp"
 #include "kbus/kafka/admin.hpp"
@@ -86,48 +92,8 @@
 #include "kbus/log.hpp"
 #include "kbus/message.hpp"
 #include "kbus/ops/server.hpp"
-
-namespace bench {
-
-struct VideoParams {
-  std::string codec;
-  int bitrate = 0;
-};
-
-struct EncodeVideo {
-  std::string type;
-  std::string id;
-  std::string url;
-  int attempt = 0;
-  int priority = 0;
-  std::string tenant;
-  std::int64_t created_at = 0;
-  VideoParams params;
-};
-
-}  // namespace bench
-
-template <>
-struct kbus::JsonTraits<bench::VideoParams> {
-  static constexpr auto kFields = kbus::Fields(kbus::Field("codec", &bench::VideoParams::codec),
-                                               kbus::Field("bitrate", &bench::VideoParams::bitrate));
-};
-
-template <>
-struct kbus::MessageTraits<bench::EncodeVideo> {
-  static constexpr std::string_view kType = "bench.EncodeVideo";
-  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kCommand;
-  static constexpr std::string_view kTopic = "bench.commands";  // each run uses its own topic
-  static constexpr auto kFields =
-      kbus::Fields(kbus::Field("type", &bench::EncodeVideo::type),
-                   kbus::Field("id", &bench::EncodeVideo::id),
-                   kbus::Field("url", &bench::EncodeVideo::url),
-                   kbus::Field("attempt", &bench::EncodeVideo::attempt),
-                   kbus::Field("priority", &bench::EncodeVideo::priority),
-                   kbus::Field("tenant", &bench::EncodeVideo::tenant),
-                   kbus::Field("created_at", &bench::EncodeVideo::created_at),
-                   kbus::Field("params", &bench::EncodeVideo::params));
-};
+#include "latency.hpp"
+#include "raw_client.hpp"
 
 namespace bench {
 namespace {
@@ -139,43 +105,11 @@ constexpr double kFillFraction = 0.85;  // of the measured capacity: batch-size 
 
 // ---- librdkafka handles -------------------------------------------------------------------------
 
-// kbus's owning wrappers for librdkafka handles and its property-to-conf translation (a private
-// library header: this benchmark is in-tree).
-using kbus::kafka::detail::MakeConf;
-using kbus::kafka::detail::RdConfPtr;
-using kbus::kafka::detail::RdEventPtr;
-using kbus::kafka::detail::RdHeadersPtr;
-using kbus::kafka::detail::RdKafkaPtr;
-using kbus::kafka::detail::RdMessagePtr;
-using kbus::kafka::detail::RdQueuePtr;
-using RdListPtr = kbus::kafka::detail::RdPartitionListPtr;
-
-using Properties = std::vector<std::pair<std::string, std::string>>;
-
-RdKafkaPtr NewClient(rd_kafka_type_t type, RdConfPtr& conf) {
-  char err[512];
-  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
-  if (rk == nullptr) throw std::runtime_error(std::string("cannot create a Kafka client: ") + err);
-  conf.release();  // owned by rk now, only after success
-  return RdKafkaPtr(rk);
-}
+using raw::RdConfPtr;
+using raw::RdKafkaPtr;
+using raw::RdMessagePtr;
 
 // ---- the records --------------------------------------------------------------------------------
-
-EncodeVideo MakeVideo(std::size_t i) {
-  char num[16];
-  std::snprintf(num, sizeof num, "%010zu", i);
-  EncodeVideo v;
-  v.type = "EncodeVideo";
-  v.id = std::string("job-") + num;
-  v.url = std::string("https://cdn.example.com/v/") + num + ".mp4";
-  v.attempt = 1 + static_cast<int>(i % 3);
-  v.priority = static_cast<int>(i % 5);
-  v.tenant = "tenant-" + std::to_string(100 + i % 900);
-  v.created_at = 1700000000000 + static_cast<std::int64_t>(i);
-  v.params = {"h264", 1000 + static_cast<int>(i % 1000)};
-  return v;
-}
 
 std::size_t VarintBytes(std::int64_t v) {
   auto u = (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);  // zigzag
@@ -211,12 +145,12 @@ struct FillResult {
 // A plain producer with explicit partitions, so every partition gets exactly its share. The
 // records are kbus::BuildRecord's, headers and all, so both consumers see what kbus sends.
 // Records go out `chunk` at a time per partition with batch.num.messages = chunk: the mock
-// returns one batch per partition per fetch (perf-baseline §3.2), so the batch size is part of
-// the set-up and is printed.
+// answers a fetch with at most one stored batch per partition, so the producer's batch size sets
+// how many records a consumer gets per fetch round trip; it is part of the set-up and printed.
 class RawProducer {
  public:
   RawProducer(const std::string& brokers, std::size_t chunk) {
-    RdConfPtr conf = MakeConf({{"bootstrap.servers", brokers},
+    RdConfPtr conf = raw::Conf({{"bootstrap.servers", brokers},
                                {"client.id", "kbus-bench-fill"},
                                {"linger.ms", "5"},
                                {"batch.num.messages", std::to_string(chunk)},
@@ -224,41 +158,17 @@ class RawProducer {
     rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_stats_cb(conf.get(), &RawProducer::StatsTrampoline);
     rd_kafka_conf_set_dr_msg_cb(conf.get(), &RawProducer::DeliveryTrampoline);
-    rk_ = NewClient(RD_KAFKA_PRODUCER, conf);
+    rk_ = raw::NewClient(RD_KAFKA_PRODUCER, conf);
   }
   RawProducer(const RawProducer&) = delete;
   RawProducer& operator=(const RawProducer&) = delete;
 
   rd_kafka_t* handle() const { return rk_.get(); }
 
-  void Produce(const kbus::OutgoingRecord& r, std::int32_t partition) {
-    RdHeadersPtr headers(rd_kafka_headers_new(r.headers.size()));
-    for (const auto& h : r.headers) {
-      rd_kafka_header_add(headers.get(), h.name.data(), static_cast<ssize_t>(h.name.size()),
-                          h.value.data(), static_cast<ssize_t>(h.value.size()));
-    }
-    for (;;) {
-      const rd_kafka_resp_err_t err = rd_kafka_producev(
-          rk_.get(), RD_KAFKA_V_TOPIC(r.topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-          RD_KAFKA_V_KEY(r.key.data(), r.key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(r.payload.data()), r.payload.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers.get()),
-          RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        headers.release();  // owned by the queued message now
-        return;
-      }
-      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        throw std::runtime_error(std::string("produce failed: ") + rd_kafka_err2str(err));
-      }
-      rd_kafka_poll(rk_.get(), 5);
-    }
-  }
+  void Produce(const kbus::OutgoingRecord& r, std::int32_t partition) { raw::Produce(rk_.get(), r, partition); }
 
   void Flush() {
-    if (rd_kafka_resp_err_t err = rd_kafka_flush(rk_.get(), 60000)) {
-      throw std::runtime_error(std::string("flush failed: ") + rd_kafka_err2str(err));
-    }
+    raw::Flush(rk_.get(), std::chrono::seconds(60));
     if (delivery_errors_ > 0) {
       throw std::runtime_error(std::to_string(delivery_errors_) + " records were not delivered");
     }
@@ -272,13 +182,7 @@ class RawProducer {
   }
 
   std::pair<std::int64_t, std::int64_t> Watermarks(const std::string& topic, std::int32_t partition) {
-    std::int64_t low = -1, high = -1;
-    if (rd_kafka_resp_err_t err =
-            rd_kafka_query_watermark_offsets(rk_.get(), topic.c_str(), partition, &low, &high, 10000)) {
-      throw std::runtime_error("cannot read the watermarks of " + topic + "[" +
-                               std::to_string(partition) + "]: " + rd_kafka_err2str(err));
-    }
-    return {low, high};
+    return raw::Watermarks(rk_.get(), topic, partition);
   }
 
  private:
@@ -427,82 +331,36 @@ struct Settings {
 
 // ---- (a) the plain librdkafka loop --------------------------------------------------------------
 
-bool ReadString(const rapidjson::Value& object, const char* name, std::string& out) {
-  const auto it = object.FindMember(name);
-  if (it == object.MemberEnd() || !it->value.IsString()) return false;
-  out.assign(it->value.GetString(), it->value.GetStringLength());
-  return true;
-}
-
-template <class I>
-bool ReadInt(const rapidjson::Value& object, const char* name, I& out) {
-  const auto it = object.FindMember(name);
-  if (it == object.MemberEnd() || !it->value.IsInt64()) return false;
-  const std::int64_t v = it->value.GetInt64();
-  if (v < std::numeric_limits<I>::min() || v > std::numeric_limits<I>::max()) return false;
-  out = static_cast<I>(v);
-  return true;
-}
-
-// What a careful hand-written consumer does: parse, then look up and type-check every field.
-bool DecodeRaw(const void* data, std::size_t size, EncodeVideo& v) {
-  rapidjson::Document doc;
-  doc.Parse(static_cast<const char*>(data), size);
-  if (doc.HasParseError() || !doc.IsObject()) return false;
-  const auto params = doc.FindMember("params");
-  if (params == doc.MemberEnd() || !params->value.IsObject()) return false;
-  return ReadString(doc, "type", v.type) && ReadString(doc, "id", v.id) &&
-         ReadString(doc, "url", v.url) && ReadInt(doc, "attempt", v.attempt) &&
-         ReadInt(doc, "priority", v.priority) && ReadString(doc, "tenant", v.tenant) &&
-         ReadInt(doc, "created_at", v.created_at) &&
-         ReadString(params->value, "codec", v.params.codec) &&
-         ReadInt(params->value, "bitrate", v.params.bitrate);
-}
-
-std::string Ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
-
 // Given to both consumers. With a pre-filled topic the fetcher races ahead of the application
 // by the whole backlog; once the consumer queue holds queued.min.messages (default 100,000, and
 // librdkafka counts the one queue all partitions forward to), it stops fetching and looks again
 // only up to a second later, so the last partitions of a pass arrive after a 0.4-0.7 s stall
 // (measured with debug=fetch: "queued.min.messages exceeded"). That stall is the harness, not the
 // consumer, and hit (a) and (b) at random; room for a whole pass removes it.
-Properties PrefetchProperties() {
+raw::Properties PrefetchProperties() {
   return {{"queued.min.messages", "10000000"}, {"queued.max.messages.kbytes", "1048576"}};
 }
 
-PassResult RunRawPass(const Settings& s, const std::string& group, std::size_t target) {
-  RdConfPtr conf = MakeConf({
-      {"bootstrap.servers", s.brokers},
-      {"client.id", "kbus-bench-raw"},
-      {"group.id", group},
-      {"auto.offset.reset", "earliest"},
-      {"enable.auto.commit", "true"},
-      {"auto.commit.interval.ms", Ms(s.commit_interval)},
-      {"enable.auto.offset.store", "false"},
-      {"partition.assignment.strategy", "range"},
-      {"session.timeout.ms", Ms(s.session_timeout)},
-      {"heartbeat.interval.ms", Ms(s.session_timeout / 5)},  // as the Worker sets it
-      {"fetch.wait.max.ms", Ms(s.fetch_wait)},
-      {"fetch.message.max.bytes", "1048588"},  // as the Worker sets it
-  });
-  for (const auto& [k, v] : PrefetchProperties()) {
-    char err[512];
-    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      throw std::invalid_argument("librdkafka property '" + k + "' refused: " + err);
-    }
-  }
-  RdKafkaPtr rk = NewClient(RD_KAFKA_CONSUMER, conf);
-  rd_kafka_poll_set_consumer(rk.get());
-  RdListPtr subscription(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(subscription.get(), s.topic.c_str(), RD_KAFKA_PARTITION_UA);
-  if (rd_kafka_resp_err_t err = rd_kafka_subscribe(rk.get(), subscription.get())) {
-    throw std::runtime_error(std::string("subscribe failed: ") + rd_kafka_err2str(err));
-  }
+// The consumer settings of both sides: the Worker's config, from which the raw loop's consumer
+// takes the same librdkafka properties (raw::ConsumerConf).
+kbus::kafka::WorkerConfig ConsumerSettings(const Settings& s, const std::string& group, const char* client_id) {
+  kbus::kafka::WorkerConfig config;
+  config.client.brokers = s.brokers;
+  config.client.client_id = client_id;
+  config.group = group;
+  config.session_timeout = s.session_timeout;
+  config.fetch_wait_max = s.fetch_wait;
+  config.commit_interval = s.commit_interval;
+  for (const auto& [k, v] : PrefetchProperties()) config.client.properties[k] = v;
+  return config;
+}
 
-  // One cached 1-element list per partition: librdkafka caches the partition handle in the
-  // element on first use, so a list must never be reused for another partition (perf-baseline §5.1).
-  std::vector<RdListPtr> store(static_cast<std::size_t>(s.partitions));
+PassResult RunRawPass(const Settings& s, const std::string& group, std::size_t target) {
+  RdConfPtr conf = raw::ConsumerConf(ConsumerSettings(s, group, "kbus-bench-raw"));
+  RdKafkaPtr rk = raw::NewClient(RD_KAFKA_CONSUMER, conf);
+  raw::Subscribe(rk.get(), s.topic);
+
+  raw::OffsetStore store;
   const std::string_view type = kbus::MessageTraits<EncodeVideo>::kType;
   PassResult r;
   Window w;
@@ -528,14 +386,7 @@ PassResult RunRawPass(const Settings& s, const std::string& group, std::size_t t
     }
     if (r.messages == 0) w.Start();
 
-    rd_kafka_headers_t* headers = nullptr;
-    const void* value = nullptr;
-    std::size_t size = 0;
-    if (rd_kafka_message_headers(m.get(), &headers) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(headers, "kbus-type", &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        std::string_view(static_cast<const char*>(value), size) != type) {
-      ++r.wrong_type;
-    }
+    if (raw::Header(m.get(), "kbus-type") != type) ++r.wrong_type;
 
     EncodeVideo v;
     if (DecodeRaw(m->payload, m->len, v)) {
@@ -544,22 +395,15 @@ PassResult RunRawPass(const Settings& s, const std::string& group, std::size_t t
       ++r.decode_errors;
     }
 
-    const auto p = static_cast<std::size_t>(m->partition);
-    if (p >= store.size()) store.resize(p + 1);
-    if (!store[p]) {
-      store[p].reset(rd_kafka_topic_partition_list_new(1));
-      rd_kafka_topic_partition_list_add(store[p].get(), s.topic.c_str(), m->partition);
+    if (store.Store(rk.get(), s.topic.c_str(), m->partition, m->offset + 1) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ++r.store_errors;
     }
-    store[p]->elems[0].offset = m->offset + 1;
-    if (rd_kafka_offsets_store(rk.get(), store[p].get()) != RD_KAFKA_RESP_ERR_NO_ERROR) ++r.store_errors;
 
     if (++r.messages == target) w.Stop();
   }
   if (!r.timed_out) r.Take(w);
-  store.clear();  // drops the cached partition references before the handle goes
-  if (rd_kafka_resp_err_t err = rd_kafka_consumer_close(rk.get())) {
-    std::fprintf(stderr, "warning: consumer close: %s\n", rd_kafka_err2str(err));
-  }
+  store.Clear();  // drops the cached partition references before the handle goes
+  raw::Close(rk.get());
   return r;
 }
 
@@ -611,15 +455,8 @@ PassResult RunKbusPass(const Settings& s, const std::string& group, std::size_t 
       },
       {.topic = s.topic});
 
-  kbus::kafka::WorkerConfig config;
-  config.client.brokers = s.brokers;
-  config.client.client_id = "kbus-bench-worker";
-  config.group = group;
-  config.session_timeout = s.session_timeout;
-  config.fetch_wait_max = s.fetch_wait;
-  config.commit_interval = s.commit_interval;
+  kbus::kafka::WorkerConfig config = ConsumerSettings(s, group, "kbus-bench-worker");
   config.handler_threads = threads;
-  for (const auto& [k, v] : PrefetchProperties()) config.client.properties[k] = v;
   if (scraping && scraping->on) {
     config.http_port = -1;
     config.http_bind_address = "127.0.0.1";
@@ -781,17 +618,6 @@ struct Options {
   int metrics_pairs = 5;  // (e) metrics on against (f) off; 0: skip them
   std::chrono::milliseconds scrape_interval{1000};
 };
-
-void DeleteTopic(rd_kafka_t* rk, const std::string& topic) {
-  rd_kafka_DeleteTopic_t* del = rd_kafka_DeleteTopic_new(topic.c_str());
-  RdQueuePtr queue(rd_kafka_queue_new(rk));
-  rd_kafka_DeleteTopics(rk, &del, 1, nullptr, queue.get());
-  rd_kafka_DeleteTopic_destroy(del);
-  RdEventPtr event(rd_kafka_queue_poll(queue.get(), 30000));
-  if (!event || rd_kafka_event_error(event.get())) {
-    std::fprintf(stderr, "warning: could not delete topic %s\n", topic.c_str());
-  }
-}
 
 int Run(const Options& o) {
   // kError: the Worker passes client.properties to its internal producer too, and librdkafka
@@ -1012,7 +838,7 @@ int Run(const Options& o) {
   for (const auto& problem : g_problems) std::printf("PROBLEM     %s\n", problem.c_str());
   std::fflush(stdout);
 
-  if (!embedded) DeleteTopic(producer.handle(), s.topic);
+  if (!embedded) raw::DeleteTopic(producer.handle(), s.topic);
   return g_problems.empty() ? 0 : 1;
 }
 
@@ -1022,7 +848,9 @@ int Run(const Options& o) {
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
   bench::Options o;
+  bench::LatencyOptions lo;
   bool quick = false;
+  bool latency = false;
   long scrape_ms = 1000;
   po::options_description desc(
       "kbus-bench: a kbus Worker's consumer throughput against a plain librdkafka loop\nOptions");
@@ -1041,7 +869,20 @@ int main(int argc, char** argv) {
        "pairs of (e) the worker serving /metrics, scraped every --scrape-interval-ms, against (f) no port; "
        "0 skips them")
       ("scrape-interval-ms", po::value(&scrape_ms)->default_value(scrape_ms), "scrape interval for (e)")
-      ("quick", po::bool_switch(&quick), "smoke test: 20,000 messages and 1 pair unless given");
+      ("quick", po::bool_switch(&quick),
+       "smoke test: 20,000 messages and 1 pair unless given, then a 1 s latency run (correctness only)")
+      ("latency", po::bool_switch(&latency),
+       "the latency mode instead: commands at a fixed rate through consume -> handle -> produce, raw (a) "
+       "against a Worker (b); see bench/latency.cpp")
+      ("rate", po::value(&lo.rate)->default_value(lo.rate), "latency mode: commands per second")
+      ("seconds", po::value(&lo.seconds)->default_value(lo.seconds), "latency mode: measured seconds per pass")
+      ("warmup-seconds", po::value(&lo.warmup_seconds)->default_value(lo.warmup_seconds),
+       "latency mode: seconds sent before the measured ones, reported apart")
+      ("latency-pairs", po::value(&lo.pairs)->default_value(lo.pairs), "latency mode: alternating a/b pairs")
+      ("latency-partitions", po::value(&lo.partitions)->default_value(lo.partitions),
+       "latency mode: partitions of the input and output topics")
+      ("fetch-wait-ms", po::value(&lo.fetch_wait_ms)->default_value(lo.fetch_wait_ms),
+       "latency mode: both hops' fetch.wait.max.ms; 0: the Worker's default");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -1060,7 +901,11 @@ int main(int argc, char** argv) {
     if (vm["sleep-messages"].defaulted()) o.sleep_messages = 500;
     if (vm["sleep-pairs"].defaulted()) o.sleep_pairs = 1;
     if (vm["metrics-pairs"].defaulted()) o.metrics_pairs = 1;
+    if (vm["latency-pairs"].defaulted()) lo.pairs = 1;
+    if (vm["seconds"].defaulted()) lo.seconds = 1;
+    if (vm["warmup-seconds"].defaulted()) lo.warmup_seconds = 0.2;
   }
+  lo.brokers = o.brokers;
   o.scrape_interval = std::chrono::milliseconds(scrape_ms);
   if (o.pairs < 0 || o.metrics_pairs < 0 || scrape_ms < 1 || o.partitions < 1 || o.messages < static_cast<std::size_t>(o.partitions) || o.batch < 1 ||
       (!o.only.empty() && o.only != "a" && o.only != "b")) {
@@ -1068,8 +913,19 @@ int main(int argc, char** argv) {
                  "--batch >= 1, --only a|b\n");
     return 2;
   }
+  if (lo.pairs < 1 || !(lo.rate > 0) || lo.seconds < 0 || lo.warmup_seconds < 0 || lo.partitions < 1 ||
+      lo.fetch_wait_ms < 0) {
+    std::fprintf(stderr, "kbus-bench: need --latency-pairs >= 1, --rate > 0, --seconds >= 0, --warmup-seconds >= 0, "
+                 "--latency-partitions >= 1, --fetch-wait-ms >= 0\n");
+    return 2;
+  }
   try {
-    return bench::Run(o);
+    if (latency) return bench::RunLatency(lo);
+    const int throughput = bench::Run(o);
+    if (!quick) return throughput;
+    std::printf("\n");
+    const int latencies = bench::RunLatency(lo);
+    return throughput != 0 ? throughput : latencies;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kbus-bench: %s\n", e.what());
     return 1;

@@ -20,6 +20,8 @@
 //       production (kbus/workflows/kafka.hpp), in a fresh group per run. Each step waits for its
 //       state write before its outgoing message leaves, and steps of one workflow run one at a
 //       time; different workflows run in parallel.
+// The raw loops' clients come from raw_client.hpp: the librdkafka properties a Worker and a
+// kbus::kafka::Producer with the same settings get, so the loops differ from kbus in code only.
 // Measured from the moment a tenth of the steps were taken to the last output record
 // acknowledged, over the other nine tenths: the group join, the state load and the fetchers'
 // ramp-up are not counted, and the raw producers are warmed up first (a fresh idempotent
@@ -54,6 +56,7 @@
 #include "kbus/log.hpp"
 #include "kbus/workflows/host.hpp"
 #include "kbus/workflows/kafka.hpp"
+#include "raw_client.hpp"
 
 namespace {
 
@@ -100,35 +103,20 @@ namespace {
 constexpr int kPartitions = 8;
 int g_threads = 0;  // 0: what Attach chooses
 
-struct Rd {
-  rd_kafka_t* rk = nullptr;
-  ~Rd() {
-    if (rk) rd_kafka_destroy(rk);
-  }
-};
+namespace raw = bench::raw;
+using raw::RdKafkaPtr;
+using raw::RdMessagePtr;
 
-rd_kafka_t* NewClient(rd_kafka_type_t type, const std::vector<std::pair<std::string, std::string>>& props) {
-  char err[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  for (const auto& [k, v] : props) {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      throw std::runtime_error(k + ": " + err);
-    }
-  }
-  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
-  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
-  if (rk == nullptr) throw std::runtime_error(err);
-  return rk;
-}
-
-// Sums of the low and of the high watermarks of a topic's partitions.
+// Sums of the low and of the high watermarks of a topic's partitions; a partition that does not
+// answer counts 0 (the caller asks again).
 std::pair<std::int64_t, std::int64_t> Watermarks(rd_kafka_t* rk, const std::string& topic, int partitions) {
   std::int64_t lows = 0, highs = 0;
   for (int p = 0; p < partitions; ++p) {
-    std::int64_t low = 0, high = 0;
-    if (rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    try {
+      const auto [low, high] = raw::Watermarks(rk, topic, p);
       lows += low;
       highs += high;
+    } catch (const std::runtime_error&) {
     }
   }
   return {lows, highs};
@@ -140,18 +128,33 @@ struct RunResult {
   std::uint64_t state_writes = 0;
 };
 
-// The raw loops' consumer: the Worker's settings (a fresh group, 10 ms fetch waits, a 6 s
-// session), offsets stored by the loop and auto-committed every 500 ms.
-rd_kafka_t* RawConsumer(const std::string& bootstrap, const std::string& group) {
-  return NewClient(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstrap},
-                                       {"group.id", group},
-                                       {"auto.offset.reset", "earliest"},
-                                       {"enable.auto.commit", "true"},
-                                       {"enable.auto.offset.store", "false"},
-                                       {"auto.commit.interval.ms", "500"},
-                                       {"fetch.wait.max.ms", "10"},
-                                       {"session.timeout.ms", "6000"},
-                                       {"heartbeat.interval.ms", "1200"}});
+// The raw loops' consumer: what a Worker with these settings gets (a fresh group, 10 ms fetch
+// waits, a 6 s session), offsets stored by the loop and auto-committed every 500 ms.
+RdKafkaPtr RawConsumer(const std::string& bootstrap, const std::string& group) {
+  kbus::kafka::WorkerConfig config;
+  config.client.brokers = bootstrap;
+  config.group = group;
+  config.fetch_wait_max = 10ms;
+  config.session_timeout = 6s;
+  config.commit_interval = 500ms;
+  raw::RdConfPtr conf = raw::ConsumerConf(config);
+  return raw::NewClient(RD_KAFKA_CONSUMER, conf);
+}
+
+// The raw loops' producer: what a kbus::kafka::Producer gets (idempotent, acks=all,
+// murmur2_random) with this linger.
+raw::RdConfPtr RawProducerConf(const std::string& bootstrap, std::chrono::milliseconds linger) {
+  kbus::kafka::ProducerConfig config;
+  config.client.brokers = bootstrap;
+  config.linger = linger;
+  return raw::ProducerConf(config);
+}
+
+// Warms up a producer (metadata, idempotence id) as kbus's are by the time a tenth of the steps
+// were taken.
+void WarmUp(rd_kafka_t* producer, const std::vector<std::string>& topics) {
+  for (const std::string& t : topics) raw::Produce(producer, t.c_str(), 0, {}, "warm-up");
+  raw::Flush(producer, 10s);
 }
 
 // (a) The raw loop.
@@ -159,64 +162,34 @@ RunResult RunRaw(const std::string& bootstrap, const std::string& input, int run
                  std::size_t state_bytes) {
   const std::string state = "bench.raw.state." + std::to_string(run);
   const std::string out = "bench.raw.out." + std::to_string(run);
-  Rd consumer, producer;
-  consumer.rk = RawConsumer(bootstrap, "bench-raw-" + std::to_string(run));
-  producer.rk = NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", bootstrap},
-                                              {"enable.idempotence", "true"},
-                                              {"acks", "all"},
-                                              {"linger.ms", "5"},
-                                              {"partitioner", "murmur2_random"}});
-  // Warm up the producer (metadata, idempotence id) as kbus's are by the time a tenth of the
-  // steps were taken.
-  for (const std::string& t : {state, out}) {
-    rd_kafka_producev(producer.rk, RD_KAFKA_V_TOPIC(t.c_str()), RD_KAFKA_V_PARTITION(0),
-                      RD_KAFKA_V_VALUE(const_cast<char*>("warm-up"), 7), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                      RD_KAFKA_V_END);
-  }
-  rd_kafka_flush(producer.rk, 10000);
-  rd_kafka_poll_set_consumer(consumer.rk);
-  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, input.c_str(), RD_KAFKA_PARTITION_UA);
-  rd_kafka_subscribe(consumer.rk, topics);
-  rd_kafka_topic_partition_list_destroy(topics);
+  RdKafkaPtr consumer = RawConsumer(bootstrap, "bench-raw-" + std::to_string(run));
+  raw::RdConfPtr conf = RawProducerConf(bootstrap, 5ms);
+  RdKafkaPtr producer = raw::NewClient(RD_KAFKA_PRODUCER, conf);
+  WarmUp(producer.get(), {state, out});
+  raw::Subscribe(consumer.get(), input);
+  raw::OffsetStore store;
 
   const std::string value(state_bytes, 's');
   const std::string tock = R"({"id":"x","n":1})";
   std::int64_t seen = 0;
   Clock::time_point first{};
   while (seen < steps) {
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.rk, 100);
-    rd_kafka_poll(producer.rk, 0);
-    if (m == nullptr) continue;
-    if (m->err) {
-      rd_kafka_message_destroy(m);
-      continue;
-    }
+    RdMessagePtr m(rd_kafka_consumer_poll(consumer.get(), 100));
+    rd_kafka_poll(producer.get(), 0);
+    if (!m || m->err) continue;
     if (seen == steps / 10) first = Clock::now();
-    for (;;) {
-      rd_kafka_resp_err_t e1 = rd_kafka_producev(
-          producer.rk, RD_KAFKA_V_TOPIC(state.c_str()), RD_KAFKA_V_PARTITION(m->partition),
-          RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-      if (e1 == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        rd_kafka_poll(producer.rk, 10);
-        continue;
-      }
-      rd_kafka_producev(producer.rk, RD_KAFKA_V_TOPIC(out.c_str()), RD_KAFKA_V_KEY(m->key, m->key_len),
-                        RD_KAFKA_V_VALUE(const_cast<char*>(tock.data()), tock.size()),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-      break;
+    const std::string_view key(static_cast<const char*>(m->key), m->key_len);
+    raw::Produce(producer.get(), state.c_str(), m->partition, key, value);
+    raw::Produce(producer.get(), out.c_str(), RD_KAFKA_PARTITION_UA, key, tock);
+    if (store.Done(consumer.get(), m.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw std::runtime_error("raw loop: offset store failed");
     }
-    rd_kafka_topic_partition_list_t* offs = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(offs, rd_kafka_topic_name(m->rkt), m->partition)->offset = m->offset + 1;
-    rd_kafka_offsets_store(consumer.rk, offs);
-    rd_kafka_topic_partition_list_destroy(offs);
-    rd_kafka_message_destroy(m);
     ++seen;
   }
-  rd_kafka_flush(producer.rk, 60000);
+  raw::Flush(producer.get(), 60s);
   const double s = std::chrono::duration<double>(Clock::now() - first).count();
-  rd_kafka_consumer_close(consumer.rk);
+  store.Clear();
+  raw::Close(consumer.get());
   return {s, static_cast<double>(steps - steps / 10) / s, static_cast<std::uint64_t>(steps)};
 }
 
@@ -230,42 +203,31 @@ RunResult RunRawOrdered(const std::string& bootstrap, const std::string& input, 
   constexpr int kThreads = 16;
   const std::string state = "bench.raw.state." + std::to_string(run);
   const std::string out = "bench.raw.out." + std::to_string(run);
-  Rd consumer, producer;
-  consumer.rk = RawConsumer(bootstrap, "bench-raw2-" + std::to_string(run));
+  RdKafkaPtr consumer = RawConsumer(bootstrap, "bench-raw2-" + std::to_string(run));
   struct Waiter {
     std::mutex mu;
     std::condition_variable cv;
     bool done = false;
   };
-  char err[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
-           {"bootstrap.servers", bootstrap}, {"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "0"}}) {
-    rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err);
-  }
-  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
-  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  raw::RdConfPtr conf = RawProducerConf(bootstrap, 0ms);
+  // Served on the poller thread below (rd_kafka_poll), never on librdkafka's own.
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* m, void*) noexcept {
     if (auto* w = static_cast<Waiter*>(m->_private)) {
       std::lock_guard lock(w->mu);
       w->done = true;
       w->cv.notify_all();
     }
   });
-  producer.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  for (const std::string& t : {state, out}) {  // warm up, as in RunRaw
-    rd_kafka_producev(producer.rk, RD_KAFKA_V_TOPIC(t.c_str()), RD_KAFKA_V_PARTITION(0),
-                      RD_KAFKA_V_VALUE(const_cast<char*>("warm-up"), 7), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                      RD_KAFKA_V_END);
-  }
-  rd_kafka_flush(producer.rk, 10000);
+  RdKafkaPtr producer = raw::NewClient(RD_KAFKA_PRODUCER, conf);
+  WarmUp(producer.get(), {state, out});
   std::atomic<bool> stop{false};
   std::thread poller([&] {
-    while (!stop) rd_kafka_poll(producer.rk, 10);
+    while (!stop) rd_kafka_poll(producer.get(), 10);
   });
   struct Queue {
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<rd_kafka_message_t*> items;
+    std::deque<RdMessagePtr> items;
   };
   std::vector<Queue> queues(kThreads);
   std::atomic<std::int64_t> finished{0};
@@ -275,53 +237,41 @@ RunResult RunRawOrdered(const std::string& bootstrap, const std::string& input, 
   for (int i = 0; i < kThreads; ++i) {
     workers.emplace_back([&, i] {
       for (;;) {
-        rd_kafka_message_t* m = nullptr;
+        RdMessagePtr m;
         {
           std::unique_lock lock(queues[i].mu);
           queues[i].cv.wait(lock, [&] { return stop || !queues[i].items.empty(); });
           if (queues[i].items.empty()) return;
-          m = queues[i].items.front();
+          m = std::move(queues[i].items.front());
           queues[i].items.pop_front();
         }
         Waiter w;
-        rd_kafka_producev(producer.rk, RD_KAFKA_V_TOPIC(state.c_str()), RD_KAFKA_V_PARTITION(m->partition),
-                          RD_KAFKA_V_KEY(m->key, m->key_len),
-                          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&w), RD_KAFKA_V_END);
+        const std::string_view key(static_cast<const char*>(m->key), m->key_len);
+        raw::Produce(producer.get(), state.c_str(), m->partition, key, value, {}, &w);
         {
           std::unique_lock lock(w.mu);
           w.cv.wait(lock, [&] { return w.done; });
         }
-        rd_kafka_producev(producer.rk, RD_KAFKA_V_TOPIC(out.c_str()), RD_KAFKA_V_KEY(m->key, m->key_len),
-                          RD_KAFKA_V_VALUE(const_cast<char*>(tock.data()), tock.size()),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-        rd_kafka_message_destroy(m);
+        raw::Produce(producer.get(), out.c_str(), RD_KAFKA_PARTITION_UA, key, tock);
+        m.reset();
         ++finished;
       }
     });
   }
-  rd_kafka_poll_set_consumer(consumer.rk);
-  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, input.c_str(), RD_KAFKA_PARTITION_UA);
-  rd_kafka_subscribe(consumer.rk, topics);
-  rd_kafka_topic_partition_list_destroy(topics);
+  raw::Subscribe(consumer.get(), input);
+  raw::OffsetStore store;  // the reader thread's
   std::thread reader([&] {
     for (std::int64_t seen = 0; seen < steps;) {
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.rk, 100);
-      if (m == nullptr) continue;
-      if (m->err) {
-        rd_kafka_message_destroy(m);
-        continue;
+      RdMessagePtr m(rd_kafka_consumer_poll(consumer.get(), 100));
+      if (!m || m->err) continue;
+      if (store.Done(consumer.get(), m.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        std::fprintf(stderr, "warning: raw ordered loop: offset store failed\n");
       }
-      rd_kafka_topic_partition_list_t* offs = rd_kafka_topic_partition_list_new(1);
-      rd_kafka_topic_partition_list_add(offs, rd_kafka_topic_name(m->rkt), m->partition)->offset = m->offset + 1;
-      rd_kafka_offsets_store(consumer.rk, offs);
-      rd_kafka_topic_partition_list_destroy(offs);
       const std::size_t q =
           std::hash<std::string_view>{}(std::string_view(static_cast<const char*>(m->key), m->key_len)) % kThreads;
       {
         std::lock_guard lock(queues[q].mu);
-        queues[q].items.push_back(m);
+        queues[q].items.push_back(std::move(m));
       }
       queues[q].cv.notify_one();
       ++seen;
@@ -331,14 +281,15 @@ RunResult RunRawOrdered(const std::string& bootstrap, const std::string& input, 
   while (finished.load() < steps / 10) std::this_thread::sleep_for(100us);
   first = Clock::now();
   while (finished.load() < steps) std::this_thread::sleep_for(100us);
-  rd_kafka_flush(producer.rk, 60000);
+  raw::Flush(producer.get(), 60s);
   const double s = std::chrono::duration<double>(Clock::now() - first).count();
   reader.join();
   stop = true;
   for (auto& q : queues) q.cv.notify_all();
   for (auto& t : workers) t.join();
   poller.join();
-  rd_kafka_consumer_close(consumer.rk);
+  store.Clear();
+  raw::Close(consumer.get());
   return {s, static_cast<double>(steps - steps / 10) / s, static_cast<std::uint64_t>(steps)};
 }
 
@@ -382,13 +333,12 @@ RunResult RunKbus(const std::string& bootstrap, const std::string& input, int ru
   host.Register(handlers);
   kbus::workflows::Attach(host, config);
   kbus::kafka::Worker worker(config, handlers);
-  Rd admin;
-  admin.rk = NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", bootstrap}});
+  RdKafkaPtr admin = raw::NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", bootstrap}});
 
   std::thread runner([&] { worker.Run(); });
   while (host.Stats().handled < static_cast<std::uint64_t>(steps / 10)) std::this_thread::sleep_for(200us);
   const auto first = Clock::now();
-  while (Watermarks(admin.rk, out, 4).second < steps) std::this_thread::sleep_for(2ms);
+  while (Watermarks(admin.get(), out, 4).second < steps) std::this_thread::sleep_for(2ms);
   const double s = std::chrono::duration<double>(Clock::now() - first).count();
   const auto stats = host.Stats();
   // The mean size of the state records kbus wrote, for the raw loop's records.
@@ -457,9 +407,8 @@ int main(int argc, char** argv) {
     }
     if (!producer.Flush(60s).ok()) return 1;
   }
-  Rd probe;
-  probe.rk = NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", broker.bootstrap()}});
-  if (Watermarks(probe.rk, input, kPartitions).first != 0) {
+  RdKafkaPtr probe = raw::NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", broker.bootstrap()}});
+  if (Watermarks(probe.get(), input, kPartitions).first != 0) {
     std::cerr << "the embedded broker dropped input records: make the run smaller\n";
     return 1;
   }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The compose test: runs the real compose.yaml on a Docker engine of its own and checks what
-# issue 11 promises of `docker compose up`. On a clean Debian bookworm machine, as root:
+# docs/operations.md ("Running with `docker compose`") promises of `docker compose up`. On a
+# clean Debian bookworm machine, as root:
 #
 #   scripts/compose-test.sh [DIR]
 #

@@ -5,6 +5,7 @@
 
 #include <string_view>
 
+#include "kbus/json.hpp"
 #include "kbus/result.hpp"
 
 namespace kbus {
@@ -13,6 +14,11 @@ namespace detail {
 // frame); bigger payloads spill into heap chunks.
 using PooledDocument = rapidjson::GenericDocument<rapidjson::UTF8<>, rapidjson::MemoryPoolAllocator<>,
                                                   rapidjson::MemoryPoolAllocator<>>;
+
+// Makes JsonValue views, whose constructor is not public API, for parsing code outside json.cpp.
+struct JsonValueAccess {
+  static JsonValue View(const rapidjson::Value& value) { return JsonValue(&value); }
+};
 }  // namespace detail
 
 // Parse errors name the byte offset; an empty text is an error of its own. kbus's rules hold

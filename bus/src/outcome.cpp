@@ -1,6 +1,6 @@
 #include "kbus/outcome.hpp"
 
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 
 namespace kbus {
 

@@ -26,12 +26,12 @@
 #include <vector>
 
 #include "handlers.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/cli/options.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/kafka/worker.hpp"
 #include "kbus/log.hpp"
-#include "kbus/options.hpp"
 
 namespace po = boost::program_options;
 using kbus::Status;

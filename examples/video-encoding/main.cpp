@@ -24,10 +24,10 @@
 #include <string>
 #include <thread>
 
-#include "kbus/dispatcher.hpp"
+#include "kbus/cli/options.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
 #include "kbus/log.hpp"
-#include "kbus/options.hpp"
 #include "services.hpp"
 
 namespace po = boost::program_options;

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string>
 
+#include "kbus/cli/options.hpp"
 #include "kbus/handlers/launcher.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/handlers/producer_sink.hpp"
@@ -26,7 +27,6 @@
 #include "kbus/kafka/producer.hpp"
 #include "kbus/kafka/worker.hpp"
 #include "kbus/log.hpp"
-#include "kbus/options.hpp"
 
 namespace po = boost::program_options;
 namespace cli = kbus::cli;

@@ -15,7 +15,7 @@
 
 #include "child_process.hpp"
 #include "it_support.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/envelope.hpp"
 #include "kbus/json.hpp"
 #include "kbus/kafka/dead_letters.hpp"

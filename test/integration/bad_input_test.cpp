@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "it_support.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/envelope.hpp"
 #include "kbus/json.hpp"
 #include "kbus/log.hpp"

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "it_support.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/handlers/launcher.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/handlers/producer_sink.hpp"

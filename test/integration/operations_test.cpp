@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "broker_faults.hpp"
 #include "it_support.hpp"
 #include "kbus/dispatcher.hpp"
 #include "kbus/log.hpp"
@@ -239,7 +239,8 @@ TEST(WorkerOperations, MetricsCountRecordsByTypeAndOutcomeAndProbesFollowTheWork
 
 TEST(WorkerOperations, ReadinessFailsWhileTheBrokerIsDownAndComesBackWithIt) {
   if (!TestBroker::Get().embedded()) GTEST_SKIP() << "needs the embedded broker's fault injection";
-  rd_kafka_mock_cluster_t* mc = TestBroker::Get().embedded_broker()->mock_cluster();
+  rd_kafka_mock_cluster_t* mc =
+      kbus::kafka::EmbeddedBrokerFaults::MockCluster(*TestBroker::Get().embedded_broker());
   const std::string topic = TestBroker::UniqueName("it-ops-down");
   TestBroker::Get().CreateTopic(topic, 2);
   std::atomic<int> handled{0};

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "it_support.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/envelope.hpp"
 
 namespace {

@@ -25,10 +25,10 @@
 #include "child_process.hpp"
 #include "encode_workflow.hpp"
 #include "it_support.hpp"
-#include "kbus/dispatcher.hpp"
 #include "media.hpp"
 #include "services.hpp"
 #include "video_topics.hpp"
+#include "kbus/dead_letter.hpp"
 
 namespace {
 

@@ -15,7 +15,7 @@
 
 #include "encode_workflow.hpp"
 #include "it_support.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/kafka/admin.hpp"
 #include "services.hpp"
 #include "video_topics.hpp"

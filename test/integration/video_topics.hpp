@@ -4,8 +4,8 @@
 #include <string>
 
 #include "encode_workflow.hpp"
-#include "kbus/dispatcher.hpp"
 #include "test_broker.hpp"
+#include "kbus/dead_letter.hpp"
 
 namespace video_test {
 

@@ -9,7 +9,6 @@
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 
 #include <chrono>
 #include <cstdio>
@@ -18,8 +17,9 @@
 #include <set>
 #include <thread>
 
+#include "broker_faults.hpp"
 #include "it_support.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
 #include "rb_support.hpp"
 
@@ -86,7 +86,7 @@ std::int64_t Stored(const std::string& bootstrap, const std::string& topic) {
 // One worker, 5,000 commands, the fault injected once a fifth of them were handled.
 void RunThroughFault(const char* name, const Fault& fault) {
   kbus::kafka::EmbeddedBroker broker;
-  rd_kafka_mock_cluster_t* mc = broker.mock_cluster();
+  rd_kafka_mock_cluster_t* mc = kbus::kafka::EmbeddedBrokerFaults::MockCluster(broker);
   const std::string in_topic = TestBroker::UniqueName(std::string("rb-") + name);
   const std::string events_topic = in_topic + "-events";
   const std::string group = TestBroker::UniqueName("g");
@@ -310,7 +310,7 @@ TEST(BrokerFaults, ABrokerDownForThreeSecondsLosesNothing) {
 // stall_warning it is reported stalled, and once the send is acknowledged it moves again.
 TEST(BrokerFaults, APartitionWaitingOnASlowSendIsReportedStalledUntilItMovesAgain) {
   kbus::kafka::EmbeddedBroker broker;
-  rd_kafka_mock_cluster_t* mc = broker.mock_cluster();
+  rd_kafka_mock_cluster_t* mc = kbus::kafka::EmbeddedBrokerFaults::MockCluster(broker);
   const std::string in_topic = TestBroker::UniqueName("rb-stall");
   const std::string events_topic = in_topic + "-events";
   ASSERT_TRUE(broker.CreateTopic(in_topic, 1).ok());

@@ -13,7 +13,7 @@
 
 #include "it_support.hpp"
 #include "rb_support.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 
 
 namespace {

@@ -12,8 +12,8 @@
 #include <set>
 
 #include "it_support.hpp"
-#include "kbus/dispatcher.hpp"
 #include "rb_support.hpp"
+#include "kbus/dead_letter.hpp"
 
 namespace {
 

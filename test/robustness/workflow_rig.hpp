@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "it_support.hpp"
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
 #include "messages.hpp"
 #include "rb_support.hpp"

@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 
+#include "kbus/dead_letter.hpp"
 #include "kbus/envelope.hpp"
 #include "kbus/json.hpp"
 #include "kbus/uuid.hpp"

@@ -14,9 +14,9 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "kbus/cli/options.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
 #include "kbus/log.hpp"
-#include "options.hpp"
 
 namespace kbus::cli {
 

@@ -1,7 +1,8 @@
 #pragma once
 // The kbus subcommands. Each lives in its own .cpp and takes its arguments without the command
 // words ("kbus topics create a b" runs RunTopicsCreate({"a", "b"})). Results go to stdout, errors
-// and library logs to stderr; the exit code is 0, kExitFailure or kExitUsage (options.hpp).
+// and library logs to stderr; the exit code is 0, kExitFailure or kExitUsage
+// (kbus/cli/options.hpp).
 
 #include <ostream>
 #include <string>

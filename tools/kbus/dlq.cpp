@@ -14,9 +14,9 @@
 #include <thread>
 
 #include "commands.hpp"
+#include "kbus/cli/options.hpp"
 #include "kbus/json.hpp"
 #include "kbus/kafka/dead_letters.hpp"
-#include "options.hpp"
 #include "payload_view.hpp"
 
 namespace kbus::cli {

@@ -5,8 +5,8 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "kbus/cli/options.hpp"
 #include "kbus/ops/server.hpp"
-#include "options.hpp"
 
 namespace kbus::cli {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "options.hpp"
+#include "kbus/cli/options.hpp"
 
 namespace kbus::cli {
 

@@ -12,12 +12,12 @@
 #include <stdexcept>
 
 #include "commands.hpp"
+#include "kbus/cli/options.hpp"
 #include "kbus/context.hpp"
 #include "kbus/envelope.hpp"
 #include "kbus/json.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/log.hpp"
-#include "options.hpp"
 
 namespace kbus::cli {
 

@@ -5,11 +5,9 @@
 // kbus watch: follows launcher jobs on their events topic (docs/launcher.md) the same way: a
 // progress bar on a terminal, one line per event otherwise; with --job it ends with the job.
 //
-// It consumes with librdkafka directly: kbus's Worker runs handlers, it does not hand out raw
-// records. Thread safety: everything runs on the main thread; librdkafka's logs are served from
-// our poll calls (log.queue), and the signal handler only sets a flag.
-
-#include <librdkafka/rdkafka.h>
+// Both read with kafka::PartitionReader (kbus's Worker runs handlers, it does not hand out raw
+// records). Thread safety: everything runs on the main thread; librdkafka's logs are served from
+// the reader's calls, and the signal handler only sets a flag.
 
 #include <unistd.h>
 
@@ -17,8 +15,6 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
-#include <memory>
-#include <random>
 #include <thread>
 
 #include "commands.hpp"
@@ -26,35 +22,12 @@
 #include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/json.hpp"
 #include "kbus/kafka/config.hpp"
+#include "kbus/kafka/partition_reader.hpp"
 #include "kbus/log.hpp"
-#include "consumer_errors.hpp"
-#include "options.hpp"
+#include "kbus/cli/options.hpp"
 #include "payload_view.hpp"
 
 namespace kbus::cli {
-
-namespace detail {
-// Owning wrappers for the librdkafka handles tail uses; nothing else here calls *_destroy.
-template <class T, void (*Destroy)(T*)>
-struct RdDeleter {
-  void operator()(T* p) const noexcept {
-    if (p) Destroy(p);
-  }
-};
-using RdKafkaPtr = std::unique_ptr<rd_kafka_t, RdDeleter<rd_kafka_t, &rd_kafka_destroy>>;
-using RdConfPtr =
-    std::unique_ptr<rd_kafka_conf_t, RdDeleter<rd_kafka_conf_t, &rd_kafka_conf_destroy>>;
-using RdTopicPtr =
-    std::unique_ptr<rd_kafka_topic_t, RdDeleter<rd_kafka_topic_t, &rd_kafka_topic_destroy>>;
-using RdMessagePtr =
-    std::unique_ptr<rd_kafka_message_t, RdDeleter<rd_kafka_message_t, &rd_kafka_message_destroy>>;
-using RdPartitionListPtr = std::unique_ptr<
-    rd_kafka_topic_partition_list_t,
-    RdDeleter<rd_kafka_topic_partition_list_t, &rd_kafka_topic_partition_list_destroy>>;
-using RdMetadataPtr =
-    std::unique_ptr<const rd_kafka_metadata_t,
-                    RdDeleter<const rd_kafka_metadata_t, &rd_kafka_metadata_destroy>>;
-}  // namespace detail
 
 namespace {
 
@@ -97,152 +70,52 @@ po::options_description Describe(TailArgs& args) {
   return desc;
 }
 
-void LogTrampoline(const rd_kafka_t*, int level, const char* facility, const char* text) noexcept {
-  try {
-    // syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug.
-    const LogLevel l = level <= 3   ? LogLevel::kError
-                       : level == 4 ? LogLevel::kWarn
-                       : level <= 6 ? LogLevel::kInfo
-                                    : LogLevel::kDebug;
-    Log(l, text, {{"component", "librdkafka"}, {"facility", facility}});
-  } catch (...) {
-  }
-}
-
-std::map<std::string, std::string> ConsumerProperties(const TailArgs& args,
-                                                      const kafka::ClientConfig& client) {
-  std::map<std::string, std::string> p = {
-      {"bootstrap.servers", client.brokers},
-      {"client.id", client.client_id},
-      {"enable.auto.offset.store", "false"},  // stored after printing: at-least-once
-      {"auto.offset.reset", args.from == "end" ? "latest" : "earliest"},
-      {"enable.partition.eof", "false"},
-      {"fetch.wait.max.ms", "100"},
-      {"log.queue", "true"},  // logs are served by our poll calls, on this thread
-  };
-  if (args.group.empty()) {
-    // librdkafka's assign() needs a group id, but nothing joins or commits under it.
-    p["group.id"] = "kbus-tail-" + std::to_string(std::random_device{}());
-    p["enable.auto.commit"] = "false";
-  } else {
-    p["group.id"] = args.group;
-    p["enable.auto.commit"] = "true";
-  }
-  for (const auto& [k, v] : client.properties) p[k] = v;
-  return p;
-}
-
-Result<detail::RdKafkaPtr> NewConsumer(const std::map<std::string, std::string>& properties) {
-  detail::RdConfPtr conf(rd_kafka_conf_new());
-  char err[512];
-  for (const auto& [k, v] : properties) {
-    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      return Error(ErrorCode::kInvalidArgument,
-                   MaskSecrets("librdkafka property '" + k + "' refused: " + err, properties));
-    }
-  }
-  rd_kafka_conf_set_log_cb(conf.get(), &LogTrampoline);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err);
-  if (rk == nullptr) {
-    return Error(ErrorCode::kInvalidArgument,
-                 MaskSecrets(std::string("cannot create a Kafka consumer: ") + err, properties));
-  }
-  conf.release();  // owned by rk now, only after success
-  detail::RdKafkaPtr handle(rk);
-  rd_kafka_set_log_queue(rk, nullptr);  // the main queue, forwarded to the consumer queue below
-  rd_kafka_poll_set_consumer(rk);
-  return handle;
-}
-
-// The topic's partition count from metadata; retried because a broker that just started may not
-// know the topic yet.
-Result<int> PartitionCount(rd_kafka_t* rk, const std::string& topic) {
+// Every partition the topic has now, from its beginning or its end, with no end. A broker that
+// just started may not know the topic yet: asks again for up to kMetadataTimeout.
+Status AssignAll(kafka::PartitionReader& reader, bool from_end) {
   const auto deadline = std::chrono::steady_clock::now() + kMetadataTimeout;
-  rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_NO_ERROR;
-  while (!StopRequested()) {
-    detail::RdTopicPtr rkt(rd_kafka_topic_new(rk, topic.c_str(), nullptr));
-    const rd_kafka_metadata_t* md = nullptr;
-    last = rd_kafka_metadata(rk, 0, rkt.get(), &md, 5000);
-    if (last == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      detail::RdMetadataPtr owned(md);
-      if (md->topic_cnt == 1) {
-        last = md->topics[0].err;
-        if (last == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
-          return md->topics[0].partition_cnt;
-        }
+  for (;;) {
+    auto partitions = reader.Partitions(kMetadataTimeout);
+    if (partitions.ok()) {
+      std::vector<kafka::PartitionSpan> spans;
+      for (const auto& p : *partitions) {
+        spans.push_back({.partition = p.partition,
+                         .from = from_end ? kafka::PartitionSpan::kEnd : kafka::PartitionSpan::kBeginning});
       }
+      return reader.Assign(spans);
     }
-    if (std::chrono::steady_clock::now() >= deadline) break;
+    if (partitions.error().code() != ErrorCode::kNotFound) return partitions.error();
+    if (std::chrono::steady_clock::now() >= deadline || StopRequested()) {
+      return Error(ErrorCode::kNotFound, partitions.error().message() +
+                                             ": create it with `kbus topics create` (or `kbus broker --topic` on "
+                                             "an embedded broker)");
+    }
     std::this_thread::sleep_for(kPollInterval);
   }
-  if (last == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-    return Error(ErrorCode::kNotFound, "topic '" + topic +
-                                           "' does not exist: create it with `kbus topics create` "
-                                           "(or `kbus broker --topic` on an embedded broker)");
-  }
-  return Error(ErrorCode::kTransport,
-               "cannot read metadata of topic '" + topic + "': " + rd_kafka_err2str(last), true);
-}
-
-Status Subscribe(rd_kafka_t* rk, const TailArgs& args) {
-  rd_kafka_resp_err_t err;
-  if (!args.group.empty()) {
-    detail::RdPartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(topics.get(), args.topic.c_str(), RD_KAFKA_PARTITION_UA);
-    err = rd_kafka_subscribe(rk, topics.get());
-  } else {
-    auto partitions = PartitionCount(rk, args.topic);
-    if (!partitions.ok()) return partitions.error();
-    detail::RdPartitionListPtr list(rd_kafka_topic_partition_list_new(*partitions));
-    for (int p = 0; p < *partitions; ++p) {
-      rd_kafka_topic_partition_list_add(list.get(), args.topic.c_str(), p)->offset =
-          args.from == "end" ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
-    }
-    err = rd_kafka_assign(rk, list.get());
-  }
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return Error(ErrorCode::kTransport,
-                 "cannot read topic '" + args.topic + "': " + rd_kafka_err2str(err));
-  }
-  return Ok();
 }
 
 // One record as a JSON line (without the newline).
-std::string FormatRecord(const rd_kafka_message_t& m) {
-  // Headers as views into the message; a null value reads as empty for the envelope.
-  std::vector<HeaderView> headers;
-  std::vector<bool> is_null;
-  rd_kafka_headers_t* hdrs = nullptr;
-  if (rd_kafka_message_headers(&m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    const char* name = nullptr;
-    const void* value = nullptr;
-    size_t size = 0;
-    for (size_t i = 0;
-         rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
-         ++i) {
-      headers.push_back({name, value ? std::string_view(static_cast<const char*>(value), size)
-                                     : std::string_view()});
-      is_null.push_back(value == nullptr);
-    }
-  }
+std::string FormatRecord(std::string_view topic, const kafka::ReaderRecord& m) {
+  // A null value reads as empty for the envelope.
+  const std::vector<HeaderView> headers = m.HeaderViews();
 
   JsonWriter w(InvalidUtf8::kReplace);  // headers and keys may hold any bytes
   w.StartObject();
   w.Key("topic");
-  w.String(rd_kafka_topic_name(m.rkt));
+  w.String(topic);
   w.Key("partition");
   w.Int64(m.partition);
   w.Key("offset");
   w.Int64(m.offset);
   w.Key("timestamp");
-  if (const std::int64_t ts = rd_kafka_message_timestamp(&m, nullptr); ts >= 0) {
-    w.Int64(ts);
+  if (m.timestamp_ms >= 0) {
+    w.Int64(m.timestamp_ms);
   } else {
     w.Null();
   }
   w.Key("key");
-  if (m.key != nullptr) {
-    w.String({static_cast<const char*>(m.key), m.key_len});
+  if (m.key) {
+    w.String(*m.key);
   } else {
     w.Null();
   }
@@ -257,7 +130,7 @@ std::string FormatRecord(const rd_kafka_message_t& m) {
     }
     if (repeated_later) continue;
     w.Key(headers[i].name);
-    if (is_null[i]) {
+    if (!m.headers[i].value) {
       w.Null();
     } else {
       w.String(headers[i].value);
@@ -285,9 +158,8 @@ std::string FormatRecord(const rd_kafka_message_t& m) {
   }
   w.EndObject();
 
-  const PayloadView payload = ViewPayload(
-      m.payload ? std::optional<std::string_view>({static_cast<const char*>(m.payload), m.len})
-                : std::nullopt);
+  const PayloadView payload =
+      ViewPayload(m.payload ? std::optional<std::string_view>(*m.payload) : std::nullopt);
   w.Key("payload");
   w.RawValue(payload.json);
   if (!payload.note.empty()) field("payload_note", payload.note);
@@ -295,14 +167,21 @@ std::string FormatRecord(const rd_kafka_message_t& m) {
   return w.Take();
 }
 
-using kafka::detail::CheckConsumerError;
-
 // Reads the topic and hands each record to `on_record` until it returns false, a signal, or
-// --timeout-ms without a record (then *idle is set, if given).
-Status Read(rd_kafka_t* rk, const TailArgs& args,
-            const std::function<bool(const rd_kafka_message_t&)>& on_record, bool* idle = nullptr) {
-  if (Status s = Subscribe(rk, args); !s.ok()) return s;
-  const bool committing = !args.group.empty();
+// --timeout-ms without a record (then *idle is set, if given). Without --group it reads every
+// partition and commits nothing; with it, it joins the group and commits what `on_record` saw.
+Status Read(const TailArgs& args, const kafka::ClientConfig& client,
+            const std::function<bool(const kafka::ReaderRecord&)>& on_record, bool* idle = nullptr) {
+  InstallStopSignals();
+  const bool from_end = args.from == "end";
+  auto opened = kafka::PartitionReader::Open(
+      client, {.topic = args.topic,
+               .group = args.group,
+               // With --group: where a partition without a committed offset starts.
+               .reset = from_end ? kafka::OffsetReset::kLatest : kafka::OffsetReset::kEarliest});
+  if (!opened.ok()) return opened.error();
+  kafka::PartitionReader& reader = **opened;
+  if (Status s = args.group.empty() ? AssignAll(reader, from_end) : reader.Subscribe(); !s.ok()) return s;
   auto last_record = std::chrono::steady_clock::now();
   while (!StopRequested()) {
     if (args.timeout_ms > 0 && std::chrono::steady_clock::now() - last_record >=
@@ -310,55 +189,18 @@ Status Read(rd_kafka_t* rk, const TailArgs& args,
       if (idle != nullptr) *idle = true;
       break;
     }
-    detail::RdMessagePtr m(rd_kafka_consumer_poll(rk, static_cast<int>(kPollInterval.count())));
-    if (!m) continue;
-    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (Status s = CheckConsumerError(rk, *m, args.topic); !s.ok()) return s;
-      continue;
-    }
-    const bool more = on_record(*m);
+    auto next = reader.Next(kPollInterval);
+    if (!next.ok()) return next.error();
+    if (!*next) continue;
+    const bool more = on_record(**next);
     last_record = std::chrono::steady_clock::now();
-    if (committing) {
-      // Stored after printing, committed by auto-commit and at exit: at-least-once output.
-      const rd_kafka_resp_err_t err = rd_kafka_offset_store(m->rkt, m->partition, m->offset);
-      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        Log(LogLevel::kWarn, "cannot store offset (partition revoked?)",
-            {{"topic", args.topic},
-             {"partition", m->partition},
-             {"offset", m->offset},
-             {"error", rd_kafka_err2str(err)}});
-      }
-    }
+    reader.Done(**next);  // after printing: at-least-once output
     if (!more) break;
   }
-  if (committing) {
-    const rd_kafka_resp_err_t err = rd_kafka_commit(rk, nullptr, 0);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-      return Error(
-          ErrorCode::kTransport,
-          std::string("cannot commit the printed records' offsets: ") + rd_kafka_err2str(err),
-          true);
-    }
+  if (Status s = reader.Close(); !s.ok()) {
+    return Error(ErrorCode::kTransport, "cannot commit the printed records' offsets: " + s.error().message(), true);
   }
   return Ok();
-}
-
-// Creates the consumer, runs `body` with it, and closes it (leaving the group, when in one, at
-// once instead of after the session timeout).
-Status WithConsumer(const TailArgs& args, const kafka::ClientConfig& client,
-                    const std::function<Status(rd_kafka_t*)>& body) {
-  const auto properties = ConsumerProperties(args, client);
-  Log(LogLevel::kDebug, "consumer configuration",
-      {{"properties", kafka::DescribeProperties(properties)}});
-  InstallStopSignals();
-  auto consumer = NewConsumer(properties);
-  if (!consumer.ok()) return consumer.error();
-  const Status status = body(consumer->get());
-  if (const rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer->get());
-      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    Log(LogLevel::kWarn, "consumer close failed", {{"error", rd_kafka_err2str(err)}});
-  }
-  return status;
 }
 
 // ---- kbus watch ------------------------------------------------------------------------------
@@ -465,24 +307,15 @@ class JobView {
 enum class Seen { kOther, kExitedOk, kExitedFailed };
 
 template <class T>
-std::optional<T> Decode(const rd_kafka_message_t& m) {
-  if (m.payload == nullptr) return std::nullopt;
-  auto decoded = FromJson<T>({static_cast<const char*>(m.payload), m.len});
+std::optional<T> Decode(const kafka::ReaderRecord& m) {
+  if (!m.payload) return std::nullopt;
+  auto decoded = FromJson<T>(*m.payload);
   if (!decoded.ok()) return std::nullopt;
   return std::move(decoded.value());
 }
 
-Seen Show(const rd_kafka_message_t& m, const WatchArgs& args, JobView& view, long long& skipped) {
-  std::vector<HeaderView> headers;
-  rd_kafka_headers_t* hdrs = nullptr;
-  if (rd_kafka_message_headers(&m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    const char* name = nullptr;
-    const void* value = nullptr;
-    size_t size = 0;
-    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
-      if (value != nullptr) headers.push_back({name, std::string_view(static_cast<const char*>(value), size)});
-    }
-  }
+Seen Show(const kafka::ReaderRecord& m, const WatchArgs& args, JobView& view, long long& skipped) {
+  const std::vector<HeaderView> headers = m.HeaderViews();
   const std::string_view type = ParseEnvelope(headers).type;
   auto mine = [&](const std::string& job, int attempt) {
     return args.job.empty() || (job == args.job && (args.attempt == 0 || attempt == args.attempt));
@@ -549,11 +382,9 @@ int RunTail(const std::vector<std::string>& argv) {
   }
 
   long long printed = 0;
-  const Status status = WithConsumer(args, client, [&](rd_kafka_t* rk) {
-    return Read(rk, args, [&](const rd_kafka_message_t& m) {
-      std::cout << FormatRecord(m) << std::endl;  // flushed: a pipe reader sees it at once
-      return args.count == 0 || ++printed < args.count;
-    });
+  const Status status = Read(args, client, [&](const kafka::ReaderRecord& m) {
+    std::cout << FormatRecord(args.topic, m) << std::endl;  // flushed: a pipe reader sees it at once
+    return args.count == 0 || ++printed < args.count;
   });
   if (!status.ok()) return Report(kCommand, status.error());
   return kExitOk;
@@ -595,12 +426,10 @@ int RunWatch(const std::vector<std::string>& argv) {
   Seen end = Seen::kOther;
   bool idle = false;
   long long skipped = 0;
-  const Status status = WithConsumer(args.read, client, [&](rd_kafka_t* rk) {
-    return Read(rk, args.read, [&](const rd_kafka_message_t& m) {
-      end = Show(m, args, view, skipped);
-      return args.job.empty() || end == Seen::kOther;
-    }, &idle);
-  });
+  const Status status = Read(args.read, client, [&](const kafka::ReaderRecord& m) {
+    end = Show(m, args, view, skipped);
+    return args.job.empty() || end == Seen::kOther;
+  }, &idle);
   if (skipped > 0) Log(LogLevel::kInfo, "records that are not launcher events skipped", {{"count", skipped}});
   if (!status.ok()) return Report(kWatchCommand, status.error());
   if (idle) {

@@ -10,9 +10,9 @@
 #include <stdexcept>
 
 #include "commands.hpp"
+#include "kbus/cli/options.hpp"
 #include "kbus/kafka/admin.hpp"
 #include "kbus/log.hpp"
-#include "options.hpp"
 
 namespace kbus::cli {
 

@@ -7,10 +7,10 @@
 #include <string>
 
 #include "commands.hpp"
+#include "kbus/cli/options.hpp"
 #include "kbus/json.hpp"
 #include "kbus/kafka/admin.hpp"
 #include "kbus/kafka/state_topic.hpp"
-#include "options.hpp"
 
 namespace kbus::cli {
 

@@ -11,7 +11,7 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/log.hpp"
 #include "record.hpp"
 

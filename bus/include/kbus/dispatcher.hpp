@@ -7,31 +7,18 @@
 // Thread safety: Dispatch is const and may run on several threads at once.
 
 #include <chrono>
-#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
+// DispatchResult::reason is one of reason::*, defined with the dead-letter records the transport
+// builds from a result. Code that builds those records (MakeDeadLetter, MakeRetry) includes
+// kbus/dead_letter.hpp itself rather than relying on this include.
+#include "kbus/dead_letter.hpp"
 #include "kbus/handler_registry.hpp"
 #include "kbus/record.hpp"
 
 namespace kbus {
-
-namespace reason {
-inline constexpr std::string_view kDecodeError = "decode-error";
-inline constexpr std::string_view kUnknownType = "unknown-type";
-inline constexpr std::string_view kRejected = "rejected";          // the handler said DeadLetter
-inline constexpr std::string_view kHandlerError = "handler-error";  // retries used up
-inline constexpr std::string_view kPublishError = "publish-error";  // outgoing sends kept failing
-inline constexpr std::string_view kMaxDeliveries = "max-deliveries";  // counted, never finished
-// Like max-deliveries, and the last owner died while delivering it: probably the record that
-// crashed it.
-inline constexpr std::string_view kSuspectedCrash = "suspected-crash";
-// The handler threw an exception its policy's `non_retryable` picks out.
-inline constexpr std::string_view kNonRetryable = "non-retryable";
-// The last delivery outlived its visibility timeout, and deliveries are used up.
-inline constexpr std::string_view kVisibilityTimeout = "visibility-timeout";
-}  // namespace reason
 
 struct DispatchResult {
   enum class Kind {
@@ -41,7 +28,7 @@ struct DispatchResult {
     kSkip,        // not for this group (an event type nobody here handles): commit
   };
   Kind kind = Kind::kAck;
-  std::string_view reason;  // for kDeadLetter
+  std::string_view reason;  // for kDeadLetter: one of reason::*, or Outcome::DeadLetterFor's
   std::string error;        // for kRetry and kDeadLetter
   std::chrono::milliseconds retry_after{0};
   std::string_view type;  // the kbus-type header, if any
@@ -61,34 +48,5 @@ class Dispatcher {
  private:
   const HandlerRegistry& registry_;
 };
-
-// Facts the dead-letter record carries besides the original record.
-struct DeadLetterInfo {
-  std::string_view group;
-  std::string_view reason;
-  std::string_view error;
-  int attempts = 0;
-  std::string_view host;
-};
-
-// Facts a retry-tier copy carries besides the original record.
-struct RetryInfo {
-  std::string_view topic;  // the tier topic
-  int deliveries = 0;      // deliveries so far
-  std::int64_t due_ms = 0;  // Unix epoch milliseconds
-  std::string_view error;
-};
-
-// The copy of `record` for a retry tier topic: same key, value and headers, plus kbus-retry-*
-// headers. Where the record first came from is kept across tiers.
-OutgoingRecord MakeRetry(const InboundRecord& record, const RetryInfo& info);
-
-// "<group>.dlq"
-std::string DeadLetterTopic(std::string_view group);
-
-// The dead-letter copy of `record`: same key, value and headers, plus kbus-dlq-* headers.
-// Error text is cut to a few KiB so that a huge exception message cannot make the record too
-// large to send.
-OutgoingRecord MakeDeadLetter(const InboundRecord& record, const DeadLetterInfo& info);
 
 }  // namespace kbus

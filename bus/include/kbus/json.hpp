@@ -90,6 +90,11 @@ class JsonWriter {
   std::unique_ptr<Impl> impl_;
 };
 
+class JsonDocument;
+namespace detail {
+struct JsonValueAccess;  // bus/src/json_parse.hpp
+}  // namespace detail
+
 enum class JsonType { kNull, kBool, kNumber, kString, kArray, kObject };
 std::string_view ToString(JsonType type);
 
@@ -140,10 +145,14 @@ class JsonValue {
   // so this is valid JSON and its recursion is bounded by kMaxJsonDepth.
   std::string ToJson() const;
 
-  // For kbus's own parsing code: wraps a pointer to a rapidjson::Value.
-  explicit JsonValue(const void* value) : v_(value) {}
 
  private:
+  // Only kbus's own parsing code makes views: JsonDocument::Root(), this class's accessors, and
+  // the dispatcher's pooled document (through detail::JsonValueAccess, in bus/src).
+  friend class JsonDocument;
+  friend struct detail::JsonValueAccess;
+  explicit JsonValue(const void* value) : v_(value) {}  // a const rapidjson::Value*
+
   const void* v_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "kbus/dead_letter.hpp"
+
 namespace kbus::testing {
 
 InMemoryBus::InMemoryBus(const HandlerRegistry& handlers, InMemoryOptions options)

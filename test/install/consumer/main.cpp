@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "kbus/cli/options.hpp"
 #include "kbus/handler_registry.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
 #include "kbus/kafka/producer.hpp"
@@ -46,8 +47,22 @@ bool WorkflowsLink() {
   return registry.size() == 2;  // Ping and the workflow's timeout message
 }
 
+// kbus::cli is installed too, with its Boost dependency: a worker's options parsed as kbus's
+// programs parse them.
+bool CliLinks() {
+  namespace po = boost::program_options;
+  kbus::kafka::WorkerConfig config;
+  kbus::cli::WorkerOptions options;
+  po::options_description desc("consumer options");
+  kbus::cli::AddWorkerOptions(desc, options, config);
+  auto parsed = kbus::cli::ParseArgs({"--brokers", "localhost:9092", "--group", "consumer"}, desc);
+  return parsed.ok() && kbus::cli::ApplyWorkerOptions(options, *parsed, config).ok() &&
+         config.group == "consumer";
+}
+
 int main() {
   if (!WorkflowsLink()) return 1;
+  if (!CliLinks()) return 1;
   kbus::kafka::EmbeddedBroker broker;
   std::atomic<bool> pinged{false};
   kbus::HandlerRegistry handlers;

@@ -39,7 +39,8 @@ struct ClientConfig {
   // Bootstrap servers, "host:port[,host:port]". The CLI and examples also accept "embedded".
   std::string brokers = "localhost:9092";
   std::string client_id = "kbus";
-  // Raw librdkafka properties; applied last, so they override kbus's choices.
+  // Raw librdkafka properties; applied last, so they override kbus's choices. PartitionReader
+  // keeps the few its reads rest on (kbus/kafka/partition_reader.hpp).
   std::map<std::string, std::string> properties;
 };
 
@@ -96,10 +97,18 @@ struct WorkerConfig {
   int local_attempts = 3;
   // Records fetched but not yet finished, per partition; past it the partition is paused.
   std::size_t max_buffered_per_partition = 5000;
-  // At shutdown and on revocation: how long outgoing sends may take before we give up on them.
+  // After Stop(): one deadline for the running handlers of every partition and then for the
+  // outgoing sends (their results, dead letters, retry copies). No new record starts. At the
+  // deadline, handlers still running are abandoned (cancelled; their records are not committed
+  // and go to the next owner) and unacknowledged sends are no longer waited for; the worker
+  // commits what finished and leaves the group. Run() then still waits for the abandoned
+  // handlers to return, up to their stuck limit (worker.hpp). Before the exit for a stuck
+  // handler, sends are waited for the shorter of this and 5 s.
   std::chrono::milliseconds shutdown_grace{10000};
-  // On revocation: how long running handlers may take before they are abandoned (the group
-  // waits for this member meanwhile).
+  // When partitions are revoked: the same deadline, for the revoked partitions' running
+  // handlers and then their outgoing sends; then what finished is committed and the partitions
+  // are given up. The group's rebalance waits for this member meanwhile. Lost partitions (the
+  // session expired) get no grace and no commit.
   std::chrono::milliseconds revoke_grace{3000};
   // A partition that has work (records buffered, or the broker's end beyond what was read)
   // but has neither received nor finished a record for this long, with nothing of ours holding

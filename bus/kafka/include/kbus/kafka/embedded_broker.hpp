@@ -14,7 +14,7 @@
 
 #include "kbus/result.hpp"
 
-struct rd_kafka_mock_cluster_s;  // librdkafka's mock cluster, for fault injection in tests
+struct rd_kafka_mock_cluster_s;  // librdkafka's mock cluster: never handed out (see below)
 
 namespace kbus::kafka {
 
@@ -41,9 +41,12 @@ class EmbeddedBroker {
   // with 4 partitions.
   Status CreateTopic(std::string_view name, int partitions);
 
+ private:
+  // Fault injection (librdkafka's rd_kafka_mock_* calls) is not part of this API: kbus's own
+  // tests reach the cluster through EmbeddedBrokerFaults (test/support/broker_faults.hpp).
+  friend struct EmbeddedBrokerFaults;
   rd_kafka_mock_cluster_s* mock_cluster() const;
 
- private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

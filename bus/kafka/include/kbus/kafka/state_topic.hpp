@@ -33,7 +33,10 @@ class StateTopic {
 
   // Reads `partition` from its first kept record to its end as of the call, and calls `each`
   // once per key with the key's latest value and its offset (keys in byte order). A tombstone
-  // removes its key; records without a key are skipped.
+  // removes its key; records without a key are skipped. It reads with a PartitionReader of its
+  // own. Errors: kTransport when the partition cannot be read (no such topic or partition,
+  // records deleted while loading), kTimeout when it was not read to its end within `timeout`,
+  // kInvalidArgument for a client property the reader refuses.
   Status Load(std::int32_t partition,
               const std::function<void(std::string_view key, std::string_view value, std::int64_t offset)>& each,
               std::chrono::milliseconds timeout = std::chrono::seconds(30));

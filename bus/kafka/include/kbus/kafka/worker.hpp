@@ -63,8 +63,11 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Joins the group and handles records until Stop(); then finishes the record in hand, waits
-  // up to shutdown_grace for outgoing sends, commits, and leaves the group.
+  // Joins the group and handles records until Stop(); then starts no new record, gives the
+  // running handlers and then their outgoing sends until shutdown_grace (one deadline for both),
+  // abandons what still runs, commits what finished, and leaves the group. Returns once the
+  // abandoned handlers have returned; one still running kStuckFactor visibility timeouts after
+  // it started makes the process exit with kExitStuckHandler instead.
   void Run();
   void Stop() noexcept;
 

@@ -1,4 +1,4 @@
-#include "options.hpp"
+#include "kbus/cli/options.hpp"
 
 #include <atomic>
 #include <cctype>

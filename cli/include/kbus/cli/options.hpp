@@ -1,14 +1,17 @@
 #pragma once
-// Option parsing shared by the kbus subcommands: KBUS_* environment variables, -X librdkafka
-// properties, name=value headers and NAME[:PARTITIONS] topic specs.
+// kbus::cli: the option parsing kbus's programs share (the `kbus` tool, kbus-launcher, the
+// examples): KBUS_* environment variables, -X librdkafka properties, worker settings, name=value
+// headers and NAME[:PARTITIONS] topic specs, help and exit codes, stop signals. It is for main()s:
+// Boost.Program_options appears here and in them, never in the other kbus libraries, which see
+// only the typed config structs this fills.
 //
 // Usage errors come back as kbus::Error with ErrorCode::kInvalidArgument and a message that names
 // the flag (or the environment variable it came from); Report() turns them into exit code 2.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <set>
-#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
