@@ -17,6 +17,7 @@
 
 #include "it_support.hpp"
 #include "kbus/kafka/delivery_ledger.hpp"
+#include "broker_faults.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
 
 namespace lt {
@@ -119,7 +120,7 @@ struct Rig {
 // The embedded broker's fault injection, or nullptr on real Kafka.
 rd_kafka_mock_cluster_t* Mock() {
   kbus::kafka::EmbeddedBroker* broker = TestBroker::Get().embedded_broker();
-  return broker == nullptr ? nullptr : broker->mock_cluster();
+  return broker == nullptr ? nullptr : kbus::kafka::EmbeddedBrokerFaults::MockCluster(*broker);
 }
 
 // The broker's next `n` answers to offset commits are `error` (NO_ERROR: accepted), each sent
