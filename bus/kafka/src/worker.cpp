@@ -45,19 +45,6 @@ struct Worker::Impl {
   static constexpr std::chrono::seconds kMinPollSilence{30};
   static constexpr std::chrono::seconds kLagInterval{1};
 
-  // A slot given back (DeliveryPolicy::slots) wakes the poll thread. Slots outlive the worker
-  // (a launcher's jobs keep theirs), so the queue is detached when the worker stops.
-  struct SlotWake {
-    std::mutex mu;
-    rd_kafka_queue_t* queue = nullptr;
-    std::atomic<bool> freed{false};
-    void Signal() {
-      freed.store(true);
-      std::lock_guard lock(mu);
-      if (queue != nullptr) rd_kafka_queue_yield(queue);
-    }
-  };
-
   Impl(WorkerConfig c, const HandlerRegistry& h)
       : config(std::move(c)),
         handlers(h),
@@ -76,7 +63,7 @@ struct Worker::Impl {
         max_deliveries([this](const rd_kafka_message_t& m) { return policies.MaxDeliveries(policies.Of(m)); }) {}
 
   ~Impl() {
-    DetachSlots();
+    policies.UnwatchSlots();
     pool.Stop();
   }
 
@@ -100,7 +87,6 @@ struct Worker::Impl {
   HandlerPool pool;  // after what its threads use
   const PartitionBook::MaxDeliveries max_deliveries;
   std::atomic<bool> stop{false};
-  std::shared_ptr<SlotWake> slot_wake = std::make_shared<SlotWake>();
   Clock::time_point next_commit{};
   Clock::time_point next_stall_check{};
   Clock::time_point next_lag_update{};
@@ -135,13 +121,7 @@ struct Worker::Impl {
     consumer.Open(props, {this, &Impl::RebalanceTrampoline, stats ? &Impl::StatsTrampoline : nullptr, &Impl::ErrorTrampoline},
                   topics);
     committer.Attach(consumer.get(), consumer.queue());
-    if (!policies.slot_pools().empty()) {
-      {
-        std::lock_guard lock(slot_wake->mu);
-        slot_wake->queue = consumer.queue();
-      }
-      for (const auto& slots : policies.slot_pools()) slots->SetListener([wake = slot_wake] { wake->Signal(); });
-    }
+    policies.WatchSlots(consumer.queue());
     ProducerConfig pc;
     pc.client = config.client;
     pc.client.client_id = config.client.client_id + "-out";
@@ -168,13 +148,6 @@ struct Worker::Impl {
       series.stalled_gauge->Set(counters.stalled.load(std::memory_order_relaxed));
     });
     probe = board->Add("worker " + config.group, [this] { return Probe(); });
-  }
-
-  // Slots outlive the worker (a launcher's jobs keep theirs): stop being woken by them.
-  void DetachSlots() {
-    for (const auto& slots : policies.slot_pools()) slots->SetListener(nullptr);
-    std::lock_guard lock(slot_wake->mu);
-    slot_wake->queue = nullptr;
   }
 
   // ---- operations (docs/operations.md) ------------------------------------------------------
@@ -237,7 +210,7 @@ struct Worker::Impl {
       ProcessResults();
       pool.Bury(book.released());
       if (taken == 0) pool.FlushGraves();
-      if (!policies.slot_pools().empty() && slot_wake->freed.exchange(false)) book.SlotsFreed();
+      if (policies.SlotsFreed()) book.SlotsFreed();
       if (outbox.pending() > 0) outbox.Poll(std::chrono::milliseconds(0));
       const auto now = Clock::now();
       CheckHandlers(now);
@@ -436,21 +409,7 @@ struct Worker::Impl {
       p.lag = &series.lag_family->With({config.group, p.topic, std::to_string(p.partition)});
       committer.TakeOver(p, tp);
     }
-    if (cooperative) {
-      if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, parts)) {
-        Log(LogLevel::kError, "incremental assign failed", {{"error", rd_kafka_error_string(e)}});
-        rd_kafka_error_destroy(e);
-      }
-    } else {
-      rd_kafka_assign(rk, parts);
-    }
-    // librdkafka keeps a partition's application pause across a revoke and a new assignment
-    // (2.0.2 resets only its own internal pause), while the new Partition starts unpaused: a
-    // partition paused before a rebalance that hands it back would otherwise never be fetched
-    // again. Resume them all, so both sides start from "fetching".
-    if (rd_kafka_resp_err_t e = rd_kafka_resume_partitions(rk, parts)) {
-      Log(LogLevel::kError, "cannot resume assigned partitions", {{"error", rd_kafka_err2str(e)}});
-    }
+    Consumer::Assign(rk, parts, cooperative);
     Log(LogLevel::kInfo, "partitions assigned", {{"count", parts->cnt}, {"group", config.group}});
     series.rebalances_assigned->Inc();
     group.SetJoined(true);
@@ -468,11 +427,7 @@ struct Worker::Impl {
       // Not ours any more: its lag is the new owner's to report.
       series.lag_family->Remove({config.group, tp.topic, std::to_string(tp.partition)});
     }
-    if (cooperative) {
-      if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, parts)) rd_kafka_error_destroy(e);
-    } else {
-      rd_kafka_assign(rk, nullptr);
-    }
+    Consumer::Unassign(rk, parts, cooperative);
     Log(LogLevel::kInfo, lost ? "partitions lost" : "partitions revoked", {{"count", parts->cnt}, {"group", config.group}});
     (lost ? series.rebalances_lost : series.rebalances_revoked)->Inc();
     // Lost: the member is out of the group (its session ended) until it joins again.
@@ -532,7 +487,7 @@ struct Worker::Impl {
   void Shutdown() {
     board->SetShuttingDown();  // not ready from now on: the process is going away
     Log(LogLevel::kInfo, "worker stopping", {{"group", config.group}});
-    DetachSlots();
+    policies.UnwatchSlots();
     // A lease in flight is answered first: its records run (or not) like the others.
     committer.Settle(config.shutdown_grace);
     std::vector<Partition*> all;

@@ -29,6 +29,32 @@ void Consumer::Open(const std::map<std::string, std::string>& properties, const 
   }
 }
 
+void Consumer::Assign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* parts, bool cooperative) {
+  if (cooperative) {
+    if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, parts)) {
+      Log(LogLevel::kError, "incremental assign failed", {{"error", rd_kafka_error_string(e)}});
+      rd_kafka_error_destroy(e);
+    }
+  } else {
+    rd_kafka_assign(rk, parts);
+  }
+  // librdkafka keeps a partition's application pause across a revoke and a new assignment
+  // (2.0.2 resets only its own internal pause), while the new Partition starts unpaused: a
+  // partition paused before a rebalance that hands it back would otherwise never be fetched
+  // again. Resume them all, so both sides start from "fetching".
+  if (rd_kafka_resp_err_t e = rd_kafka_resume_partitions(rk, parts)) {
+    Log(LogLevel::kError, "cannot resume assigned partitions", {{"error", rd_kafka_err2str(e)}});
+  }
+}
+
+void Consumer::Unassign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* parts, bool cooperative) {
+  if (cooperative) {
+    if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, parts)) rd_kafka_error_destroy(e);
+  } else {
+    rd_kafka_assign(rk, nullptr);
+  }
+}
+
 void Consumer::SyncPause(Partition& p) {
   const bool pause = PartitionBook::WantsPause(p);
   if (pause == p.paused) return;

@@ -37,6 +37,11 @@ class Consumer {
   rd_kafka_t* get() const { return handle_.get(); }
   rd_kafka_queue_t* queue() const { return queue_.get(); }
 
+  // Takes or gives up `parts` in a rebalance (served from the rebalance callback on `rk`).
+  // Assigned partitions start fetching, whatever librdkafka kept from before.
+  static void Assign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* parts, bool cooperative);
+  static void Unassign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* parts, bool cooperative);
+
   // Pauses or resumes fetching of `p` so that librdkafka's state matches the book's reasons
   // (PartitionBook::WantsPause): the one place that tells librdkafka.
   void SyncPause(Partition& p);

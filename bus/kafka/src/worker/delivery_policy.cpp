@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kbus/dispatcher.hpp"
 #include "kbus/envelope.hpp"
 
 namespace kbus::kafka::worker {
@@ -19,6 +18,27 @@ DeliveryPolicies::DeliveryPolicies(const WorkerConfig& config, const HandlerRegi
       for (const auto& tier : *p.retry_tiers) tier_topics_.insert(RetryTierTopic(config.group, tier));
     }
   }
+}
+
+void DeliveryPolicies::WatchSlots(rd_kafka_queue_t* queue) {
+  if (slot_pools_.empty()) return;
+  {
+    std::lock_guard lock(wake_->mu);
+    wake_->queue = queue;
+  }
+  for (const auto& slots : slot_pools_) {
+    slots->SetListener([wake = wake_] {
+      wake->freed.store(true);
+      std::lock_guard lock(wake->mu);
+      if (wake->queue != nullptr) rd_kafka_queue_yield(wake->queue);
+    });
+  }
+}
+
+void DeliveryPolicies::UnwatchSlots() {
+  for (const auto& slots : slot_pools_) slots->SetListener(nullptr);
+  std::lock_guard lock(wake_->mu);
+  wake_->queue = nullptr;
 }
 
 const DeliveryPolicy* DeliveryPolicies::Of(std::string_view type) const {

@@ -5,8 +5,10 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <set>
 #include <string>
@@ -47,12 +49,24 @@ class DeliveryPolicies {
   const std::set<std::string>& tier_topics() const { return tier_topics_; }
   // Slots of the types that need them.
   const std::vector<std::shared_ptr<Slots>>& slot_pools() const { return slot_pools_; }
+  // A slot given back wakes the poll thread by yielding `queue`. Slots outlive the worker (a
+  // launcher's jobs keep theirs), so the worker stops watching when it stops.
+  void WatchSlots(rd_kafka_queue_t* queue);
+  void UnwatchSlots();
+  // A slot was given back since the last call.
+  bool SlotsFreed() { return !slot_pools_.empty() && wake_->freed.exchange(false); }
 
  private:
+  struct Wake {
+    std::mutex mu;
+    rd_kafka_queue_t* queue = nullptr;  // null once unwatched
+    std::atomic<bool> freed{false};
+  };
   const WorkerConfig& config_;
   const HandlerRegistry& handlers_;
   std::set<std::string> tier_topics_;
   std::vector<std::shared_ptr<Slots>> slot_pools_;
+  std::shared_ptr<Wake> wake_ = std::make_shared<Wake>();  // shared with the slots' listeners
   bool typed_visibility_ = false;  // some type sets its own visibility timeout
   std::mt19937_64 rng_;
 };

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/envelope.hpp"
 #include "kbus/log.hpp"
 

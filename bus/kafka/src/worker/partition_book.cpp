@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <iterator>
 
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 #include "kbus/envelope.hpp"
 
 namespace kbus::kafka::worker {

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "kbus/dead_letter.hpp"
 #include "kbus/log.hpp"
 
 namespace kbus::kafka::worker {

@@ -1,6 +1,6 @@
 #include "series.hpp"
 
-#include "kbus/dispatcher.hpp"
+#include "kbus/dead_letter.hpp"
 
 namespace kbus::kafka::worker {
 
