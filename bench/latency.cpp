@@ -41,7 +41,7 @@
 //       plain loop does not keep. Replying on the same partition number keeps each input
 //       partition's acknowledgements in order, so a stored offset never passes an unacknowledged
 //       reply. The consumer and producer get exactly the librdkafka properties the Worker's do
-//       (raw::ConsumerConf, raw::ProducerConf: idempotent, acks=all, linger.ms=5,
+//       (raw::ConsumerConf, raw::ProducerConf: idempotent, acks=all, linger.ms=1,
 //       fetch.wait.max.ms=100, session.timeout.ms=10000, range).
 //   (b) kbus: a Worker with default settings (WorkerConfig{} plus brokers and group) and a
 //       typed handler that sends the reply through its Context (as examples/quickstart does).
@@ -144,6 +144,7 @@ class RawHop {
     consumer_ = raw::NewClient(RD_KAFKA_CONSUMER, cconf);
     kbus::kafka::ProducerConfig pc;
     pc.client = config.client;
+    pc.linger = std::chrono::milliseconds(1);  // as the Worker's outgoing producer
     raw::RdConfPtr pconf = raw::ProducerConf(pc);
     rd_kafka_conf_set_opaque(pconf.get(), this);
     rd_kafka_conf_set_dr_msg_cb(pconf.get(), &RawHop::Delivered);
