@@ -173,4 +173,15 @@ Status Producer::Flush(std::chrono::milliseconds timeout) {
 
 int Producer::InFlight() const { return rd_kafka_outq_len(impl_->rk.get()); }
 
+Status Producer::LearnTopics(std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* md = nullptr;
+  const rd_kafka_resp_err_t err =
+      rd_kafka_metadata(impl_->rk.get(), /*all_topics=*/1, nullptr, &md, static_cast<int>(timeout.count()));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Error(ErrorCode::kTransport, std::string("cannot learn the cluster's topics: ") + rd_kafka_err2str(err), true);
+  }
+  rd_kafka_metadata_destroy(md);  // librdkafka keeps what it learned in its metadata cache
+  return Ok();
+}
+
 }  // namespace kbus::kafka

@@ -161,6 +161,7 @@ struct Worker::Impl {
     f.stuck = pool.StuckFor(now, kStuckFactor) > Clock::duration::zero();
     f.stuck_factor = kStuckFactor;
     f.stopping = stop.load(std::memory_order_relaxed) || run_ended.load(std::memory_order_relaxed);
+    f.producer_warm = outbox.warm();
     f.running = pool.Running();
     f.assigned = counters.assigned.load(std::memory_order_relaxed);
     f.paused = static_cast<std::uint32_t>(std::max(0, counters.paused.load(std::memory_order_relaxed)));

@@ -78,7 +78,7 @@ health::Report GroupWatch::Report(const Facts& f) const {
     r.live = false;
     r.reason = "a handler has run past " + std::to_string(f.stuck_factor) + " visibility timeouts";
   }
-  r.ready = r.live && !f.stopping && reachable() && joined();
+  r.ready = r.live && !f.stopping && reachable() && joined() && f.producer_warm;
   if (r.reason.empty()) {
     if (f.stopping) {
       r.reason = "the worker is stopping";
@@ -88,6 +88,8 @@ health::Report GroupWatch::Report(const Facts& f) const {
       r.reason = "the group is not joined yet (group state " + group_state + ")";
       // librdkafka joins only once a subscribed topic exists.
       if (group_state == "up/init") r.reason += ": do the worker's topics exist?";
+    } else if (!f.producer_warm) {
+      r.reason = "the worker's producer is still learning the cluster's topics";
     }
   }
   r.active_work = f.running;

@@ -55,7 +55,8 @@ class GroupWatch {
     bool stuck = false;               // a handler ran past stuck_factor visibility timeouts
     int stuck_factor = 0;
     bool stopping = false;
-    std::int64_t running = 0;  // handler runs executing now
+    bool producer_warm = true;  // the outgoing producer has learned the cluster's topics
+    std::int64_t running = 0;   // handler runs executing now
     std::uint32_t assigned = 0, paused = 0, stalled = 0;
   };
   health::Report Report(const Facts& facts) const;

@@ -12,7 +12,23 @@ Outbox::Outbox(const WorkerConfig& config, PartitionBook& book, DeliveryPolicies
                Counters& counters, const Clock::time_point& turn)
     : config_(config), book_(book), policies_(policies), series_(series), counters_(counters), turn_(turn) {}
 
-void Outbox::Open(const ProducerConfig& config) { producer_ = std::make_unique<Producer>(config); }
+void Outbox::Open(const ProducerConfig& config) {
+  producer_ = std::make_unique<Producer>(config);
+  warm_up_ = std::thread([this] {
+    while (!stopping_.load(std::memory_order_relaxed)) {
+      if (producer_->LearnTopics(std::chrono::seconds(1)).ok()) {
+        warm_.store(true, std::memory_order_relaxed);
+        return;
+      }
+      // The brokers are not reachable yet: the worker is not ready, and says why elsewhere.
+    }
+  });
+}
+
+Outbox::~Outbox() {
+  stopping_.store(true, std::memory_order_relaxed);
+  if (warm_up_.joinable()) warm_up_.join();
+}
 
 void Outbox::SendAll(Partition& p, Entry& e, std::vector<OutgoingRecord> outgoing) {
   e.outgoing = std::move(outgoing);

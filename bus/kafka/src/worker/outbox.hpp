@@ -6,11 +6,13 @@
 // leads to: a retry here, a tier copy, or the dead-letter topic (DeliveryPolicies decides which).
 // Poll thread only.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "kbus/kafka/config.hpp"
@@ -30,7 +32,12 @@ class Outbox {
   Outbox(const WorkerConfig& config, PartitionBook& book, DeliveryPolicies& policies, Series& series,
          Counters& counters, const Clock::time_point& turn);
 
+  // Creates the producer, and starts learning the cluster's topics on a thread of its own
+  // (Producer::LearnTopics), so that the first message to any topic leaves at once.
   void Open(const ProducerConfig& config);
+  ~Outbox();
+  // The producer has learned the cluster's topics: part of the worker's readiness. Any thread.
+  bool warm() const { return warm_.load(std::memory_order_relaxed); }
 
   // The handler succeeded with these messages to send.
   void SendAll(Partition& p, Entry& e, std::vector<OutgoingRecord> outgoing);
@@ -64,6 +71,9 @@ class Outbox {
   Counters& counters_;
   const Clock::time_point& turn_;
   std::unique_ptr<Producer> producer_;
+  std::atomic<bool> warm_{false};
+  std::atomic<bool> stopping_{false};
+  std::thread warm_up_;  // joined before the producer goes
   int pending_ = 0;
   std::vector<HeaderView> header_buf_;
 };

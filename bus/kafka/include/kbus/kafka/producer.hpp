@@ -55,6 +55,12 @@ class Producer {
   // Records queued or in flight.
   int InFlight() const;
 
+  // Learns where every topic of the cluster lives (one metadata request for all topics), so
+  // that the first record to any of them is sent at once: librdkafka 2.0.2 otherwise holds the
+  // first record to a topic it does not know for about a second while it looks the topic up.
+  // Safe from any thread.
+  Status LearnTopics(std::chrono::milliseconds timeout);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
