@@ -25,8 +25,9 @@
 // - live while the poll loop turns (it turned within max(30 s, 3 session timeouts), or the
 //   worker is stopping) and no handler has run past kStuckFactor visibility timeouts;
 // - ready while the group coordinator is reachable (librdkafka's group state "up", from its
-//   statistics once a second) and the member has joined the group (an assignment, possibly
-//   empty, since it last lost its membership); never once Stop() was called. A worker whose
+//   statistics once a second), the member has joined the group (an assignment, possibly
+//   empty, since it last lost its membership) and the worker's producer has learned the
+//   cluster's topics (Producer::LearnTopics); never once Stop() was called. A worker whose
 //   brokers are not up yet keeps trying, not ready, and logs "waiting for the brokers".
 
 #include <atomic>
