@@ -284,6 +284,9 @@ struct Worker::Impl {
     // run it again. The suspect is leased once that commit is answered.
     if (commit_first && committer.CommitAllAsync()) return;
     committer.Lease(now, pool.queued(), [this](Partition&, Entry& e) {
+      // Only when some type takes slots: reading a record's type here would parse its headers
+      // on this thread, and they are best parsed (and freed) by the handler thread.
+      if (policies.slot_pools().empty()) return true;
       const DeliveryPolicy* policy = policies.Of(*e.msg);
       if (policy == nullptr || !policy->slots) return true;
       if (!policy->slots->TryTake()) return false;
