@@ -158,7 +158,7 @@ void OffsetCommitter::Lease(Clock::time_point now, std::size_t queued,
 void OffsetCommitter::Send(RdPartitionListPtr list, bool lease,
                            std::vector<std::pair<std::uint64_t, std::int64_t>> leased) {
   const rd_kafka_resp_err_t err = rd_kafka_commit_queue(consumer_, list.get(), answers_, nullptr, nullptr);
-  in_flight_.emplace(InFlight{std::move(list), lease, std::move(leased)});
+  in_flight_.emplace(InFlight{std::move(list), lease, std::move(leased), Clock::now()});
   if (err) OnAnswer(err, nullptr);  // refused before it was sent
 }
 
@@ -196,6 +196,7 @@ bool OffsetCommitter::Settle(std::chrono::milliseconds timeout) {
 void OffsetCommitter::OnAnswer(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* answer) {
   InFlight done = std::move(*in_flight_);
   in_flight_.reset();
+  last_round_trip_ = Clock::now() - done.sent;
   const bool accepted = OnCommitted(err, done.list.get(), answer);
   leased_buf_.clear();
   for (auto& [epoch, offset] : done.leased) {

@@ -56,6 +56,8 @@ class OffsetCommitter {
 
   // A commit is in flight: the next one waits for its answer.
   bool busy() const { return in_flight_.has_value(); }
+  // How long the broker took to answer the last commit.
+  Clock::duration last_round_trip() const { return last_round_trip_; }
   // Serves the answer to the commit in flight if it arrived, waiting up to `timeout` for it.
   void Poll(std::chrono::milliseconds timeout);
   // Waits up to `timeout` for the commit in flight to be answered. False when it was not.
@@ -86,6 +88,7 @@ class OffsetCommitter {
     detail::RdPartitionListPtr list;
     bool lease = false;
     std::vector<std::pair<std::uint64_t, std::int64_t>> leased;
+    Clock::time_point sent{};
   };
   static void Add(rd_kafka_topic_partition_list_t* list, const Partition& p, std::string metadata);
   // The list of every partition of `ps` whose offset or ledger changed.
@@ -105,6 +108,7 @@ class OffsetCommitter {
   rd_kafka_t* consumer_ = nullptr;
   rd_kafka_queue_t* answers_ = nullptr;  // the broker's answers to commits
   std::optional<InFlight> in_flight_;
+  Clock::duration last_round_trip_{};
   std::vector<EntryRef> leased_buf_;
   std::vector<std::pair<std::int64_t, int>> ledger_buf_;
   bool ledger_full_logged_ = false;
