@@ -91,14 +91,19 @@ class Sender {
 // Reads the output topic on its own thread and records each reply's latency by command index.
 class Receiver {
  public:
-  Receiver(const std::string& brokers, const std::string& topic, int partitions, std::size_t expected)
+  // `fetch_wait`: fetch.wait.max.ms. A real broker answers a waiting fetch as soon as data
+  // arrives, so a long wait costs nothing there, while a short one makes the broker answer
+  // hundreds of empty fetches a second; the embedded broker answers an empty fetch only after
+  // the whole wait, so there it must be short.
+  Receiver(const std::string& brokers, const std::string& topic, int partitions, std::size_t expected,
+           std::chrono::milliseconds fetch_wait)
       : latency_ns_(expected), probed_(static_cast<std::size_t>(partitions)) {
     for (auto& l : latency_ns_) l.store(-1, std::memory_order_relaxed);
     rk_ = raw::NewClient(RD_KAFKA_CONSUMER, {{"bootstrap.servers", brokers},
                                              {"client.id", "kbus-bench-receiver"},
                                              {"group.id", "kbus-bench-receiver"},  // never joined
                                              {"enable.auto.commit", "false"},
-                                             {"fetch.wait.max.ms", "1"}});
+                                             {"fetch.wait.max.ms", raw::Ms(fetch_wait)}});
     raw::Assign(rk_.get(), topic, partitions, RD_KAFKA_OFFSET_BEGINNING);
     thread_ = std::thread([this] { Loop(); });
   }
@@ -106,11 +111,13 @@ class Receiver {
   Receiver& operator=(const Receiver&) = delete;
   ~Receiver() { Stop(); }
 
+  // Closes and destroys the consumer: before its topic is deleted (see RunPass).
   void Stop() {
     if (!thread_.joinable()) return;
     stop_.store(true);
     thread_.join();
     raw::Close(rk_.get());
+    rk_.reset();
   }
 
   // Whether it read a probe (Sender::Probe) from every partition: it fetches.
