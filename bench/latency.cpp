@@ -59,11 +59,12 @@
 // soon as data arrives), so at low rates a consumer's fetch wait is added to the latency of a
 // record that just missed a fetch. --fetch-wait-ms changes it for both hops.
 //
-// What the first runs showed (librdkafka 2.0.2): (b)'s first reply takes about 1 s on both
-// brokers, because the Worker's producer learns the output topic on its first record and asks
-// for its metadata only on librdkafka's next once-a-second topic scan; at 200 msg/s (b) adds
-// about one commit round trip per record (its lease commit); linger.ms=5 is most of either
-// side's p50 at low rates (with linger.ms=0 both fall from ~7 ms to ~1.5-2 ms on Kafka).
+// What the first runs showed (librdkafka 2.0.2), and what changed since: (b)'s first reply took
+// about 1 s on both brokers, because the Worker's producer learned the output topic only on its
+// first record, from librdkafka's next once-a-second topic scan (the Worker now learns every
+// topic before it reports ready); at low rates (b) adds about one commit round trip per record
+// (its lease commit, now asynchronous); the producers' linger.ms was most of either side's p50
+// (5 ms then, 1 ms now on both).
 //
 // The program exits 1 when a command's reply does not arrive, arrives twice, or the hop fails
 // to start; never on the figures.
@@ -457,7 +458,7 @@ int RunLatency(const LatencyOptions& o) {
   std::printf("load        %.0f msg/s, %d partitions; per pass command 0 at ready, then %.1f s warm-up and %.1f s "
               "measured, fresh topics and group\n", o.rate, o.partitions, o.warmup_seconds, o.seconds);
   std::printf("hops        the Worker's defaults on both: fetch.wait.max.ms=%lld, commits every %lld ms, producer "
-              "idempotent, acks=all, linger.ms=5\n",
+              "idempotent, acks=all, linger.ms=1\n",
               fetch_wait, static_cast<long long>(defaults.commit_interval.count()));
   const std::vector<double> commit_ms = CommitRoundTrips(env, 50);
   std::printf("commit      one synchronous offset commit (a Worker waits for one before a leased batch runs): "
