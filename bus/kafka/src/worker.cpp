@@ -44,8 +44,10 @@ struct Worker::Impl {
   // Liveness: the poll loop has turned within max(kMinPollSilence, 3 session timeouts).
   static constexpr std::chrono::seconds kMinPollSilence{30};
   static constexpr std::chrono::seconds kLagInterval{1};
-  // The longest a lease waits for the previous one (LeaseSpacing).
+  // The longest a lease waits for the previous one, and a commit round trip that says the
+  // broker is busy (LeaseSpacing).
   static constexpr std::chrono::milliseconds kMaxLeaseSpacing{5};
+  static constexpr std::chrono::milliseconds kBusyBroker{1};
 
   Impl(WorkerConfig c, const HandlerRegistry& h)
       : config(std::move(c)),
@@ -283,11 +285,14 @@ struct Worker::Impl {
   // Leasing at once keeps a record's wait short, but each lease is a commit the broker writes:
   // a stream of leases of a record or two each saturated a broker sharing 2 cores with the
   // worker (kbus-bench --latency, 2,000 msg/s on real Kafka: the broker's JVM at 100 % CPU and
-  // latency growing without bound). So a lease follows the previous one by at least four of the
-  // broker's round trips, at most kMaxLeaseSpacing: an idle broker answers within a fraction of
-  // a millisecond, and a busy one slows the leases down and makes each one larger.
+  // latency growing without bound). A broker that answers a commit within a millisecond is not
+  // loaded, and leases go at once (at 500 msg/s spacing them cost 2 ms at p50); one that takes
+  // longer gets the next lease no sooner than four of its round trips later, at most
+  // kMaxLeaseSpacing, so that each lease carries more records.
   Clock::duration LeaseSpacing() const {
-    return std::min<Clock::duration>(kMaxLeaseSpacing, 4 * committer.last_round_trip());
+    const Clock::duration rtt = committer.last_round_trip();
+    if (rtt < kBusyBroker) return Clock::duration::zero();
+    return std::min<Clock::duration>(kMaxLeaseSpacing, 4 * rtt);
   }
 
   void LeaseAndPump(Clock::time_point now) {
