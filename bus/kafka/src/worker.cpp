@@ -280,8 +280,6 @@ struct Worker::Impl {
     if (p->pause_queued) ApplyPauses();  // full: stop fetching before the rest of the wave
   }
 
-  // Counts the next deliveries of every partition in one lease commit (PartitionBook::Choose
-  // picks them); they run once the broker answered (RunLeased). One commit at a time.
   // Leasing at once keeps a record's wait short, but each lease is a commit the broker writes:
   // a stream of leases of a record or two each saturated a broker sharing 2 cores with the
   // worker (kbus-bench --latency, 2,000 msg/s on real Kafka: the broker's JVM at 100 % CPU and
@@ -295,6 +293,8 @@ struct Worker::Impl {
     return std::min<Clock::duration>(kMaxLeaseSpacing, 4 * rtt);
   }
 
+  // Counts the next deliveries of every partition in one lease commit (PartitionBook::Choose
+  // picks them); they run once the broker answered (RunLeased). One commit at a time.
   void LeaseAndPump(Clock::time_point now) {
     if (committer.busy()) return;  // its answer starts the next round
     if (now < next_lease_at) return;  // PollTimeoutMs wakes the loop then
