@@ -7,12 +7,14 @@
 #   scripts/install-deps.sh --compile  only what compiling the programs needs (the image's build stage)
 set -euo pipefail
 
-runtime=(librdkafka1 libboost-program-options1.74.0 libcpp-httplib0.11 ca-certificates)
+runtime=(librdkafka1 libboost-program-options1.74.0 libcpp-httplib0.11 ca-certificates
+         libdate-tz3 tzdata)  # schedules' time zones: the system tz database
 media=(ffmpeg)                 # what the launcher runs in compose; ffprobe checks its output
 compile=(
   build-essential cmake ninja-build pkg-config
   librdkafka-dev rapidjson-dev libboost-program-options-dev
   libcpp-httplib-dev           # the /healthz, /readyz and /metrics endpoints
+  libhowardhinnant-date-dev    # schedules: cron calendars in a time zone
 )
 build=(
   git
