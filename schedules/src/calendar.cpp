@@ -29,7 +29,7 @@ using std::chrono::seconds;
 using LocalMinutes = date::local_time<minutes>;
 using LocalMs = date::local_time<milliseconds>;
 
-// Instants Next() works with; outside them date's calendar arithmetic is not needed by anyone.
+// Cron ticks exist from year 1 to year 9999; keeping to them keeps every conversion in range.
 const TimePoint kMinInstant{date::sys_days{date::year{1} / 1 / 1}};
 const TimePoint kMaxInstant{date::sys_days{date::year{10000} / 1 / 1}};
 // How far Next() looks. A satisfiable expression matches within 8 years (Feb 29 skips 2100).
@@ -268,7 +268,7 @@ LocalMinutes CeilMinute(LocalMs t) { return ceil<minutes>(t); }
 std::optional<TimePoint> NextCron(const CronFields& f, const date::time_zone* zone, TimePoint after) {
   if (!f.satisfiable || after >= kMaxInstant) return std::nullopt;
   after = std::max(after, kMinInstant);
-  const TimePoint horizon = after + kHorizon;
+  const TimePoint horizon = std::min(after + kHorizon, kMaxInstant);
   if (zone == nullptr) {  // UTC: local time is the instant
     const LocalMinutes from{floor<minutes>(after.time_since_epoch()) + minutes(1)};
     const auto found = FindLocal(f, from, CeilMinute(ToLocal(horizon, seconds(0))));

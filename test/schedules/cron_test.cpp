@@ -360,6 +360,14 @@ TEST(Interval, ExtremeInstantsHaveNoTickRatherThanOverflowing) {
   EXPECT_TRUE(c->Next(TimePoint::min()).has_value());
 }
 
+TEST(CronSyntax, ExtremeInstantsAreHandled) {
+  EXPECT_FALSE(Cron("0 0 * * *").Next(TimePoint::max()).has_value());
+  EXPECT_FALSE(Cron("0 0 * * *", "Europe/Paris").Next(TimePoint::max()).has_value());
+  EXPECT_EQ(NextIso(Cron("0 0 * * *"), Utc(9999, 12, 31)), "none");
+  EXPECT_EQ(NextIso(Cron("0 0 * * *"), TimePoint::min()), "0001-01-02T00:00:00Z");
+  EXPECT_TRUE(Cron("0 0 * * *", "Europe/Paris").Next(TimePoint::min()).has_value());
+}
+
 // --- Between --------------------------------------------------------------------------------
 
 TEST(Between, ExcludesFromIncludesToOldestFirst) {
