@@ -5,6 +5,54 @@
 #include "kbus/uuid.hpp"
 
 namespace kbus {
+namespace {
+
+std::string FormatDelay(std::chrono::milliseconds d) {
+  using namespace std::chrono;
+  if (d % hours(24) == milliseconds(0)) return std::to_string(d / hours(24)) + "d";
+  if (d % hours(1) == milliseconds(0)) return std::to_string(d / hours(1)) + "h";
+  if (d % minutes(1) == milliseconds(0)) return std::to_string(d / minutes(1)) + "m";
+  if (d % seconds(1) == milliseconds(0)) return std::to_string(d / seconds(1)) + "s";
+  return std::to_string(d.count()) + "ms";
+}
+
+// The record `r` as it waits in the pending topic: keyed by its id, with its destination in
+// headers. The envelope is left as it is, so the delivered copy carries the same id.
+OutgoingRecord Delay(OutgoingRecord r, std::string_view type, const std::string& id,
+                     const SendOptions& options) {
+  using namespace std::chrono;
+  auto refuse = [&](const std::string& why) {
+    throw EncodeError(Error(ErrorCode::kInvalidArgument, ToValidUtf8(type, 256) + ": " + why));
+  };
+  if (options.delay != milliseconds(0) && options.deliver_at) {
+    refuse("give delay or deliver_at, not both");
+  }
+  if (options.delay < milliseconds(0)) refuse("delay is negative (" + std::to_string(options.delay.count()) + " ms)");
+  const auto now = time_point_cast<milliseconds>(system_clock::now());
+  const auto due = options.deliver_at ? time_point_cast<milliseconds>(*options.deliver_at) : now + options.delay;
+  if (due - now > kMaxDelay) {
+    refuse("delay: " + FormatDelay(duration_cast<milliseconds>(due - now)) +
+           " is beyond the pending topic's limit of " + FormatDelay(kMaxDelay) +
+           " (kMaxDelay); send it later, or use a schedule");
+  }
+  r.headers.push_back({std::string(header::kDeliverAt), std::to_string(due.time_since_epoch().count())});
+  r.headers.push_back({std::string(header::kDeliverTopic), r.topic});
+  r.headers.push_back({std::string(header::kDeliverKey), r.key});
+  r.topic = options.pending_topic.empty() ? std::string(kDefaultPendingTopic) : options.pending_topic;
+  r.key = id;
+  r.partition = -1;
+  return r;
+}
+
+}  // namespace
+
+OutgoingRecord CancelDelayed(std::string_view message_id, std::string_view pending_topic) {
+  OutgoingRecord r;
+  r.topic = std::string(pending_topic);
+  r.key = std::string(message_id);
+  r.tombstone = true;
+  return r;
+}
 
 OutgoingRecord BuildRecord(std::string_view type, MessageKind kind, std::string_view default_topic,
                            std::string payload, SendOptions options, const Envelope* parent,
@@ -63,6 +111,9 @@ OutgoingRecord BuildRecord(std::string_view type, MessageKind kind, std::string_
   } else {
     // One workflow's (or one conversation's) messages share a key, hence a partition and order.
     r.key = workflow.empty() ? correlation : workflow;
+  }
+  if (options.delay != std::chrono::milliseconds(0) || options.deliver_at) {
+    return Delay(std::move(r), type, id, options);
   }
   return r;
 }

@@ -182,6 +182,11 @@ Status ApplyClientOptions(const ClientOptions& options, const ParsedArgs& parsed
   return Ok();
 }
 
+Status ApplyServiceClientOptions(const ClientOptions& options, const ParsedArgs& parsed,
+                                 kafka::ClientConfig& client) {
+  return ApplyClient(options, parsed, client);
+}
+
 void AddWorkerOptions(po::options_description& desc, WorkerOptions& options,
                       const kafka::WorkerConfig& defaults) {
   auto ms = [](std::chrono::milliseconds d) { return static_cast<std::int64_t>(d.count()); };
@@ -229,12 +234,66 @@ Result<std::chrono::milliseconds> ParseDelay(std::string_view spec, std::string_
   std::int64_t value = 0;
   const bool number = digits > 0 && digits <= 9 &&
                       std::from_chars(spec.data(), spec.data() + digits, value).ec == std::errc();
-  const std::int64_t scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : 0;
+  const std::int64_t scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000
+                            : unit == "d" ? 86400000 : 0;
   if (!number || scale == 0 || value <= 0) {
     return Usage(std::string(flag) + " '" + std::string(spec) +
-                 "': expected a positive number and a unit, e.g. 500ms, 10s, 5m or 1h");
+                 "': expected a positive number and a unit, e.g. 500ms, 10s, 5m, 1h or 2d");
   }
   return std::chrono::milliseconds(value * scale);
+}
+
+Result<std::chrono::sys_time<std::chrono::milliseconds>> ParseTime(std::string_view spec, std::string_view flag) {
+  using namespace std::chrono;
+  auto bad = [&] {
+    return Usage(std::string(flag) + " '" + std::string(spec) +
+                 "': expected an ISO 8601 time with its offset, e.g. 2026-12-24T18:00:00Z or "
+                 "2026-12-24T19:00:00+01:00");
+  };
+  std::size_t at = 0;
+  auto number = [&](std::size_t width, int& out) {
+    if (at + width > spec.size()) return false;
+    auto [end, ec] = std::from_chars(spec.data() + at, spec.data() + at + width, out);
+    if (ec != std::errc() || end != spec.data() + at + width) return false;
+    at += width;
+    return true;
+  };
+  auto expect = [&](char c) {
+    if (at >= spec.size() || spec[at] != c) return false;
+    ++at;
+    return true;
+  };
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, ms = 0;
+  if (!number(4, y) || !expect('-') || !number(2, mo) || !expect('-') || !number(2, d)) return bad();
+  if (!(expect('T') || expect(' ')) || !number(2, h) || !expect(':') || !number(2, mi)) return bad();
+  if (expect(':')) {
+    if (!number(2, sec)) return bad();
+    if (expect('.')) {
+      std::size_t digits = 0;
+      while (at < spec.size() && spec[at] >= '0' && spec[at] <= '9') {
+        if (digits < 3) ms = ms * 10 + (spec[at] - '0');
+        ++digits;
+        ++at;
+      }
+      if (digits == 0) return bad();
+      for (; digits < 3; ++digits) ms *= 10;
+    }
+  }
+  int offset_min = 0;
+  if (expect('Z') || expect('z')) {
+  } else if (at < spec.size() && (spec[at] == '+' || spec[at] == '-')) {
+    const int sign = spec[at] == '-' ? -1 : 1;
+    ++at;
+    int oh = 0, om = 0;
+    if (!number(2, oh) || !expect(':') || !number(2, om) || oh > 23 || om > 59) return bad();
+    offset_min = sign * (oh * 60 + om);
+  } else {
+    return bad();
+  }
+  if (at != spec.size()) return bad();
+  const year_month_day ymd{year(y), month(static_cast<unsigned>(mo)), day(static_cast<unsigned>(d))};
+  if (!ymd.ok() || h > 23 || mi > 59 || sec > 59) return bad();
+  return sys_days(ymd) + hours(h) + minutes(mi) + seconds(sec) + milliseconds(ms) - minutes(offset_min);
 }
 
 Status ApplyWorkerOptions(const WorkerOptions& options, const ParsedArgs& parsed,

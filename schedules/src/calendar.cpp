@@ -17,6 +17,8 @@
 #include <exception>
 #include <string>
 
+#include "posix_tz.hpp"
+
 namespace kbus::schedules {
 namespace {
 
@@ -264,12 +266,54 @@ std::optional<LocalMinutes> FindLocal(const CronFields& f, LocalMinutes from, Lo
 LocalMs ToLocal(TimePoint t, seconds offset) { return LocalMs{t.time_since_epoch() + offset}; }
 LocalMinutes CeilMinute(LocalMs t) { return ceil<minutes>(t); }
 
+// Where the system database keeps its zones; date's OS reader (USE_OS_TZDB) reads the same.
+constexpr std::string_view kZoneDir = "/usr/share/zoneinfo/";
+
+// A time zone: date's view of it, continued past the file's last transition by its footer.
+struct Zone {
+  const date::time_zone* tz = nullptr;  // null: UTC; owned by date's process-wide tzdb
+  std::optional<detail::PosixTz> rule;  // set only when it has daylight time
+  date::sys_seconds rule_from{};        // the last transition date knows of
+};
+
+// A span of constant UTC offset.
+struct Segment {
+  date::sys_seconds begin;
+  date::sys_seconds end;
+  seconds offset;
+  std::optional<seconds> previous;  // the offset just before `begin`, if anything came before
+};
+
+const date::sys_seconds kMinSeconds = floor<seconds>(kMinInstant);
+
+Segment SegmentAt(const Zone& zone, date::sys_seconds t) {
+  const date::sys_info info = zone.tz->get_info(t);
+  Segment s{info.begin, info.end, info.offset, std::nullopt};
+  if (info.begin > kMinSeconds) s.previous = zone.tz->get_info(info.begin - seconds(1)).offset;
+  if (!zone.rule || t < zone.rule_from) return s;
+  // date knows nothing after rule_from: cut its last span with the transitions of the rule.
+  std::vector<detail::Transition> transitions = {{zone.rule_from, info.offset}};
+  const int year = static_cast<int>(date::year_month_day{floor<date::days>(t)}.year());
+  for (int y = year - 1; y <= year + 1; ++y) {
+    for (const detail::Transition& tr : detail::TransitionsIn(*zone.rule, y)) {
+      if (tr.at > zone.rule_from) transitions.push_back(tr);
+    }
+  }
+  std::size_t i = 0;
+  while (i + 1 < transitions.size() && transitions[i + 1].at <= t) ++i;
+  s.begin = transitions[i].at;
+  s.offset = transitions[i].offset;
+  if (i > 0) s.previous = transitions[i - 1].offset;
+  if (i + 1 < transitions.size()) s.end = transitions[i + 1].at;
+  return s;
+}
+
 // The DST rules of calendar.hpp, applied per span of constant offset ("segment").
-std::optional<TimePoint> NextCron(const CronFields& f, const date::time_zone* zone, TimePoint after) {
+std::optional<TimePoint> NextCron(const CronFields& f, const Zone& zone, TimePoint after) {
   if (!f.satisfiable || after >= kMaxInstant) return std::nullopt;
   after = std::max(after, kMinInstant);
   const TimePoint horizon = std::min(after + kHorizon, kMaxInstant);
-  if (zone == nullptr) {  // UTC: local time is the instant
+  if (zone.tz == nullptr) {  // UTC: local time is the instant
     const LocalMinutes from{floor<minutes>(after.time_since_epoch()) + minutes(1)};
     const auto found = FindLocal(f, from, CeilMinute(ToLocal(horizon, seconds(0))));
     if (!found) return std::nullopt;
@@ -278,14 +322,12 @@ std::optional<TimePoint> NextCron(const CronFields& f, const date::time_zone* zo
   TimePoint t = after;
   bool first = true;
   while (t < horizon) {
-    const date::sys_info info = zone->get_info(floor<seconds>(t));
-    const seconds offset = info.offset;
-    // info.begin/end may be the clock's extremes: compare before converting to milliseconds.
-    const bool has_previous = info.begin > date::sys_seconds{floor<seconds>(kMinInstant.time_since_epoch())};
-    const TimePoint end = info.end >= floor<seconds>(horizon) ? horizon : TimePoint{info.end};
-    std::optional<seconds> previous;
-    if (has_previous) previous = zone->get_info(info.begin - seconds(1)).offset;
-    const TimePoint begin = has_previous ? TimePoint{info.begin} : kMinInstant;
+    const Segment segment = SegmentAt(zone, floor<seconds>(t));
+    const seconds offset = segment.offset;
+    // begin/end may be the clock's extremes: compare before converting to milliseconds.
+    const TimePoint end = segment.end >= floor<seconds>(horizon) ? horizon : TimePoint{segment.end};
+    const TimePoint begin = segment.previous ? TimePoint{segment.begin} : kMinInstant;
+    const std::optional<seconds> previous = segment.previous;
 
     LocalMinutes from = first ? LocalMinutes{floor<minutes>(ToLocal(after, offset)) + minutes(1)}
                               : CeilMinute(ToLocal(t, offset));
@@ -402,8 +444,8 @@ Result<CronFields> ParseCron(const std::vector<std::string_view>& fields) {
   return f;
 }
 
-Result<const date::time_zone*> LocateZone(std::string_view name) {
-  if (name == "UTC") return static_cast<const date::time_zone*>(nullptr);
+Result<Zone> LocateZone(std::string_view name) {
+  if (name == "UTC") return Zone{};
   if (name.empty()) {
     return Error(ErrorCode::kInvalidArgument,
                  "time_zone: empty: use an IANA zone name such as 'Europe/Paris' or 'UTC'");
@@ -412,16 +454,24 @@ Result<const date::time_zone*> LocateZone(std::string_view name) {
     (void)date::get_tzdb();
   } catch (const std::exception& e) {
     return Error(ErrorCode::kInternal,
-                 "time_zone: cannot read the time zone database in /usr/share/zoneinfo (" +
-                     std::string(e.what()) + "): install tzdata, or use 'UTC'");
+                 "time_zone: cannot read the time zone database in " + std::string(kZoneDir) +
+                     " (" + e.what() + "): install tzdata, or use 'UTC'");
   }
+  Zone zone;
   try {
-    return date::locate_zone(std::string(name));
+    zone.tz = date::locate_zone(std::string(name));
   } catch (const std::exception&) {
     return Error(ErrorCode::kInvalidArgument,
-                 "time_zone: unknown time zone '" + std::string(name) +
-                     "': use an IANA name from /usr/share/zoneinfo such as 'Europe/Paris'");
+                 "time_zone: unknown time zone '" + std::string(name) + "': use an IANA name from " +
+                     std::string(kZoneDir) + " such as 'Europe/Paris'");
   }
+  // The name is one date found in the database's own listing, so it is a path under kZoneDir.
+  zone.rule = detail::ReadTzifFooter(std::string(kZoneDir) + std::string(name));
+  if (zone.rule && !zone.rule->has_dst) zone.rule.reset();
+  if (zone.rule) {
+    zone.rule_from = zone.tz->get_info(floor<seconds>(kMaxInstant)).begin;
+  }
+  return zone;
 }
 
 }  // namespace
@@ -430,7 +480,7 @@ struct Calendar::Impl {
   Kind kind = Kind::kCron;
   std::string expression;
   std::string zone_name = "UTC";
-  const date::time_zone* zone = nullptr;  // null: UTC; owned by date's process-wide tzdb
+  Zone zone;
   CronFields fields;
   milliseconds every{0};
   TimePoint anchor{};
@@ -464,7 +514,7 @@ Result<Calendar> Calendar::Cron(std::string_view expression, std::string_view ti
     impl->expression += w;
   }
   impl->zone_name = std::string(time_zone);
-  impl->zone = *zone;
+  impl->zone = std::move(*zone);
   impl->fields = *parsed;
   return Calendar(std::move(impl));
 }

@@ -547,6 +547,38 @@ TEST(DstNewYork, WeekdayJobsKeepTheirLocalTimeAcrossTheChange) {
   EXPECT_EQ(NextIso(c, Utc(2026, 3, 5, 15)), "2026-03-06T14:00:00Z");
 }
 
+// --- after 2037 -----------------------------------------------------------------------------
+// The zone files list transitions up to 2037; the rule in their footer continues them.
+
+TEST(DstAfter2037, ParisKeepsChangingClocks) {
+  const Calendar c = Cron("0 2 * * *", "Europe/Paris");
+  // 2038-03-28 and 2038-10-31 are the last Sundays of March and October.
+  EXPECT_THAT(BetweenIso(c, Utc(2038, 3, 26, 12), Utc(2038, 3, 29, 12)),
+              ElementsAre("2038-03-27T01:00:00Z", "2038-03-28T01:00:00Z", "2038-03-29T00:00:00Z"));
+  EXPECT_EQ(NextIso(c, Utc(2038, 6, 30, 12)), "2038-07-01T00:00:00Z");
+  EXPECT_THAT(BetweenIso(c, Utc(2038, 10, 30, 12), Utc(2038, 11, 1, 12)),
+              ElementsAre("2038-10-31T00:00:00Z", "2038-11-01T01:00:00Z"));
+  EXPECT_EQ(NextIso(c, Utc(2100, 6, 30, 12)), "2100-07-01T00:00:00Z");
+  EXPECT_EQ(NextIso(c, Utc(2100, 12, 1)), "2100-12-01T01:00:00Z");
+  EXPECT_THAT(BetweenIso(Cron("*/30 * * * *", "Europe/Paris"), Utc(2040, 10, 28, 0, 15),
+                         Utc(2040, 10, 28, 1, 45)),
+              ElementsAre("2040-10-28T00:30:00Z", "2040-10-28T01:00:00Z", "2040-10-28T01:30:00Z"));
+}
+
+TEST(DstAfter2037, NewYorkKeepsChangingClocks) {
+  // 2040-03-11 and 2040-11-04: second Sunday of March, first Sunday of November.
+  const Calendar c = Cron("30 2 * * *", "America/New_York");
+  EXPECT_THAT(BetweenIso(c, Utc(2040, 3, 10), Utc(2040, 3, 13)),
+              ElementsAre("2040-03-10T07:30:00Z", "2040-03-11T07:00:00Z", "2040-03-12T06:30:00Z"));
+  EXPECT_THAT(BetweenIso(Cron("30 1 * * *", "America/New_York"), Utc(2040, 11, 3),
+                         Utc(2040, 11, 6)),
+              ElementsAre("2040-11-03T05:30:00Z", "2040-11-04T05:30:00Z", "2040-11-05T06:30:00Z"));
+}
+
+TEST(DstAfter2037, ZonesWithoutDaylightTimeKeepTheirOffset) {
+  EXPECT_EQ(NextIso(Cron("0 9 * * *", "Asia/Tokyo"), Utc(2050, 7, 1)), "2050-07-02T00:00:00Z");
+}
+
 TEST(Dst, TicksAreStrictlyIncreasingAcrossEveryTransition) {
   for (const char* zone : {"Europe/Paris", "America/New_York", "Australia/Lord_Howe"}) {
     for (const char* expression : {"*/7 * * * *", "*/15 2 * * *", "30 1,2,3 * * *", "0 */2 * * *",
@@ -555,6 +587,8 @@ TEST(Dst, TicksAreStrictlyIncreasingAcrossEveryTransition) {
       const Calendar c = Cron(expression, zone);
       ExpectStrictlyIncreasing(c, Utc(2026, 3, 7), Utc(2026, 4, 6));
       ExpectStrictlyIncreasing(c, Utc(2026, 10, 3), Utc(2026, 11, 3));
+      ExpectStrictlyIncreasing(c, Utc(2037, 9, 20), Utc(2038, 4, 20));
+      ExpectStrictlyIncreasing(c, Utc(2041, 9, 20), Utc(2042, 4, 20));
       const auto between = c.Between(Utc(2026, 10, 3), Utc(2026, 11, 3), 100000);
       for (std::size_t i = 1; i < between.size(); ++i) ASSERT_LT(between[i - 1], between[i]);
     }

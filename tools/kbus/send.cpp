@@ -25,12 +25,14 @@ namespace {
 
 constexpr std::string_view kCommand = "send";
 constexpr std::string_view kUsage =
-    "kbus send --brokers B --type TYPE --topic TOPIC [options] [PAYLOAD | -]";
+    "kbus send --brokers B --type TYPE --topic TOPIC [--delay D | --at TIME] [options] [PAYLOAD | -]";
 constexpr std::string_view kSummary =
     "Sends one message with a kbus envelope (kbus-type, kbus-id, kbus-correlation-id,\n"
     "kbus-sent-at, ...) and waits for the broker's acknowledgement, then prints the\n"
     "message id. PAYLOAD must be JSON; without it, or with -, it is read from stdin\n"
-    "(trailing whitespace dropped). Exit codes: 0 sent, 1 not sent, 2 bad usage.";
+    "(trailing whitespace dropped). With --delay or --at the message waits in the pending\n"
+    "topic and a kbus-scheduler delivers it to TOPIC at its time, with the same id\n"
+    "(docs/schedules.md). Exit codes: 0 sent, 1 not sent, 2 bad usage.";
 
 // librdkafka refuses a message.timeout.ms below linger.ms; 100 ms is more than a CLI needs.
 constexpr int kMinTimeoutMs = 100;
@@ -45,6 +47,9 @@ struct SendArgs {
   std::string workflow_id;
   std::string correlation_id;
   int timeout_ms = 30000;
+  std::string delay;
+  std::string at;
+  std::string pending_topic;
   std::string payload;
 };
 
@@ -64,7 +69,13 @@ po::options_description Describe(SendArgs& args) {
       "correlation-id", po::value(&args.correlation_id),
       "kbus-correlation-id header (default: the new message's id)")(
       "timeout-ms", po::value(&args.timeout_ms)->default_value(args.timeout_ms),
-      "how long the record may take to be acknowledged (librdkafka's message.timeout.ms)");
+      "how long the record may take to be acknowledged (librdkafka's message.timeout.ms)")(
+      "delay", po::value(&args.delay)->value_name("D"),
+      "deliver it this long from now: 500ms, 10s, 5m, 1h, 2d (at most 365d)")(
+      "at", po::value(&args.at)->value_name("TIME"),
+      "deliver it at this time: 2026-12-24T18:00:00Z or with an offset, +01:00")(
+      "pending-topic", po::value(&args.pending_topic)->default_value(std::string(kDefaultPendingTopic)),
+      "where a delayed message waits (the scheduler's --pending-topic)");
   return desc;
 }
 
@@ -179,11 +190,25 @@ int RunSend(const std::vector<std::string>& argv) {
   options.workflow_id = args.workflow_id;
   options.correlation_id = args.correlation_id;  // also the default key, as for any message
   options.headers = std::move(headers.value());
+  if (!args.delay.empty() && !args.at.empty()) {
+    return ReportUsage(kCommand, "give --delay or --at, not both");
+  }
+  if (!args.delay.empty()) {
+    auto delay = ParseDelay(args.delay, parsed->Spelling("delay"));
+    if (!delay.ok()) return Report(kCommand, delay.error());
+    options.delay = *delay;
+  }
+  if (!args.at.empty()) {
+    auto at = ParseTime(args.at, parsed->Spelling("at"));
+    if (!at.ok()) return Report(kCommand, at.error());
+    options.deliver_at = *at;
+  }
+  options.pending_topic = args.pending_topic;
   OutgoingRecord record;
   try {
     record = BuildRecord(args.type, kind, args.topic, std::move(payload), std::move(options),
                          nullptr, 0);
-  } catch (const EncodeError& e) {  // a kbus-* header value that is not UTF-8
+  } catch (const EncodeError& e) {  // a kbus-* header value that is not UTF-8, a delay too long
     return Report(kCommand, e.error());
   }
 

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -22,6 +23,13 @@
 
 namespace kbus {
 
+// Where delayed messages wait (docs/schedules.md): a compacted topic keyed by message id.
+inline constexpr std::string_view kDefaultPendingTopic = "kbus.delayed";
+// The longest wait a delayed message may ask for: the pending topic is created with a
+// retention of kMaxDelay plus 30 days (`kbus topics`), so a message is never deleted before
+// it is due, even after a month of downtime. A longer wait is a schedule's job.
+inline constexpr std::chrono::milliseconds kMaxDelay = std::chrono::hours(24 * 365);
+
 struct SendOptions {
   std::string topic;     // default: the message type's kTopic
   std::string key;       // default: workflow id, else correlation id
@@ -30,6 +38,13 @@ struct SendOptions {
   // handler the correlation id is always inherited.
   std::string correlation_id;
   std::vector<Header> headers;  // extra application headers
+  // Delivery later (docs/schedules.md): the message goes to the pending topic now and reaches
+  // `topic` at `deliver_at`, or `delay` from now, never earlier, with this same envelope (the
+  // same id). At most one of the two; each at most kMaxDelay ahead. A time in the past is due
+  // at once.
+  std::chrono::milliseconds delay{0};
+  std::optional<std::chrono::system_clock::time_point> deliver_at;
+  std::string pending_topic;  // default: kDefaultPendingTopic
 };
 
 // Builds a record with a full envelope. With a parent (the message being handled) the new message
@@ -41,8 +56,9 @@ OutgoingRecord BuildRecord(std::string_view type, MessageKind kind, std::string_
                            std::size_t index);
 
 // Both throw EncodeError (codec.hpp) for what kbus does not put on the wire: a payload that
-// is not valid JSON within kbus's rules (UTF-8 strings, at most kMaxJsonDepth levels), or a
-// kbus-* or traceparent header value that is not valid UTF-8.
+// is not valid JSON within kbus's rules (UTF-8 strings, at most kMaxJsonDepth levels), a
+// kbus-* or traceparent header value that is not valid UTF-8, or a delay that is negative,
+// beyond kMaxDelay, or given twice (delay and deliver_at).
 template <Message T>
 OutgoingRecord BuildRecord(const T& message, SendOptions options = {},
                            const Envelope* parent = nullptr, std::size_t index = 0) {
@@ -55,6 +71,12 @@ OutgoingRecord BuildRecord(const T& message, SendOptions options = {},
   return BuildRecord(Traits::kType, Traits::kKind, Traits::kTopic, std::move(json).value(),
                      std::move(options), parent, index);
 }
+
+// The record that cancels the delayed message `message_id` while it waits: a tombstone for its
+// key in the pending topic. Cancelling a message that was delivered already, or never existed,
+// does nothing.
+OutgoingRecord CancelDelayed(std::string_view message_id,
+                             std::string_view pending_topic = kDefaultPendingTopic);
 
 // How long one delivery may take. The worker gives each delivery a deadline (the visibility
 // timeout of its message type); when it passes, the worker abandons the delivery: it discards

@@ -46,6 +46,12 @@ inline constexpr std::string_view kRetryPartition = "kbus-retry-original-partiti
 inline constexpr std::string_view kRetryOffset = "kbus-retry-original-offset";
 inline constexpr std::string_view kRetryTimestamp = "kbus-retry-original-timestamp";
 inline constexpr std::string_view kRetryError = "kbus-retry-error";
+// Delayed messages (docs/schedules.md). A delayed message waits in the pending topic, keyed by
+// its id, with the envelope it will be delivered with plus where it goes. kbus-deliver-at (Unix
+// epoch milliseconds) stays on the delivered copy; the other two are removed from it.
+inline constexpr std::string_view kDeliverAt = "kbus-deliver-at";
+inline constexpr std::string_view kDeliverTopic = "kbus-deliver-topic";
+inline constexpr std::string_view kDeliverKey = "kbus-deliver-key";
 }  // namespace header
 
 // Envelope fields as views into the record's headers; empty when the header is absent.

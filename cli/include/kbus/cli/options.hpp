@@ -74,6 +74,10 @@ void AddLogLevelOption(po::options_description& desc, std::string& level);
 Status ApplyClientOptions(const ClientOptions& options, const ParsedArgs& parsed,
                           std::string_view command, kafka::ClientConfig& client);
 Status ApplyLogLevel(const std::string& level, const ParsedArgs& parsed);
+// The same for a long-running service that is not a worker (kbus-scheduler): --brokers embedded
+// passes, for the caller to start the broker (kafka::StartEmbeddedIfRequested).
+Status ApplyServiceClientOptions(const ClientOptions& options, const ParsedArgs& parsed,
+                                 kafka::ClientConfig& client);
 
 // Options of a worker process: the client options plus the WorkerConfig settings, each also
 // from its KBUS_* variable (KBUS_GROUP, KBUS_MAX_DELIVERIES, ...).
@@ -101,8 +105,10 @@ void AddWorkerOptions(po::options_description& desc, WorkerOptions& options,
 Status ApplyWorkerOptions(const WorkerOptions& options, const ParsedArgs& parsed,
                           kafka::WorkerConfig& config);
 
-// A delay written as a number and a unit: 500ms, 10s, 5m, 1h. `flag` names the option.
+// A delay written as a number and a unit: 500ms, 10s, 5m, 1h, 2d. `flag` names the option.
 Result<std::chrono::milliseconds> ParseDelay(std::string_view spec, std::string_view flag);
+// An ISO 8601 time with its offset: 2026-12-24T18:00:00Z, 2026-12-24T19:00:00.250+01:00.
+Result<std::chrono::sys_time<std::chrono::milliseconds>> ParseTime(std::string_view spec, std::string_view flag);
 
 // "key=value" (the value may contain '=' and be empty; the key may not be empty). `flag` names
 // the option in the error.

@@ -37,9 +37,9 @@
 // "cron: field 2 (hour): 25 is out of range 0-23", "cron: expected 5 fields (minute hour
 // day-of-month month day-of-week), got 4", "time_zone: unknown time zone 'Europe/Pari' ...".
 // A zone other than "UTC" needs the system's time zone database (/usr/share/zoneinfo, Debian's
-// tzdata); "UTC" works without it. That database is read through date's OS reader, which knows
-// the transitions listed in the files (up to 2037) but not the rule that continues them: from
-// 2038 on a zone keeps its last offset (Europe/Paris stays on CET, UTC+1, all year).
+// tzdata); "UTC" works without it. Zone files list transitions up to 2037; after the last one a
+// zone follows the rule in the file's footer (the POSIX TZ string), so Europe/Paris keeps
+// changing clocks on the last Sundays of March and October in 2038 and later.
 //
 // Thread safety: a Calendar is immutable once built; copies share their parsed state, and
 // every const member may be called from any number of threads at once.
