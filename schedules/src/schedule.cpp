@@ -105,9 +105,10 @@ void Cancel(const ScheduleSpec& spec, ScheduleState& state, TimePoint now, Plan&
 }
 
 // A due tick, with the overlap policy applied.
-void OnTick(const ScheduleSpec& spec, ScheduleState& state, TimePoint tick, TimePoint now, Plan& plan) {
+void OnTick(const ScheduleSpec& spec, ScheduleState& state, TimePoint tick, TimePoint now, Plan& plan,
+            std::string_view reason = "tick") {
   if (state.running.empty() || spec.overlap == Overlap::kAllowAll) {
-    Fire(spec, state, tick, now, "tick", plan);
+    Fire(spec, state, tick, now, reason, plan);
     return;
   }
   switch (spec.overlap) {
@@ -124,7 +125,7 @@ void OnTick(const ScheduleSpec& spec, ScheduleState& state, TimePoint tick, Time
       break;
     case Overlap::kCancelOther:
       Cancel(spec, state, now, plan);
-      Fire(spec, state, tick, now, "tick", plan);
+      Fire(spec, state, tick, now, reason, plan);
       return;
     case Overlap::kAllowAll:
       break;
@@ -275,7 +276,7 @@ Plan Evaluate(const ScheduleSpec& spec, const Calendar& calendar, ScheduleState&
   while (!state.backfill.empty()) {
     const TimePoint tick = state.backfill.front();
     state.backfill.erase(state.backfill.begin());
-    OnTick(spec, state, tick, now, plan);
+    OnTick(spec, state, tick, now, plan, "backfill");
     plan.changed = true;
   }
 
@@ -355,7 +356,7 @@ Plan Apply(ScheduleSpec& spec, const Calendar& calendar, ScheduleState& state, c
       state.last_tick = now;
       break;
     case Request::Op::kTrigger:
-      OnTick(spec, state, request.to, now, plan);
+      OnTick(spec, state, request.to, now, plan, "trigger");
       break;
     case Request::Op::kBackfill:
       for (TimePoint t : calendar.Between(request.from, request.to, kMaxTicksPerPass)) state.backfill.push_back(t);
