@@ -32,5 +32,25 @@ int RunHealth(const std::vector<std::string>& args);
 void PrintHealthHelp(std::ostream& os);
 int RunDlqRedrive(const std::vector<std::string>& args);
 void PrintDlqRedriveHelp(std::ostream& os);
+int RunSchedulesCreate(const std::vector<std::string>& args);
+void PrintSchedulesCreateHelp(std::ostream& os);
+int RunSchedulesList(const std::vector<std::string>& args);
+void PrintSchedulesListHelp(std::ostream& os);
+int RunSchedulesDescribe(const std::vector<std::string>& args);
+void PrintSchedulesDescribeHelp(std::ostream& os);
+int RunSchedulesPause(const std::vector<std::string>& args);
+void PrintSchedulesPauseHelp(std::ostream& os);
+int RunSchedulesResume(const std::vector<std::string>& args);
+void PrintSchedulesResumeHelp(std::ostream& os);
+int RunSchedulesTrigger(const std::vector<std::string>& args);
+void PrintSchedulesTriggerHelp(std::ostream& os);
+int RunSchedulesBackfill(const std::vector<std::string>& args);
+void PrintSchedulesBackfillHelp(std::ostream& os);
+int RunSchedulesDelete(const std::vector<std::string>& args);
+void PrintSchedulesDeleteHelp(std::ostream& os);
+int RunDelayedList(const std::vector<std::string>& args);
+void PrintDelayedListHelp(std::ostream& os);
+int RunDelayedCancel(const std::vector<std::string>& args);
+void PrintDelayedCancelHelp(std::ostream& os);
 
 }  // namespace kbus::cli

@@ -39,6 +39,21 @@ constexpr Command kCommands[] = {
      &PrintDlqShowHelp},
     {"dlq redrive", "re-send a group's dead letters to where they came from", &RunDlqRedrive,
      &PrintDlqRedriveHelp},
+    {"schedules create", "create or replace a recurring schedule; waits for the scheduler's answer",
+     &RunSchedulesCreate, &PrintSchedulesCreateHelp},
+    {"schedules list", "list the schedules: calendar, next fire time, paused, last outcome",
+     &RunSchedulesList, &PrintSchedulesListHelp},
+    {"schedules describe", "print one schedule: definition, next fire times, runs, requests waiting",
+     &RunSchedulesDescribe, &PrintSchedulesDescribeHelp},
+    {"schedules pause", "pause a schedule (--note says why)", &RunSchedulesPause, &PrintSchedulesPauseHelp},
+    {"schedules resume", "resume a paused schedule from now", &RunSchedulesResume, &PrintSchedulesResumeHelp},
+    {"schedules trigger", "fire a schedule once, now", &RunSchedulesTrigger, &PrintSchedulesTriggerHelp},
+    {"schedules backfill", "fire a schedule's ticks of a past period", &RunSchedulesBackfill,
+     &PrintSchedulesBackfillHelp},
+    {"schedules delete", "delete a schedule and its history", &RunSchedulesDelete, &PrintSchedulesDeleteHelp},
+    {"delayed list", "list the delayed messages waiting, soonest due first", &RunDelayedList,
+     &PrintDelayedListHelp},
+    {"delayed cancel", "cancel delayed messages by id", &RunDelayedCancel, &PrintDelayedCancelHelp},
     {"health", "ask a kbus program's operations port: /readyz, /healthz or /metrics", &RunHealth,
      &PrintHealthHelp},
 };
@@ -47,8 +62,10 @@ void PrintToolHelp(std::ostream& os) {
   os << "Usage: kbus <command> [options]\n"
         "       kbus --help | --version\n\n"
         "Commands:\n";
+  std::size_t width = 0;
+  for (const auto& c : kCommands) width = std::max(width, c.name.size());
   for (const auto& c : kCommands) {
-    os << "  " << c.name << std::string(16 - c.name.size(), ' ') << c.summary << "\n";
+    os << "  " << c.name << std::string(width + 2 - c.name.size(), ' ') << c.summary << "\n";
   }
   os << "\nExit codes: 0 done, 1 failed, 2 bad usage. Results go to stdout; errors and the\n"
         "library's logs (JSON lines) to stderr.\n";
@@ -97,6 +114,15 @@ int Main(const std::vector<std::string>& args) {
   if (first == "dlq") {
     std::cerr << "kbus dlq: name a subcommand: `kbus dlq list`, `kbus dlq show` or "
                  "`kbus dlq redrive`\n";
+    return kExitUsage;
+  }
+  if (first == "schedules") {
+    std::cerr << "kbus schedules: name a subcommand: create, list, describe, pause, resume, trigger, "
+                 "backfill or delete (`kbus --help`)\n";
+    return kExitUsage;
+  }
+  if (first == "delayed") {
+    std::cerr << "kbus delayed: name a subcommand: `kbus delayed list` or `kbus delayed cancel`\n";
     return kExitUsage;
   }
   std::cerr << "kbus: unknown command '" << first << "'; `kbus --help` lists the commands\n";
