@@ -1,7 +1,9 @@
 #include "kbus/handler_registry.hpp"
 
 #include <algorithm>
+#include <set>
 #include <stdexcept>
+#include <string>
 
 namespace kbus {
 
@@ -30,7 +32,22 @@ void HandlerRegistry::Add(Route route) {
     throw std::logic_error("kbus: message type '" + route.type +
                            "' already has a handler; register each type once per group");
   }
-  if (route.kind == MessageKind::kCommand) command_topics_.insert(route.topic);
+  std::set<std::string, std::less<>> seen;
+  for (const Lane& lane : route.lanes) {
+    const std::string what = "kbus: message type '" + route.type + "': lane '" + lane.topic + "'";
+    if (lane.topic.empty()) throw std::logic_error("kbus: message type '" + route.type + "' has a lane without a topic");
+    if (lane.weight < 1) throw std::logic_error(what + " has weight " + std::to_string(lane.weight) + ": use 1 or more");
+    if (!seen.insert(lane.topic).second) throw std::logic_error(what + " is listed twice");
+    if (auto it = lane_weights_.find(lane.topic); it != lane_weights_.end() && it->second != lane.weight) {
+      throw std::logic_error(what + " has weight " + std::to_string(lane.weight) + ", another type gives it " +
+                             std::to_string(it->second) + ": a topic has one weight");
+    }
+  }
+  for (const Lane& lane : route.lanes) lane_weights_.emplace(lane.topic, lane.weight);
+  if (route.kind == MessageKind::kCommand) {
+    command_topics_.insert(route.topic);
+    for (const Lane& lane : route.lanes) command_topics_.insert(lane.topic);
+  }
   std::string key = route.type;
   routes_.emplace(std::move(key), std::move(route));
 }
@@ -49,8 +66,18 @@ std::vector<const HandlerRegistry::Route*> HandlerRegistry::Routes() const {
 
 std::vector<std::string> HandlerRegistry::Topics() const {
   std::set<std::string> topics;
-  for (const auto& [type, route] : routes_) topics.insert(route.topic);
+  for (const auto& [type, route] : routes_) {
+    topics.insert(route.topic);
+    for (const Lane& lane : route.lanes) topics.insert(lane.topic);
+  }
   return {topics.begin(), topics.end()};
+}
+
+std::vector<Lane> HandlerRegistry::Lanes() const {
+  std::vector<Lane> out;
+  out.reserve(lane_weights_.size());
+  for (const auto& [topic, weight] : lane_weights_) out.push_back(Lane{topic, weight});
+  return out;
 }
 
 bool HandlerRegistry::IsCommandTopic(std::string_view topic) const {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -50,8 +51,20 @@ struct DeliveryPolicy {
   std::shared_ptr<Slots> slots;
 };
 
+// A priority lane: a topic a message type is read from, and its weight. While several lanes
+// have records ready, a worker starts them in proportion to their weights (of every 9 records
+// started from lanes weighted 8 and 1, 8 come from the first), so a heavy lane is preferred and
+// a light one is never starved (docs/delivery.md, "Priority lanes"). A record goes into a lane
+// by being sent to its topic: SendOptions{.topic = "video.encode.urgent"}.
+struct Lane {
+  std::string topic;
+  int weight = 1;  // >= 1
+};
+
 struct HandlerOptions {
   std::string topic;  // default: the message type's kTopic
+  // Instead of `topic`: the type is read from every lane's topic. Topics without a lane weigh 1.
+  std::vector<Lane> lanes;
   DeliveryPolicy policy;
 };
 
@@ -66,12 +79,17 @@ class HandlerRegistry {
     std::string topic;
     Invoker invoke;
     DeliveryPolicy policy;
+    // When not empty, the type is read from these topics instead (HandlerOptions::lanes), and
+    // `topic` is the first of them.
+    std::vector<Lane> lanes;
   };
 
   // Registers `fn` for messages of type T. `fn` is callable as
   //   Outcome(const T&, Context&)   or   void(const T&, Context&)   (void means Ack).
-  // Throws std::logic_error when T's type name already has a handler, or when the policy is
-  // impossible (max_deliveries < 1, a negative backoff, initial above max).
+  // Throws std::logic_error when T's type name already has a handler, when the policy is
+  // impossible (max_deliveries < 1, a negative backoff, initial above max), or when the lanes
+  // are (both `topic` and `lanes` set, a lane without a topic, a weight below 1, a topic listed
+  // twice, or a topic that another type's lanes weigh differently).
   template <Message T, class Fn>
   void Handle(Fn fn, HandlerOptions options = {}) {
     using Traits = MessageTraits<T>;
@@ -85,9 +103,15 @@ class HandlerRegistry {
         return fn(decoded.value(), ctx);
       }
     };
-    std::string topic = options.topic.empty() ? std::string(Traits::kTopic) : options.topic;
+    if (!options.topic.empty() && !options.lanes.empty()) {
+      throw std::logic_error("kbus: message type '" + std::string(Traits::kType) +
+                             "' sets both HandlerOptions::topic and ::lanes: list the topic as a lane");
+    }
+    std::string topic = !options.lanes.empty() ? options.lanes.front().topic
+                        : options.topic.empty() ? std::string(Traits::kTopic)
+                                                : options.topic;
     Add(Route{std::string(Traits::kType), Traits::kKind, std::move(topic), std::move(invoke),
-              options.policy});
+              options.policy, std::move(options.lanes)});
   }
 
   // Registers a route built at run time, for generic code that knows a type only by its name
@@ -98,8 +122,10 @@ class HandlerRegistry {
   const Route* Find(std::string_view type) const;
   // Every registered route, ordered by type name.
   std::vector<const Route*> Routes() const;
-  // Every topic a handler is registered on, sorted and without repeats.
+  // Every topic a handler is registered on (lanes included), sorted and without repeats.
   std::vector<std::string> Topics() const;
+  // Every topic some type reads as a lane, with its weight, sorted by topic.
+  std::vector<Lane> Lanes() const;
   // True when some command handler reads `topic`: unknown types there are dead-lettered, while
   // on a topic with only event handlers they are skipped (other groups may want them).
   bool IsCommandTopic(std::string_view topic) const;
@@ -110,6 +136,7 @@ class HandlerRegistry {
 
   std::map<std::string, Route, std::less<>> routes_;
   std::set<std::string, std::less<>> command_topics_;
+  std::map<std::string, int, std::less<>> lane_weights_;  // by topic
 };
 
 }  // namespace kbus

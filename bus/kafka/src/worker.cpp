@@ -20,6 +20,7 @@
 #include "worker/delivery_policy.hpp"
 #include "worker/group_watch.hpp"
 #include "worker/handler_pool.hpp"
+#include "worker/lanes.hpp"
 #include "worker/offset_committer.hpp"
 #include "worker/outbox.hpp"
 #include "worker/partition_book.hpp"
@@ -58,12 +59,14 @@ struct Worker::Impl {
         consumer(config, counters),
         series(*metrics, config.group, h),
         policies(config, h),
+        lanes(h),
         book(config.ordering, config.max_buffered_per_partition),
         group(config.group, config.client.brokers),
         committer(book, series, counters, [this](std::vector<EntryRef>& leased) { RunLeased(leased); }),
         outbox(config, book, policies, series, counters, turn_start),
         results(book, outbox, policies, series, counters, turn_start),
-        pool(config.handler_threads, dispatcher, series, [this] { rd_kafka_queue_yield(consumer.queue()); }),
+        pool(config.handler_threads, lanes.weights(), dispatcher, series,
+             [this] { rd_kafka_queue_yield(consumer.queue()); }),
         max_deliveries([this](const rd_kafka_message_t& m) { return policies.MaxDeliveries(policies.Of(m)); }) {}
 
   ~Impl() {
@@ -82,6 +85,7 @@ struct Worker::Impl {
   Consumer consumer;
   Series series;
   DeliveryPolicies policies;
+  LaneTable lanes;
   PartitionBook book;
   GroupWatch group;
   Clock::time_point turn_start{};  // when this turn's poll returned: one clock read a turn
@@ -97,6 +101,8 @@ struct Worker::Impl {
   Clock::time_point next_lease_at{};  // LeaseSpacing
   std::vector<EntryRef> dead_buf, resend_buf;
   std::vector<AttemptPtr> batch_buf, results_buf;
+  std::vector<std::size_t> queued_buf;  // the pool's queued runs per lane, for a lease
+  std::uint64_t arrived_lanes = 0;      // lanes (bits) that received records this turn
   // What the probe reads, written by the poll thread.
   std::atomic<Clock::rep> last_turn{Clock::now().time_since_epoch().count()};
   std::atomic<bool> run_ended{false};
@@ -208,6 +214,7 @@ struct Worker::Impl {
       pool.SetPollIdle(false);
       turn_start = Clock::now();
       last_turn.store(turn_start.time_since_epoch().count(), std::memory_order_relaxed);
+      arrived_lanes = 0;
       for (rd_kafka_message_t* m = first; m != nullptr; m = rd_kafka_consumer_poll(consumer.get(), 0)) {
         OnMessage(RdMessagePtr(m));
         if (++taken >= PartitionBook::kMaxWave) break;
@@ -220,7 +227,14 @@ struct Worker::Impl {
       if (outbox.pending() > 0) outbox.Poll(std::chrono::milliseconds(0));
       const auto now = Clock::now();
       CheckHandlers(now);
-      if (((taken > 0 || book.lease_wanted) && PoolHungry()) || now >= book.next_due) LeaseAndPump(now);
+      // A lane is leased when it has new work and runs low in the pool, so that a lane whose
+      // runs wait in the pool (a bulk backlog) neither holds another back nor is leased again.
+      const std::uint64_t hungry = HungryLanes();
+      if (now >= book.next_due) {
+        LeaseAndPump(now, ~std::uint64_t{0});
+      } else if (((arrived_lanes | (book.lease_wanted ? book.wanted_lanes : 0)) & hungry) != 0) {
+        LeaseAndPump(now, hungry);
+      }
       // One commit at a time: while a lease is in flight the periodic one waits a turn.
       if (now >= next_commit && (committer.CommitAllAsync() || !committer.busy())) {
         next_commit = now + config.commit_interval;
@@ -242,10 +256,14 @@ struct Worker::Impl {
   }
 
   // Lease rounds cost a commit each, so records are leased in batches: when the pool's queue
-  // runs low, not whenever one record could run.
-  bool PoolHungry() const {
+  // of a lane runs low, not whenever one record could run. The lanes that do, as bits.
+  std::uint64_t HungryLanes() const {
     const std::size_t low_water = 1024 + static_cast<std::size_t>(config.handler_threads) * HandlerPool::kMaxChunk;
-    return pool.queued() < low_water;
+    std::uint64_t hungry = 0;
+    for (std::size_t lane = 0; lane < pool.lanes(); ++lane) {
+      if (pool.queued(lane) < low_water) hungry |= PartitionBook::LaneBit(lane);
+    }
+    return hungry;
   }
 
   int PollTimeoutMs() const {
@@ -257,7 +275,7 @@ struct Worker::Impl {
     if (committer.busy()) return static_cast<int>(wait.count());
     const auto now = Clock::now();
     auto due = book.next_due;
-    if (book.lease_wanted && PoolHungry()) due = now;
+    if (book.lease_wanted && (book.wanted_lanes & HungryLanes()) != 0) due = now;
     if (due != Clock::time_point::max()) {
       due = std::max(due, next_lease_at);
       wait = std::min(wait, std::max(std::chrono::ceil<std::chrono::milliseconds>(due - now), std::chrono::milliseconds(0)));
@@ -276,6 +294,7 @@ struct Worker::Impl {
     Partition* p = book.Find(*m);
     if (p == nullptr) return;  // no longer ours: the new owner reads it from the committed offset
     series.CountReceived(p->received);
+    arrived_lanes |= PartitionBook::LaneBit(p->lane);
     book.Receive(*p, MessagePtr(m.release(), &rd_kafka_message_destroy), turn_start, max_deliveries);
     if (p->pause_queued) ApplyPauses();  // full: stop fetching before the rest of the wave
   }
@@ -293,9 +312,10 @@ struct Worker::Impl {
     return std::min<Clock::duration>(kMaxLeaseSpacing, 4 * rtt);
   }
 
-  // Counts the next deliveries of every partition in one lease commit (PartitionBook::Choose
-  // picks them); they run once the broker answered (RunLeased). One commit at a time.
-  void LeaseAndPump(Clock::time_point now) {
+  // Counts the next deliveries of every partition of `lanes` (bits) in one lease commit
+  // (PartitionBook::Choose picks them); they run once the broker answered (RunLeased). One
+  // commit at a time.
+  void LeaseAndPump(Clock::time_point now, std::uint64_t lanes_to_lease) {
     if (committer.busy()) return;  // its answer starts the next round
     if (now < next_lease_at) return;  // PollTimeoutMs wakes the loop then
     dead_buf.clear();
@@ -304,7 +324,9 @@ struct Worker::Impl {
     // What finished before a suspect runs is committed first: a crash in the suspect must not
     // run it again. The suspect is leased once that commit is answered.
     if (commit_first && committer.CommitAllAsync()) return;
-    committer.Lease(now, pool.queued(), [this](Partition&, Entry& e) {
+    queued_buf.resize(pool.lanes());
+    for (std::size_t lane = 0; lane < queued_buf.size(); ++lane) queued_buf[lane] = pool.queued(lane);
+    committer.Lease(now, queued_buf, lanes_to_lease, [this](Partition&, Entry& e) {
       // Only when some type takes slots: reading a record's type here would parse its headers
       // on this thread, and they are best parsed (and freed) by the handler thread.
       if (policies.slot_pools().empty()) return true;
@@ -339,6 +361,7 @@ struct Worker::Impl {
     a->msg = e.msg;
     a->epoch = p.epoch;
     a->offset = e.offset;
+    a->lane = p.lane;
     a->entry = &e;
     a->run = e.run;
     a->delivery = e.deliveries;
@@ -431,6 +454,7 @@ struct Worker::Impl {
       const rd_kafka_topic_partition_t& tp = parts->elems[i];
       if (Partition* old = book.Find(tp.topic, tp.partition); old != nullptr && old->paused) counters.paused--;
       Partition& p = book.Add(tp.topic, tp.partition, policies.tier_topics().contains(tp.topic), Clock::now());
+      p.lane = lanes.Of(p.topic);
       p.received = &series.received_family->With({config.group, p.topic});
       p.lag = &series.lag_family->With({config.group, p.topic, std::to_string(p.partition)});
       committer.TakeOver(p, tp);

@@ -11,12 +11,22 @@
 
 namespace kbus::kafka::worker {
 
-HandlerPool::HandlerPool(int threads, const Dispatcher& dispatcher, Series& series, std::function<void()> wake)
+HandlerPool::HandlerPool(int threads, std::vector<int> lane_weights, const Dispatcher& dispatcher, Series& series,
+                         std::function<void()> wake)
     : thread_count_(threads),
       dispatcher_(dispatcher),
       series_(series),
       wake_(std::move(wake)),
-      slots_(std::make_unique<Slot[]>(static_cast<std::size_t>(threads))) {}
+      slots_(std::make_unique<Slot[]>(static_cast<std::size_t>(threads))),
+      queue_(std::move(lane_weights)),
+      lane_queued_(std::make_unique<std::atomic<std::size_t>[]>(queue_.lanes())) {}
+
+void HandlerPool::Recount() {
+  for (std::size_t lane = 0; lane < queue_.lanes(); ++lane) {
+    lane_queued_[lane].store(queue_.size(lane), std::memory_order_relaxed);
+  }
+  queued_runs_.store(queue_.size(), std::memory_order_relaxed);
+}
 
 HandlerPool::~HandlerPool() { Stop(); }
 
@@ -54,11 +64,8 @@ void HandlerPool::Loop(Slot& slot) {
         return;  // stopping, and nothing left
       }
       const std::size_t n = ChunkSize(queue_.size());
-      for (std::size_t i = 0; i < n; ++i) {
-        chunk.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      queued_runs_.store(queue_.size(), std::memory_order_relaxed);
+      for (std::size_t i = 0; i < n; ++i) chunk.push_back(queue_.Take());
+      Recount();
     }
     graves.clear();  // outside the lock: destroying records is the costly part
     {
@@ -169,8 +176,11 @@ void HandlerPool::ReclaimSlow(Clock::time_point now, std::vector<AttemptPtr>& fi
     if (!back.empty()) {
       {
         std::lock_guard lock(mu_);
-        for (auto it = back.rbegin(); it != back.rend(); ++it) queue_.push_front(std::move(*it));
-        queued_runs_.store(queue_.size(), std::memory_order_relaxed);
+        for (auto it = back.rbegin(); it != back.rend(); ++it) {
+          const std::size_t lane = (*it)->lane;
+          queue_.PushFront(lane, std::move(*it));
+        }
+        Recount();
       }
       cv_.notify_all();
     }
@@ -189,9 +199,12 @@ void HandlerPool::Submit(std::vector<AttemptPtr>& batch) {
   {
     std::lock_guard lock(mu_);
     HandOverGraves();
-    for (auto& a : batch) queue_.push_back(std::move(a));
-    queued = queue_.size();
-    queued_runs_.store(queued, std::memory_order_relaxed);
+    for (auto& a : batch) {
+      const std::size_t lane = a->lane;
+      queue_.Push(lane, std::move(a));
+    }
+    Recount();
+    queued = queued_runs_.load(std::memory_order_relaxed);
   }
   // Wake as many threads as there are chunks to take (ChunkSize), no more: a thread that takes
   // one run may be stuck in it, so every run needs a thread of its own to be awake.

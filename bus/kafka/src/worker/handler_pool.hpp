@@ -1,7 +1,8 @@
 #pragma once
 // The handler pool: threads that run handlers on the records the worker hands them (Submit),
 // and hand the finished runs back (TakeResults) rather than calling into the worker. It also
-// releases the records the poll thread is done with (Bury), on its own threads.
+// releases the records the poll thread is done with (Bury), on its own threads. Runs wait in one
+// queue per priority lane (worker/lanes.hpp); a free thread takes the next by the lanes' weights.
 
 #include <atomic>
 #include <chrono>
@@ -18,6 +19,7 @@
 #include "kbus/context.hpp"
 #include "kbus/dispatcher.hpp"
 #include "kbus/slots.hpp"
+#include "lanes.hpp"
 #include "record_view.hpp"
 #include "series.hpp"
 
@@ -33,6 +35,7 @@ struct Attempt {
   const std::atomic<bool>* revoked;
   std::uint64_t epoch = 0;
   std::int64_t offset = 0;
+  std::size_t lane = 0;  // its partition's priority lane
   // Valid while the partition of `epoch` is assigned and the run is not abandoned: only a
   // finished entry leaves its partition, and a running one finishes only through its result or
   // its abandonment.
@@ -66,8 +69,9 @@ class HandlerPool {
   static constexpr std::chrono::milliseconds kReclaimAfter{2};
 
   // `wake` is called (from a handler thread) when results are posted while the poll thread
-  // said it is idle (SetPollIdle).
-  HandlerPool(int threads, const Dispatcher& dispatcher, Series& series, std::function<void()> wake);
+  // said it is idle (SetPollIdle). `lane_weights`: one per priority lane (LaneTable::weights).
+  HandlerPool(int threads, std::vector<int> lane_weights, const Dispatcher& dispatcher, Series& series,
+              std::function<void()> wake);
   ~HandlerPool();
   HandlerPool(const HandlerPool&) = delete;
   HandlerPool& operator=(const HandlerPool&) = delete;
@@ -85,8 +89,10 @@ class HandlerPool {
   // The run thread `i` is in now, if any; the copy keeps it alive.
   AttemptPtr Current(int i) const;
   int threads() const { return thread_count_; }
-  // Runs queued and not taken by a thread yet.
+  // Runs queued and not taken by a thread yet, in all and of one lane.
   std::size_t queued() const { return queued_runs_.load(std::memory_order_relaxed); }
+  std::size_t queued(std::size_t lane) const { return lane_queued_[lane].load(std::memory_order_relaxed); }
+  std::size_t lanes() const { return queue_.lanes(); }
 
   // Around the poll thread's blocking wait: set idle before it, and check ResultsReady after
   // setting it, so that a result posted meanwhile is not missed.
@@ -122,6 +128,8 @@ class HandlerPool {
   static void Finished(Attempt& a);
   void Post(std::vector<AttemptPtr>& finished);
   void HandOverGraves();  // under mu_
+  // Under mu_: sets the counters after the queue changed.
+  void Recount();
 
   static constexpr std::size_t kGraveBatch = 256;
 
@@ -133,9 +141,11 @@ class HandlerPool {
   std::unique_ptr<Slot[]> slots_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<AttemptPtr> queue_;  // only the queue itself: chunks are taken in order
+  LaneQueues<AttemptPtr> queue_;  // runs are taken one by one, by the lanes' weights
   std::vector<MessagePtr> graves_;  // for a handler thread to release
-  std::atomic<std::size_t> queued_runs_{0};  // queue_.size(), readable without the lock
+  // The queues' sizes, in all and per lane, readable without the lock.
+  std::atomic<std::size_t> queued_runs_{0};
+  std::unique_ptr<std::atomic<std::size_t>[]> lane_queued_;
   bool stop_ = false;
   std::mutex done_mu_;
   std::condition_variable done_cv_;

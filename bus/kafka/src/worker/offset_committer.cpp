@@ -130,7 +130,7 @@ bool OffsetCommitter::CommitAllAsync() {
   return true;
 }
 
-void OffsetCommitter::Lease(Clock::time_point now, std::size_t queued,
+void OffsetCommitter::Lease(Clock::time_point now, std::span<const std::size_t> queued, std::uint64_t lanes,
                             const std::function<bool(Partition&, Entry&)>& reserve) {
   if (busy()) return;
   struct Hooks final : LeaseHooks {
@@ -147,7 +147,7 @@ void OffsetCommitter::Lease(Clock::time_point now, std::size_t queued,
   };
   RdPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(book_.size())));
   Hooks hooks(*this, reserve, list.get());
-  book_.Choose(now, queued, hooks, leased_buf_);
+  book_.Choose(now, queued, lanes, hooks, leased_buf_);
   if (leased_buf_.empty()) return;
   std::vector<std::pair<std::uint64_t, std::int64_t>> leased;
   leased.reserve(leased_buf_.size());
@@ -213,7 +213,7 @@ void OffsetCommitter::OnAnswer(rd_kafka_resp_err_t err, const rd_kafka_topic_par
     book_.NoteWaiting(Clock::now() + kLeaseRetry);  // leasing waited for this commit: try again
     return;
   }
-  book_.lease_wanted = true;  // leasing waited for this commit: the next round may go
+  book_.WantAll();  // leasing waited for this commit: the next round may go
   if (done.lease) on_leased_(leased_buf_);
 }
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,7 +75,10 @@ class OffsetCommitter {
   // a commit is in flight). `reserve` takes what a run needs besides its lease
   // (LeaseHooks::Reserve). When the broker recorded it, its records go to on_leased; when it
   // refused, the leases are taken back and the book is told to try again shortly.
-  void Lease(Clock::time_point now, std::size_t queued, const std::function<bool(Partition&, Entry&)>& reserve);
+  // `queued`: the runs of each priority lane queued in the pool; only the lanes in `lanes` are
+  // leased (PartitionBook::Choose).
+  void Lease(Clock::time_point now, std::span<const std::size_t> queued, std::uint64_t lanes,
+             const std::function<bool(Partition&, Entry&)>& reserve);
 
   // How soon to try again when the broker refused a lease (e.g. during a rebalance).
   static constexpr std::chrono::milliseconds kLeaseRetry{100};

@@ -164,14 +164,14 @@ void PartitionBook::ReleaseKey(Partition& p, Entry& e) {
   Entry* next = slot.parked[slot.head++];
   next->holds_key = true;
   p.need_lease.push_back(next);
-  lease_wanted = true;
+  Want(p);
 }
 
 void PartitionBook::Finish(Partition& p, Entry& e) {
   ReleaseKey(p, e);
   if (e.suspect_out) {
     e.suspect_out = false;
-    if (--p.suspects_out == 0) lease_wanted = true;
+    if (--p.suspects_out == 0) WantAll();  // a suspect holds every lane back
   }
   e.state = Entry::State::kDone;
   if (e.msg) released_.push_back(std::move(e.msg));
@@ -207,6 +207,7 @@ void PartitionBook::Wait(Partition& p, Entry& e, Clock::time_point due) {
 
 bool PartitionBook::Scan(Clock::time_point now, std::vector<EntryRef>& dead) {
   lease_wanted = false;
+  wanted_lanes = 0;
   next_due = Clock::time_point::max();
   // Suspects (records in flight when a previous owner died) run alone in the whole worker:
   // while one runs, or waits for its turn, nothing else is leased, and it is leased only once
@@ -227,8 +228,8 @@ bool PartitionBook::Scan(Clock::time_point now, std::vector<EntryRef>& dead) {
   return alone && !suspect_out && in_flight == 0;
 }
 
-void PartitionBook::Choose(Clock::time_point now, std::size_t queued, LeaseHooks& hooks,
-                           std::vector<EntryRef>& leased) {
+void PartitionBook::Choose(Clock::time_point now, std::span<const std::size_t> queued, std::uint64_t lane_mask,
+                           LeaseHooks& hooks, std::vector<EntryRef>& leased) {
   leased.clear();
   // Runs leased and not started yet stay within kLeaseWaves waves in all: they are what a crash
   // charges, and what keeps running after the broker starts refusing commits in a rebalance.
@@ -236,17 +237,26 @@ void PartitionBook::Choose(Clock::time_point now, std::size_t queued, LeaseHooks
   // batches mean fewer lease commits: measured on real Kafka with 16 partitions, whose commits
   // take longer than the embedded broker's, the worker's throughput against a plain consumer was
   // 0.46 with a cap of one wave, 0.59 with four, 0.74 with none.)
+  // The room is per priority lane, shared by the lane's partitions.
   const std::size_t wave = static_cast<std::size_t>(kMaxWave) * kLeaseWaves;
-  const std::size_t room = queued < wave ? wave - queued : 0;
-  const std::size_t share = std::max<std::size_t>(256, room / std::max<std::size_t>(1, partitions_.size()));
-  std::size_t left = room;
+  const std::size_t lanes = std::max<std::size_t>(1, queued.size());
+  auto lane_of = [&](const Partition& p) { return p.lane < lanes ? p.lane : 0; };
+  lane_parts_.assign(lanes, 0);
+  lane_left_.assign(lanes, 0);
+  lane_share_.assign(lanes, 0);
   bool suspect_out = false;
   int in_flight = 0;
   Partition* suspect_next = nullptr;
   for (auto& [key, p] : partitions_) {
+    ++lane_parts_[lane_of(p)];
     in_flight += p.in_flight;
     suspect_out = suspect_out || p.suspects_out > 0;
     if (suspect_next == nullptr && !p.need_lease.empty() && p.need_lease.front()->suspect) suspect_next = &p;
+  }
+  for (std::size_t l = 0; l < lanes; ++l) {
+    const std::size_t q = l < queued.size() ? queued[l] : 0;
+    lane_left_[l] = q < wave ? wave - q : 0;
+    lane_share_[l] = std::max<std::size_t>(256, lane_left_[l] / std::max<std::size_t>(1, lane_parts_[l]));
   }
   const bool alone = suspect_out || suspect_next != nullptr;
   auto start = partitions_.begin();
@@ -255,7 +265,9 @@ void PartitionBook::Choose(Clock::time_point now, std::size_t queued, LeaseHooks
     if (start == partitions_.end()) start = partitions_.begin();
     Partition& p = start->second;
     const std::size_t first = leased.size();
-    const std::size_t quota = std::min(share, left);
+    std::size_t& left = lane_left_[lane_of(p)];
+    // A lane left out gets no quota: its records stay wanted, its waits noted.
+    const std::size_t quota = (lane_mask & LaneBit(lane_of(p))) != 0 ? std::min(lane_share_[lane_of(p)], left) : 0;
     auto lease = [&](Entry* e) {
       if (!e->slot && !hooks.Reserve(p, *e)) {
         p.starved = true;
@@ -271,10 +283,12 @@ void PartitionBook::Choose(Clock::time_point now, std::size_t queued, LeaseHooks
       if (w->due > now) {
         NoteWaiting(w->due);
       } else if (w->copy != Entry::Copy::kNone) {
-        lease_wanted = true;  // a copy to send again: no lease needed (Leased returns it)
+        Want(p);  // a copy to send again: no lease needed (Leased returns it)
       } else if (!alone && !p.starved && p.in_flight + static_cast<int>(leased.size() - first) < kMaxInFlight &&
                  leased.size() - first < quota) {
         lease(w);
+      } else if (quota == 0) {
+        Want(p);  // its lane was left out of this round, or has no room: a later one
       }
     }
     if (alone) {
@@ -283,11 +297,11 @@ void PartitionBook::Choose(Clock::time_point now, std::size_t queued, LeaseHooks
       for (Entry* e : p.need_lease) {
         if (p.in_flight + static_cast<int>(leased.size() - first) >= kMaxInFlight) break;
         if (leased.size() - first >= quota) {
-          lease_wanted = true;  // the rest on a later round
+          Want(p);  // the rest on a later round
           break;
         }
         if (e->suspect) {  // runs alone, on a later round (see `alone`)
-          lease_wanted = true;
+          Want(p);
           break;
         }
         if (!lease(e)) break;  // no free slot: the partition waits for one
@@ -325,9 +339,7 @@ void PartitionBook::Leased(Clock::time_point now, std::vector<EntryRef>& resend)
       }
       return false;
     });
-    if (p.suspects_out == 0 && !p.starved && !p.need_lease.empty() && p.in_flight < kMaxInFlight) {
-      lease_wanted = true;
-    }
+    if (p.suspects_out == 0 && !p.starved && !p.need_lease.empty() && p.in_flight < kMaxInFlight) Want(p);
   }
 }
 
@@ -367,7 +379,7 @@ void PartitionBook::SlotsFreed() {
     if (!p.starved) continue;
     p.starved = false;
     QueuePause(p);
-    lease_wanted = true;
+    Want(p);
   }
 }
 

@@ -18,6 +18,7 @@
 #include <memory>
 #include <memory_resource>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -82,6 +83,7 @@ struct Partition {
   std::string topic;
   std::int32_t partition = 0;
   bool tier = false;  // a retry tier topic of this group: records wait until due
+  std::size_t lane = 0;  // its topic's priority lane (LaneTable); 0 for a topic that is none
   std::pmr::deque<Entry> entries;
   std::size_t scan = 0;             // entries before it were looked at for dispatch
   std::int64_t commit_next = -1;    // next offset to commit; -1: nothing finished yet
@@ -193,10 +195,18 @@ class PartitionBook {
   // finished records again.
   bool Scan(Clock::time_point now, std::vector<EntryRef>& dead);
   // Then chooses the next deliveries of every partition (their counts raised, a ticket each),
-  // up to kMaxInFlight per partition and a share of the room left by `queued` runs not started,
-  // and records each partition's lease through `hooks`. A suspect is leased alone, and nothing
-  // else until it finished.
-  void Choose(Clock::time_point now, std::size_t queued, LeaseHooks& hooks, std::vector<EntryRef>& leased);
+  // up to kMaxInFlight per partition and a share of the room its lane has left: `queued[lane]`
+  // runs of each priority lane are queued in the pool and not started, and each lane may have
+  // kMaxWave * kLeaseWaves, so that a lane whose runs wait in the pool (a bulk backlog) never
+  // keeps another from being leased. Only lanes in `lanes` (bits, LaneBit) are leased; the
+  // others are left wanting. Records each partition's lease through `hooks`. A suspect is
+  // leased alone, and nothing else until it finished.
+  void Choose(Clock::time_point now, std::span<const std::size_t> queued, std::uint64_t lanes, LeaseHooks& hooks,
+              std::vector<EntryRef>& leased);
+  // With one lane.
+  void Choose(Clock::time_point now, std::size_t queued, LeaseHooks& hooks, std::vector<EntryRef>& leased) {
+    Choose(now, std::span<const std::size_t>(&queued, 1), ~std::uint64_t{0}, hooks, leased);
+  }
   // Takes a chosen lease back (not recorded).
   static void Unlease(Entry& e);
   // The lease is recorded: leased records leave their lists; copies due to be sent again are
@@ -207,11 +217,23 @@ class PartitionBook {
   // A run of `p` ended: its result is served, or it was abandoned.
   void RunEnded(Partition& p) {
     --p.in_flight;
-    lease_wanted = true;
+    Want(p);
   }
 
-  // Something became runnable (a key freed, a run ended, a slot freed): lease soon.
+  // Something became runnable (a key freed, a run ended, a slot freed): lease soon. Which lanes
+  // it was in, as bits (1 << lane), so that the caller leases when one of those runs low in the
+  // pool and not whenever any lane does.
   bool lease_wanted = false;
+  std::uint64_t wanted_lanes = 0;
+  void Want(const Partition& p) {
+    lease_wanted = true;
+    wanted_lanes |= LaneBit(p.lane);
+  }
+  void WantAll() {
+    lease_wanted = true;
+    wanted_lanes = ~std::uint64_t{0};
+  }
+  static std::uint64_t LaneBit(std::size_t lane) { return std::uint64_t{1} << (lane % 64); }
   // When the next round must run anyway: the earliest due retry or tier head, max() when none.
   Clock::time_point next_due = Clock::time_point::max();
   void NoteWaiting(Clock::time_point due) { next_due = std::min(next_due, due); }
@@ -256,6 +278,8 @@ class PartitionBook {
   std::vector<std::uint64_t> pause_changes_;  // epochs
   std::vector<MessagePtr> released_;
   std::size_t lease_rotation_ = 0;
+  // Choose's per-lane tallies, kept for their memory.
+  std::vector<std::size_t> lane_parts_, lane_left_, lane_share_;
   // Fast path of Find(message).
   const rd_kafka_topic_t* last_rkt_ = nullptr;
   std::int32_t last_partition_ = -1;
