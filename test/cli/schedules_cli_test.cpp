@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -111,6 +113,37 @@ bool LooksLikeUtcTime(std::string_view text) {
   return text.size() >= 20 && text[4] == '-' && text[10] == 'T' && text.back() == 'Z';
 }
 
+TEST(KbusSchedulesHelp, ToolHelpListsTheCommandsAndEachCommandItsFlags) {
+  const std::map<std::vector<std::string>, std::vector<std::string>> expected = {
+      {{"--help"},
+       {"schedules create", "schedules list", "schedules describe", "schedules pause", "schedules resume",
+        "schedules trigger", "schedules backfill", "schedules delete", "delayed list", "delayed cancel"}},
+      {{"schedules", "create", "--help"},
+       {"--brokers", "--schedules-topic", "--wait-ms", "--no-wait", "--id", "--cron", "--every", "--time-zone",
+        "--jitter", "--start", "--end", "--type", "--topic", "--key", "--payload", "--header", "--overlap",
+        "--catch-up-window", "--catch-up", "--ends-on", "--run-timeout", "--paused", "--note"}},
+      {{"schedules", "list", "--help"}, {"--brokers", "--schedules-topic", "--json", "--timeout-ms"}},
+      {{"schedules", "describe", "--help"}, {"--brokers", "--schedules-topic", "--json"}},
+      {{"schedules", "pause", "--help"}, {"--schedules-topic", "--wait-ms", "--note"}},
+      {{"schedules", "resume", "--help"}, {"--schedules-topic", "--wait-ms"}},
+      {{"schedules", "trigger", "--help"}, {"--schedules-topic", "--wait-ms"}},
+      {{"schedules", "backfill", "--help"}, {"--schedules-topic", "--wait-ms", "--from", "--to"}},
+      {{"schedules", "delete", "--help"}, {"--schedules-topic", "--wait-ms"}},
+      {{"delayed", "list", "--help"}, {"--brokers", "--pending-topic", "--limit", "--json"}},
+      {{"delayed", "cancel", "--help"}, {"--brokers", "--pending-topic"}},
+  };
+  for (const auto& [args, options] : expected) {
+    const ProcessResult r = Kbus(args);
+    EXPECT_EQ(r.exit_code, 0) << r.Describe();
+    for (const auto& o : options) {
+      EXPECT_NE(r.out.find(o), std::string::npos) << "kbus " << args[0] << "... --help lacks " << o;
+    }
+  }
+  const ProcessResult bare = Kbus({"schedules"});
+  EXPECT_EQ(bare.exit_code, 2) << bare.Describe();
+  EXPECT_NE(bare.err.find("name a subcommand"), std::string::npos) << bare.err;
+}
+
 class SchedulesCli : public ::testing::Test {
  protected:
   // One kbus-scheduler for the suite, on topics of its own; only kKnownType may be scheduled.
@@ -167,8 +200,8 @@ class SchedulesCli : public ::testing::Test {
 
   // `kbus send --delay D`; returns the id it printed.
   static std::string SendDelayed(const std::string& topic, const std::string& delay) {
-    const ProcessResult r = Kbus({"send", "--brokers", Bootstrap(), "--pending-topic", *pending_topic_, "--topic", topic,
-                                  "--type", "test.Remind", "--delay", delay, R"({"text":"later"})"});
+    const ProcessResult r = Kbus({"send", "--brokers", Bootstrap(), "--pending-topic", *pending_topic_, "--topic",
+                                  topic, "--type", "test.Remind", "--delay", delay, R"({"text":"later"})"});
     EXPECT_EQ(r.exit_code, 0) << r.Describe();
     const std::string id = Trimmed(r.out);
     EXPECT_EQ(id.size(), 36u) << "expected a UUID on stdout: " << r.Describe();
@@ -203,7 +236,8 @@ TEST_F(SchedulesCli, CreateWithAnUnknownTimeZoneExitsTwoNamingTimeZone) {
 
 TEST_F(SchedulesCli, ScheduleOfATypeTheSchedulerDoesNotKnowIsRefusedWithExitTwoNamingType) {
   const std::string id = TestBroker::UniqueName("unknown-type");
-  const ProcessResult r = Schedules("create", {"--id", id, "--every", "1s", "--type", "test.Unknown", "--topic", "nowhere"});
+  const ProcessResult r =
+      Schedules("create", {"--id", id, "--every", "1s", "--type", "test.Unknown", "--topic", "nowhere"});
   EXPECT_EQ(r.exit_code, 2) << r.Describe() << SchedulerLog();
   EXPECT_NE(r.err.find("refused by the scheduler: type: 'test.Unknown'"), std::string::npos) << r.err;
   const ProcessResult d = Schedules("describe", {id});
@@ -306,7 +340,8 @@ TEST_F(SchedulesCli, CreateWithNoSchedulerOnTheTopicSaysTheRequestWaitsAndExitsO
   const std::string unserved = NewTopic("cli-unserved-schedules", 1);
   const ProcessResult r =
       Kbus({"schedules", "create", "--brokers", Bootstrap(), "--schedules-topic", unserved, "--wait-ms", "1500", "--id",
-            TestBroker::UniqueName("waiting"), "--every", "1m", "--type", std::string(kKnownType), "--topic", "nowhere"});
+            TestBroker::UniqueName("waiting"), "--every", "1m", "--type", std::string(kKnownType), "--topic",
+            "nowhere"});
   EXPECT_EQ(r.exit_code, 1) << r.Describe();
   EXPECT_NE(r.err.find("no scheduler answered within 1500 ms; the request waits in '" + unserved + "'"),
             std::string::npos)
@@ -314,7 +349,8 @@ TEST_F(SchedulesCli, CreateWithNoSchedulerOnTheTopicSaysTheRequestWaitsAndExitsO
 
   const ProcessResult no_wait =
       Kbus({"schedules", "create", "--brokers", Bootstrap(), "--schedules-topic", unserved, "--no-wait", "--id",
-            TestBroker::UniqueName("waiting"), "--every", "1m", "--type", std::string(kKnownType), "--topic", "nowhere"});
+            TestBroker::UniqueName("waiting"), "--every", "1m", "--type", std::string(kKnownType), "--topic",
+            "nowhere"});
   EXPECT_EQ(no_wait.exit_code, 0) << no_wait.Describe();
   EXPECT_EQ(no_wait.out.rfind("request ", 0), 0u) << no_wait.out;
 }

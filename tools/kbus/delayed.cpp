@@ -49,7 +49,8 @@ struct CommonArgs {
 void AddCommon(po::options_description& desc, CommonArgs& args) {
   desc.add_options()("help,h", "show this help");
   AddClientOptions(desc, args.client);
-  desc.add_options()("pending-topic", po::value(&args.pending_topic)->default_value(args.pending_topic)->value_name("T"),
+  desc.add_options()("pending-topic",
+                     po::value(&args.pending_topic)->default_value(args.pending_topic)->value_name("T"),
                      "where delayed messages wait (the scheduler's --pending-topic)")(
       "timeout-ms", po::value(&args.timeout_ms)->default_value(args.timeout_ms)->value_name("MS"),
       "how long reading the topic and sending may take");

@@ -51,8 +51,7 @@ constexpr std::string_view kDelete = "schedules delete";
 constexpr std::string_view kChangeNote =
     "The owner of the schedule (a kbus-scheduler) applies the request and answers; the command\n"
     "waits --wait-ms for that answer. No answer: the request waits in the schedules topic and\n"
-    "is applied when a scheduler runs (exit 1). Exit codes: 0 applied, 1 refused or no answer,\n"
-    "2 bad usage.";
+    "is applied when a scheduler runs.";
 
 TimePoint Now() { return std::chrono::time_point_cast<milliseconds>(std::chrono::system_clock::now()); }
 
@@ -379,7 +378,8 @@ IdCommandInfo Info(IdCommand which) {
     case IdCommand::kBackfill:
       return {kBackfill, "kbus schedules backfill --brokers B ID --from TIME --to TIME",
               "Fires the ticks of schedule ID in (--from, --to], oldest first, under its overlap policy\n"
-              "(at most 1000 per request). Prints how many were queued.",
+              "(it fires them whether or not the schedule is paused). Prints how many were queued: a\n"
+              "very long period queues only its first ticks (10000).",
               "kbus schedules backfill options"};
     case IdCommand::kDelete:
       return {kDelete, "kbus schedules delete --brokers B ID",
@@ -392,7 +392,9 @@ IdCommandInfo Info(IdCommand which) {
 void PrintIdHelp(std::ostream& os, IdCommand which) {
   IdArgs args;
   const IdCommandInfo info = Info(which);
-  PrintHelp(os, info.usage, std::string(info.summary) + "\n\n" + std::string(kChangeNote),
+  PrintHelp(os, info.usage,
+            std::string(info.summary) + "\n\n" + std::string(kChangeNote) +
+                "\nExit codes: 0 applied, 1 refused (no such schedule) or no answer, 2 bad usage.",
             DescribeId(args, which, info.title));
 }
 
@@ -464,7 +466,9 @@ int RunIdCommand(const std::vector<std::string>& argv, IdCommand which) {
       if (!from.ok()) return Report(command, from.error());
       auto to = ParseTime(args.to, parsed->Spelling("to"));
       if (!to.ok()) return Report(command, to.error());
-      if (*to <= *from) return ReportUsage(command, parsed->Spelling("to") + " must be after " + parsed->Spelling("from"));
+      if (*to <= *from) {
+        return ReportUsage(command, parsed->Spelling("to") + " must be after " + parsed->Spelling("from"));
+      }
       request.op = Request::Op::kBackfill;
       request.from = *from;
       request.to = *to;
@@ -677,7 +681,8 @@ void PrintDescription(std::ostream& os, const ScheduleView& v) {
     if (list.empty()) return;
     std::vector<std::vector<std::string>> table{{"  TICK", "OUTCOME", "AT", "MESSAGE ID"}};
     for (const auto& r : list) {
-      table.push_back({"  " + FormatTime(r.tick), r.outcome, FormatTime(r.at), r.message_id.empty() ? "-" : r.message_id});
+      table.push_back(
+          {"  " + FormatTime(r.tick), r.outcome, FormatTime(r.at), r.message_id.empty() ? "-" : r.message_id});
     }
     PrintTable(os, table);
   };
@@ -745,8 +750,9 @@ void PrintSchedulesCreateHelp(std::ostream& os) {
             "Creates or replaces schedule ID: each tick of its calendar sends one command of --type to\n"
             "--topic. The definition is checked here first (errors name the field). A replaced schedule\n"
             "keeps its pause and history. Prints the schedule's id and its next fire time.\n\n" +
-                std::string(kChangeNote) + " A definition the scheduler refuses (a --type outside its\n"
-                "--known-types) exits 2.",
+                std::string(kChangeNote) +
+                "\nExit codes: 0 applied, 1 no answer, 2 bad usage or a definition the scheduler\n"
+                "refuses (a --type outside its --known-types).",
             DescribeCreate(args));
 }
 
@@ -807,7 +813,8 @@ int RunSchedulesList(const std::vector<std::string>& argv) {
   }
   std::vector<std::vector<std::string>> rows{{"ID", "CALENDAR", "NEXT", "OVERLAP", "PAUSED", "LAST", "RUNNING"}};
   for (const auto& v : *views) {
-    rows.push_back({v.spec.id, CalendarText(v.spec), NextText(v.spec), std::string(schedules::OverlapName(v.spec.overlap)),
+    rows.push_back({v.spec.id, CalendarText(v.spec), NextText(v.spec),
+                    std::string(schedules::OverlapName(v.spec.overlap)),
                     PausedText(v.spec), LastText(v.state), std::to_string(v.state.running.size())});
   }
   PrintTable(std::cout, rows);
@@ -825,7 +832,8 @@ int RunSchedulesDescribe(const std::vector<std::string>& argv) {
   if (!views.ok()) return Fail(kDescribe, views.error(), *client);
   auto it = std::find_if(views->begin(), views->end(), [&](const ScheduleView& v) { return v.spec.id == args.id; });
   if (it == views->end()) {
-    return Report(kDescribe, Error(ErrorCode::kNotFound, "no schedule '" + args.id + "' in '" + args.read.topic.topic + "'"));
+    return Report(kDescribe,
+                  Error(ErrorCode::kNotFound, "no schedule '" + args.id + "' in '" + args.read.topic.topic + "'"));
   }
   if (args.read.json) {
     std::cout << DescribeJson(*it) << std::endl;
