@@ -19,7 +19,9 @@
 #   3. SIGKILL of the launcher running an encode: the attempt is lost after the heartbeat
 #      silence and retried on another launcher; the video ends encoded
 #   4. `docker-compose restart video-encoding` mid-run: every workflow ends exactly once
-#   5. the launchers shared the work; /metrics of every service answers
+#   5. the launchers shared the work; the quickstart worker works, a delayed order arrives at
+#      its time through the scheduler, and its nightly schedule is there; /metrics of every
+#      service answers
 #   6. `docker-compose stop` mid-encode is graceful (every kbus container exits 0) and, after
 #      `start`, nothing was lost
 # The project is always taken down (down -v) and the engine stopped, even on failure.
@@ -236,7 +238,7 @@ kbus_containers() {  # the containers of the long-running kbus services, running
   docker ps -aq --filter "label=com.docker.compose.project=$project" --filter label=com.docker.compose.oneoff=False |
     while read -r c; do
       case $(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' "$c") in
-        video-encoding | launcher | quickstart) echo "$c" ;;
+        video-encoding | launcher | quickstart | scheduler) echo "$c" ;;
       esac
     done
 }
@@ -252,7 +254,7 @@ height_of() { launcher_exec ffprobe -v error -select_streams v:0 -show_entries s
 healthy_count() {
   docker ps -q --filter "label=com.docker.compose.project=$project" --filter health=healthy | wc -l
 }
-all_healthy() { (( $(healthy_count) >= 7 )); }  # kafka, 2 video-encoding, 3 launchers, quickstart
+all_healthy() { (( $(healthy_count) >= 8 )); }  # kafka, 2 video-encoding, 3 launchers, quickstart, scheduler
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # ------------------------------------------------------------------------- 1. up ------------
@@ -262,7 +264,7 @@ KBUS_KAFKA_PORT=$(free_port)
 up_t=$(now)
 dc up -d --no-build --scale launcher=3 --scale video-encoding=2 >"$logs/up.log" 2>&1 ||
   { cat "$logs/up.log"; fail "docker-compose up"; }
-wait_for 240 "every service healthy (7 containers)" all_healthy
+wait_for 240 "every service healthy (8 containers)" all_healthy
 say "   time from up to all healthy: $(since "$up_t") s"
 samples_done() { [[ $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$(dc ps -q samples)") == "exited 0" ]]; }
 wait_for 120 "samples made" samples_done
@@ -396,7 +398,7 @@ say "   each of the batch ended exactly once"
 done_step
 
 # ------------------------------------------------------------------------- 5. sharing -------
-step "5. the launchers shared the work; the quickstart worker works; /metrics of every service answers"
+step "5. the launchers shared the work; the quickstart worker and the scheduler work; /metrics of every service answers"
 busy=0
 for c in $(docker ps -aq --filter "label=com.docker.compose.project=$project" --filter label=com.docker.compose.service=launcher --filter label=com.docker.compose.oneoff=False); do
   n=$(docker logs "$c" 2>&1 | grep -c '"msg":"process started"' || true)
@@ -412,6 +414,21 @@ order_completed() {
   (( $(q "$f" count type=shop.OrderCompleted order_id=o-1) == 1 ))
 }
 wait_for 60 "quickstart: PlaceOrder o-1 became OrderCompleted" order_completed
+sent_delayed=$(now)
+cli send --delay 5s --type shop.PlaceOrder --topic shop.commands '{"order_id": "o-2", "item": "tea", "quantity": 1}' \
+  >/dev/null || fail "send --delay shop.PlaceOrder"
+delayed_completed() {
+  local f
+  f=$(read_topic shop.events)
+  (( $(q "$f" count type=shop.OrderCompleted order_id=o-2) == 1 ))
+}
+wait_for 60 "scheduler: PlaceOrder o-2, sent with --delay 5s, became OrderCompleted" delayed_completed
+awk -v d="$(since "$sent_delayed")" 'BEGIN { exit !(d >= 5) }' || fail "o-2 was completed before its delay"
+say "   o-2 completed $(since "$sent_delayed") s after it was sent with --delay 5s"
+cli schedules describe shop-daily-report >"$logs/schedule.txt" 2>&1 ||
+  { cat "$logs/schedule.txt"; fail "kbus schedules describe shop-daily-report"; }
+grep -q "0 2 \* \* \*" "$logs/schedule.txt" || { cat "$logs/schedule.txt"; fail "the nightly schedule is not described"; }
+say "   the quickstart's nightly schedule is there: $(grep -m1 -i 'next' "$logs/schedule.txt" | tr -s ' ')"
 for c in $(kbus_containers); do
   [[ $(docker inspect -f '{{.State.Running}}' "$c") == true ]] || continue
   docker exec "$c" kbus health --path /metrics >"$logs/metrics-$(name_of "$c").txt" ||

@@ -1,9 +1,13 @@
 #pragma once
-// The quickstart's handlers: PlaceOrder -> ChargeCard -> OrderCompleted.
+// The quickstart's handlers: PlaceOrder -> ChargeCard -> OrderCompleted, then AskForReview some
+// time later (a delayed send); and SendDailyReport, which a schedule sends every night.
 
+#include <chrono>
 #include <cstdint>
 
 #include "kbus/handler_registry.hpp"
+#include "kbus/log.hpp"
+#include "kbus/schedules/schedule.hpp"
 #include "messages.hpp"
 
 namespace shop {
@@ -17,17 +21,48 @@ inline kbus::Outcome PlaceOrderHandler(const PlaceOrder& order, kbus::Context& c
   return kbus::Ack();  // ChargeCard leaves only now, after the handler succeeded
 }
 
+// How long after a charge the customer is asked for a review (the demo uses seconds).
+inline std::chrono::milliseconds review_delay = std::chrono::hours(72);
+
 inline kbus::Outcome ChargeCardHandler(const ChargeCard& charge, kbus::Context& ctx) {
   // A real handler would call a payment API here with ctx.envelope().message_id as the
   // idempotency key, so that a redelivered command does not charge twice.
   ctx.Publish(OrderCompleted{charge.order_id, charge.amount_cents});
+  // Delivered by kbus-scheduler at its time, to shop.commands, only if this handler succeeds.
+  ctx.Send(AskForReview{charge.order_id}, {.delay = review_delay});
   return kbus::Ack();
+}
+
+inline void AskForReviewHandler(const AskForReview& ask, kbus::Context&) {
+  kbus::Log(kbus::LogLevel::kInfo, "asking for a review", {{"order_id", ask.order_id}});
+}
+
+inline void SendDailyReportHandler(const SendDailyReport& report, kbus::Context&) {
+  kbus::Log(kbus::LogLevel::kInfo, "daily report", {{"day", report.day}});
 }
 
 inline void RegisterHandlers(kbus::HandlerRegistry& handlers) {
   handlers.Handle<PlaceOrder>(PlaceOrderHandler);
   handlers.Handle<ChargeCard>(ChargeCardHandler);
+  handlers.Handle<AskForReview>(AskForReviewHandler);
+  handlers.Handle<SendDailyReport>(SendDailyReportHandler);
 }
 // [handlers]
+
+// [schedule]
+// Every night at 02:00 in Paris, one SendDailyReport, however many schedulers run. Declared at
+// each start of the worker: the definition is applied once, a pause an operator set is kept.
+inline kbus::schedules::ScheduleSpec NightlyReport() {
+  kbus::schedules::ScheduleSpec s;
+  s.id = "shop-daily-report";
+  s.cron = "0 2 * * *";
+  s.time_zone = "Europe/Paris";
+  s.type = std::string(kbus::MessageTraits<SendDailyReport>::kType);
+  s.topic = std::string(kbus::MessageTraits<SendDailyReport>::kTopic);
+  s.payload = R"({"day":"${tick}"})";
+  s.catch_up_window = std::chrono::hours(6);  // a scheduler down at 02:00 still sends it by 08:00
+  return s;
+}
+// [schedule]
 
 }  // namespace shop

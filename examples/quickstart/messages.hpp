@@ -24,6 +24,16 @@ struct OrderCompleted {
   std::int64_t charged_cents = 0;
 };
 
+// Sent with a delay once an order is charged (docs/schedules.md, delayed messages).
+struct AskForReview {
+  std::string order_id;
+};
+
+// Sent every night by a schedule (docs/schedules.md, recurring schedules).
+struct SendDailyReport {
+  std::string day;  // the tick, ISO 8601 UTC
+};
+
 }  // namespace shop
 
 template <>
@@ -54,4 +64,20 @@ struct kbus::MessageTraits<shop::OrderCompleted> {
   static constexpr auto kFields =
       kbus::Fields(kbus::Field("order_id", &shop::OrderCompleted::order_id),
                    kbus::Field("charged_cents", &shop::OrderCompleted::charged_cents));
+};
+
+template <>
+struct kbus::MessageTraits<shop::AskForReview> {
+  static constexpr std::string_view kType = "shop.AskForReview";
+  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kCommand;
+  static constexpr std::string_view kTopic = "shop.commands";
+  static constexpr auto kFields = kbus::Fields(kbus::Field("order_id", &shop::AskForReview::order_id));
+};
+
+template <>
+struct kbus::MessageTraits<shop::SendDailyReport> {
+  static constexpr std::string_view kType = "shop.SendDailyReport";
+  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kCommand;
+  static constexpr std::string_view kTopic = "shop.commands";
+  static constexpr auto kFields = kbus::Fields(kbus::Field("day", &shop::SendDailyReport::day));
 };

@@ -3,7 +3,11 @@
 //   quickstart-worker --brokers HOST:PORT --group shop       run a worker until SIGTERM/SIGINT
 //   quickstart-worker --brokers embedded --demo 5            the README demo: an embedded broker,
 //       5 orders (and one invalid one) sent, the worker and an audit group that prints each
-//       OrderCompleted event
+//       OrderCompleted event, a scheduler that delivers each order's AskForReview 2 s after
+//       its charge, and the nightly report's schedule triggered once
+//
+// The worker declares the nightly report's schedule (handlers.hpp) when it starts; a
+// kbus-scheduler (compose runs one) fires it and delivers the delayed AskForReview commands.
 //
 // Every option can also come from the environment: KBUS_BROKERS, KBUS_GROUP, ... (--help).
 // With --http-port (KBUS_HTTP_PORT) it serves /healthz, /readyz and /metrics
@@ -32,6 +36,8 @@
 #include "kbus/kafka/producer.hpp"
 #include "kbus/kafka/worker.hpp"
 #include "kbus/log.hpp"
+#include "kbus/schedules/client.hpp"
+#include "kbus/schedules/scheduler.hpp"
 
 namespace po = boost::program_options;
 using kbus::Status;
@@ -69,9 +75,27 @@ int RunDemo(const kbus::kafka::WorkerConfig& base, int orders) {
                            kbus::DeadLetterTopic(base.group)));
     return outcome;
   });
+  std::set<std::string> reviewed;
+  int reports = 0;
   shop_handlers.Handle<shop::ChargeCard>([&](const shop::ChargeCard& c, kbus::Context& ctx) {
-    Say(mu, "  worker  <- shop.ChargeCard " + c.order_id + ", publishes shop.OrderCompleted");
+    Say(mu, "  worker  <- shop.ChargeCard " + c.order_id +
+                ", publishes shop.OrderCompleted, sends shop.AskForReview in " +
+                std::to_string(shop::review_delay.count() / 1000) + " s");
     return shop::ChargeCardHandler(c, ctx);
+  });
+  shop_handlers.Handle<shop::AskForReview>([&](const shop::AskForReview& a, kbus::Context& ctx) {
+    const auto waited = ctx.envelope().sent_at_ms >= 0
+                            ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count() - ctx.envelope().sent_at_ms
+                            : -1;
+    Say(mu, "  worker  <- shop.AskForReview " + a.order_id + " (sent " + std::to_string(waited) + " ms ago)");
+    std::lock_guard lock(mu);
+    reviewed.insert(a.order_id);
+  });
+  shop_handlers.Handle<shop::SendDailyReport>([&](const shop::SendDailyReport& r, kbus::Context&) {
+    Say(mu, "  worker  <- shop.SendDailyReport for " + r.day);
+    std::lock_guard lock(mu);
+    ++reports;
   });
 
   kbus::kafka::WorkerConfig shop_config = base;
@@ -79,12 +103,36 @@ int RunDemo(const kbus::kafka::WorkerConfig& base, int orders) {
   audit_config.group = base.group + "-audit";
   kbus::kafka::Worker shop_worker(shop_config, shop_handlers);
   kbus::kafka::Worker audit_worker(audit_config, audit_handlers);
+  kbus::schedules::SchedulerConfig scheduler_config;
+  scheduler_config.client = base.client;
+  scheduler_config.run_topics = {};
+  kbus::schedules::Scheduler scheduler(scheduler_config);
   std::thread shop_thread([&] { shop_worker.Run(); });
   std::thread audit_thread([&] { audit_worker.Run(); });
+  std::thread scheduler_thread([&] { scheduler.Run(); });
 
   kbus::kafka::ProducerConfig pc;
   pc.client = base.client;
   kbus::kafka::Producer producer(pc);
+  const auto nightly = shop::NightlyReport();
+  if (auto s = kbus::schedules::Declare(producer, {nightly}); !s.ok()) {
+    std::fprintf(stderr, "declaring the schedule failed: %s\n", s.error().ToString().c_str());
+    return 1;
+  }
+  const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+  const auto next = kbus::schedules::NextFireTimes(nightly, now, 1);
+  const auto hours = next.empty() ? 0 : std::chrono::duration_cast<std::chrono::minutes>(next[0] - now).count() / 60.0;
+  char when[64];
+  std::snprintf(when, sizeof when, ", next in %.1f h", hours);
+  Say(mu, "  client  -> schedule " + nightly.id + ": cron '" + nightly.cron + "' in " + nightly.time_zone +
+              (next.empty() ? "" : when) + "; triggered once now");
+  kbus::schedules::Request trigger;
+  trigger.op = kbus::schedules::Request::Op::kTrigger;
+  trigger.to = now;
+  if (auto sent = kbus::schedules::SendRequest(producer, nightly.id, trigger); !sent.ok()) {
+    std::fprintf(stderr, "triggering the schedule failed: %s\n", sent.error().ToString().c_str());
+    return 1;
+  }
   for (int i = 1; i <= orders; ++i) {
     shop::PlaceOrder order{"order-" + std::to_string(i), "coffee beans", i};
     if (auto s = producer.Send(order); !s.ok()) {
@@ -107,18 +155,21 @@ int RunDemo(const kbus::kafka::WorkerConfig& base, int orders) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::lock_guard lock(mu);
     done = completed.size() == static_cast<std::size_t>(orders) &&
+           reviewed.size() == static_cast<std::size_t>(orders) && reports == 1 &&
            shop_worker.Stats().dead_lettered == 1;
   }
   shop_worker.Stop();
   audit_worker.Stop();
+  scheduler.Stop();
   shop_thread.join();
   audit_thread.join();
+  scheduler_thread.join();
   const auto stats = shop_worker.Stats();
   std::printf(
-      "demo %s: %zu of %d orders completed, %llu dead-lettered; the shop worker handled %llu "
-      "commands\n",
+      "demo %s: %zu of %d orders completed, %llu dead-lettered, %zu asked for a review later, "
+      "%d nightly report; the shop worker handled %llu commands\n",
       done ? "finished" : "FAILED", completed.size(), orders,
-      static_cast<unsigned long long>(stats.dead_lettered),
+      static_cast<unsigned long long>(stats.dead_lettered), reviewed.size(), reports,
       static_cast<unsigned long long>(stats.handled));
   return done ? 0 : 1;
 }
@@ -155,10 +206,28 @@ int main(int argc, char** argv) {
 
   try {
     auto embedded = kbus::kafka::StartEmbeddedIfRequested(config.client.brokers);
-    if (demo > 0) return RunDemo(config, demo);
+    if (embedded) {
+      // The scheduler's topics exist before it subscribes to them.
+      for (std::string_view t : {kbus::kDefaultPendingTopic, kbus::schedules::kDefaultSchedulesTopic}) {
+        if (Status s = embedded->CreateTopic(t, 4); !s.ok()) throw std::runtime_error(s.error().message());
+      }
+    }
+    if (demo > 0) {
+      shop::review_delay = std::chrono::seconds(2);
+      return RunDemo(config, demo);
+    }
 
     kbus::HandlerRegistry handlers;
     shop::RegisterHandlers(handlers);
+    {
+      kbus::kafka::ProducerConfig pc;
+      pc.client = config.client;
+      kbus::kafka::Producer producer(pc);
+      if (Status s = kbus::schedules::Declare(producer, {shop::NightlyReport()}); !s.ok()) {
+        kbus::Log(kbus::LogLevel::kWarn, "the nightly report's schedule was not declared",
+                  {{"error", s.error().message()}});
+      }
+    }
     // Installed before the worker exists, so that a signal during start-up is not lost: the
     // worker then stops as soon as it runs.
     cli::InstallTwoStepStopSignals();

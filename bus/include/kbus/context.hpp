@@ -25,9 +25,10 @@ namespace kbus {
 
 // Where delayed messages wait (docs/schedules.md): a compacted topic keyed by message id.
 inline constexpr std::string_view kDefaultPendingTopic = "kbus.delayed";
-// The longest wait a delayed message may ask for: the pending topic is created with a
-// retention of kMaxDelay plus 30 days (`kbus topics`), so a message is never deleted before
-// it is due, even after a month of downtime. A longer wait is a schedule's job.
+// The longest wait a delayed message may ask for. The pending topic is compacted and cleans
+// nothing by time, so a message waits as long as it must; the bound is kbus's own: a wait of
+// more than a year belongs in a schedule, and a pending topic given a time retention
+// (cleanup.policy=compact,delete) must keep records longer than this.
 inline constexpr std::chrono::milliseconds kMaxDelay = std::chrono::hours(24 * 365);
 
 struct SendOptions {
