@@ -5,6 +5,8 @@
 //   kbus-bench                       embedded broker, 300,000 messages per run, 5 pairs
 //   kbus-bench --brokers HOST:PORT   the same against a real Kafka cluster
 //   kbus-bench --latency             the latency mode instead (--rate, --seconds, --latency-pairs)
+//   kbus-bench --delayed             the delayed messages mode instead: the scheduler's lateness and
+//                                    its load time and memory with many pending (bench/delayed.cpp)
 //   kbus-bench --quick               smoke test: 20,000 messages, 1 pair, then a 1 s latency run
 //                                    (ctest label "bench"; checks only that every record is seen)
 //
@@ -83,6 +85,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "delayed.hpp"
 #include "encode_video.hpp"
 #include "kbus/context.hpp"
 #include "kbus/handler_registry.hpp"
@@ -849,8 +852,10 @@ int main(int argc, char** argv) {
   namespace po = boost::program_options;
   bench::Options o;
   bench::LatencyOptions lo;
+  bench::DelayedOptions delayed_o;
   bool quick = false;
   bool latency = false;
+  bool delayed = false;
   long scrape_ms = 1000;
   po::options_description desc(
       "kbus-bench: a kbus Worker's consumer throughput against a plain librdkafka loop\nOptions");
@@ -883,6 +888,28 @@ int main(int argc, char** argv) {
        "latency mode: partitions of the input and output topics")
       ("fetch-wait-ms", po::value(&lo.fetch_wait_ms)->default_value(lo.fetch_wait_ms),
        "latency mode: both hops' fetch.wait.max.ms; 0: the Worker's default");
+  po::options_description delayed_desc("Delayed messages mode (bench/delayed.cpp)");
+  delayed_desc.add_options()
+      ("delayed", po::bool_switch(&delayed),
+       "the delayed messages mode instead: how late the scheduler fires under many pending messages, and its "
+       "load time and memory with a large backlog, against plain librdkafka; --quick: a smoke run of it alone")
+      ("delayed-messages", po::value(&delayed_o.messages)->default_value(delayed_o.messages),
+       "delayed mode: messages fired (0 skips firing)")
+      ("min-delay", po::value(&delayed_o.min_delay_s)->default_value(delayed_o.min_delay_s),
+       "delayed mode: shortest delay, seconds")
+      ("max-delay", po::value(&delayed_o.max_delay_s)->default_value(delayed_o.max_delay_s),
+       "delayed mode: longest delay, seconds")
+      ("load-messages", po::value(&delayed_o.load_messages)->default_value(delayed_o.load_messages),
+       "delayed mode: pending messages loaded (0 skips loading; capped on the embedded broker)")
+      ("load-pairs", po::value(&delayed_o.load_pairs)->default_value(delayed_o.load_pairs),
+       "delayed mode: scheduler/raw load pairs")
+      ("delayed-partitions", po::value(&delayed_o.partitions)->default_value(delayed_o.partitions),
+       "delayed mode: partitions of every topic")
+      ("payload-bytes", po::value(&delayed_o.payload_bytes)->default_value(delayed_o.payload_bytes),
+       "delayed mode: JSON payload per message, about")
+      ("prefetch-ms", po::value(&delayed_o.prefetch_ms)->default_value(delayed_o.prefetch_ms),
+       "delayed mode: the scheduler's prefetch; 0: its default (5 s)");
+  desc.add(delayed_desc);
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -906,6 +933,22 @@ int main(int argc, char** argv) {
     if (vm["warmup-seconds"].defaulted()) lo.warmup_seconds = 0.2;
   }
   lo.brokers = o.brokers;
+  delayed_o.brokers = o.brokers;
+  delayed_o.load_given = !vm["load-messages"].defaulted();
+  if (quick && delayed) {
+    if (vm["delayed-messages"].defaulted()) delayed_o.messages = 300;
+    if (vm["min-delay"].defaulted()) delayed_o.min_delay_s = 1;
+    if (vm["max-delay"].defaulted()) delayed_o.max_delay_s = 3;
+    if (vm["load-messages"].defaulted()) delayed_o.load_messages = 4000;
+    if (vm["load-pairs"].defaulted()) delayed_o.load_pairs = 1;
+  }
+  if (delayed_o.messages < 0 || !(delayed_o.min_delay_s > 0) || delayed_o.max_delay_s < delayed_o.min_delay_s ||
+      delayed_o.load_messages < 0 || delayed_o.load_pairs < 1 || delayed_o.partitions < 1 ||
+      delayed_o.payload_bytes < 21 || (delayed_o.prefetch_ms != 0 && delayed_o.prefetch_ms < 100)) {
+    std::fprintf(stderr, "kbus-bench: need --delayed-messages >= 0, 0 < --min-delay <= --max-delay, "
+                 "--load-messages >= 0, --load-pairs >= 1, --delayed-partitions >= 1, --payload-bytes >= 21, --prefetch-ms 0 or >= 100\n");
+    return 2;
+  }
   o.scrape_interval = std::chrono::milliseconds(scrape_ms);
   if (o.pairs < 0 || o.metrics_pairs < 0 || scrape_ms < 1 || o.partitions < 1 || o.messages < static_cast<std::size_t>(o.partitions) || o.batch < 1 ||
       (!o.only.empty() && o.only != "a" && o.only != "b")) {
@@ -920,6 +963,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    if (delayed) return bench::RunDelayed(delayed_o);
     if (latency) return bench::RunLatency(lo);
     const int throughput = bench::Run(o);
     if (!quick) return throughput;
