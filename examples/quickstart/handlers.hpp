@@ -1,13 +1,13 @@
 #pragma once
 // The quickstart's handlers: PlaceOrder -> ChargeCard -> OrderCompleted, then AskForReview some
-// time later (a delayed send); and SendDailyReport, which a schedule sends every night.
+// time later (a delayed send); and SendDailyReport, which a schedule sends every night
+// (schedules.hpp).
 
 #include <chrono>
 #include <cstdint>
 
 #include "kbus/handler_registry.hpp"
 #include "kbus/log.hpp"
-#include "kbus/schedules/schedule.hpp"
 #include "messages.hpp"
 
 namespace shop {
@@ -48,21 +48,5 @@ inline void RegisterHandlers(kbus::HandlerRegistry& handlers) {
   handlers.Handle<SendDailyReport>(SendDailyReportHandler);
 }
 // [handlers]
-
-// [schedule]
-// Every night at 02:00 in Paris, one SendDailyReport, however many schedulers run. Declared at
-// each start of the worker: the definition is applied once, a pause an operator set is kept.
-inline kbus::schedules::ScheduleSpec NightlyReport() {
-  kbus::schedules::ScheduleSpec s;
-  s.id = "shop-daily-report";
-  s.cron = "0 2 * * *";
-  s.time_zone = "Europe/Paris";
-  s.type = std::string(kbus::MessageTraits<SendDailyReport>::kType);
-  s.topic = std::string(kbus::MessageTraits<SendDailyReport>::kTopic);
-  s.payload = R"({"day":"${tick}"})";
-  s.catch_up_window = std::chrono::hours(6);  // a scheduler down at 02:00 still sends it by 08:00
-  return s;
-}
-// [schedule]
 
 }  // namespace shop

@@ -6,7 +6,7 @@
 //       OrderCompleted event, a scheduler that delivers each order's AskForReview 2 s after
 //       its charge, and the nightly report's schedule triggered once
 //
-// The worker declares the nightly report's schedule (handlers.hpp) when it starts; a
+// The worker declares the nightly report's schedule (schedules.hpp) when it starts; a
 // kbus-scheduler (compose runs one) fires it and delivers the delayed AskForReview commands.
 //
 // Every option can also come from the environment: KBUS_BROKERS, KBUS_GROUP, ... (--help).
@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "handlers.hpp"
+#include "schedules.hpp"
 #include "kbus/cli/options.hpp"
 #include "kbus/dead_letter.hpp"
 #include "kbus/kafka/embedded_broker.hpp"
