@@ -7,6 +7,7 @@
 //   kbus-bench --latency             the latency mode instead (--rate, --seconds, --latency-pairs)
 //   kbus-bench --delayed             the delayed messages mode instead: the scheduler's lateness and
 //                                    its load time and memory with many pending (bench/delayed.cpp)
+//   kbus-bench --lanes               the priority lanes mode instead (bench/lanes.cpp)
 //   kbus-bench --quick               smoke test: 20,000 messages, 1 pair, then a 1 s latency run
 //                                    (ctest label "bench"; checks only that every record is seen)
 //
@@ -95,6 +96,7 @@
 #include "kbus/log.hpp"
 #include "kbus/message.hpp"
 #include "kbus/ops/server.hpp"
+#include "lanes.hpp"
 #include "latency.hpp"
 #include "raw_client.hpp"
 
@@ -853,9 +855,11 @@ int main(int argc, char** argv) {
   bench::Options o;
   bench::LatencyOptions lo;
   bench::DelayedOptions delayed_o;
+  bench::LanesOptions lanes_o;
   bool quick = false;
   bool latency = false;
   bool delayed = false;
+  bool lanes = false;
   long scrape_ms = 1000;
   po::options_description desc(
       "kbus-bench: a kbus Worker's consumer throughput against a plain librdkafka loop\nOptions");
@@ -887,7 +891,19 @@ int main(int argc, char** argv) {
       ("latency-partitions", po::value(&lo.partitions)->default_value(lo.partitions),
        "latency mode: partitions of the input and output topics")
       ("fetch-wait-ms", po::value(&lo.fetch_wait_ms)->default_value(lo.fetch_wait_ms),
-       "latency mode: both hops' fetch.wait.max.ms; 0: the Worker's default");
+       "latency mode: both hops' fetch.wait.max.ms; 0: the Worker's default (also for --lanes)")
+      ("lanes", po::bool_switch(&lanes),
+       "the priority lanes mode instead: urgent latency behind a bulk backlog, and bulk throughput with and "
+       "without urgent traffic; see bench/lanes.cpp")
+      ("lanes-pairs", po::value(&lanes_o.pairs)->default_value(lanes_o.pairs), "lanes mode: base/lanes pairs")
+      ("backlog", po::value(&lanes_o.backlog)->default_value(lanes_o.backlog), "lanes mode: bulk commands waiting")
+      ("bulk-partitions", po::value(&lanes_o.bulk_partitions)->default_value(lanes_o.bulk_partitions),
+       "lanes mode: partitions of the bulk lane")
+      ("urgent-rate", po::value(&lanes_o.urgent_rate)->default_value(lanes_o.urgent_rate),
+       "lanes mode: urgent commands per second")
+      ("work-ms", po::value(&lanes_o.work_ms)->default_value(lanes_o.work_ms),
+       "lanes mode: milliseconds each handler sleeps")
+      ("weight", po::value(&lanes_o.weight)->default_value(lanes_o.weight), "lanes mode: the urgent lane's weight");
   po::options_description delayed_desc("Delayed messages mode (bench/delayed.cpp)");
   delayed_desc.add_options()
       ("delayed", po::bool_switch(&delayed),
@@ -949,6 +965,8 @@ int main(int argc, char** argv) {
                  "--load-messages >= 0, --load-pairs >= 1, --delayed-partitions >= 1, --payload-bytes >= 21, --prefetch-ms 0 or >= 100\n");
     return 2;
   }
+  lanes_o.brokers = o.brokers;
+  lanes_o.fetch_wait_ms = lo.fetch_wait_ms;
   o.scrape_interval = std::chrono::milliseconds(scrape_ms);
   if (o.pairs < 0 || o.metrics_pairs < 0 || scrape_ms < 1 || o.partitions < 1 || o.messages < static_cast<std::size_t>(o.partitions) || o.batch < 1 ||
       (!o.only.empty() && o.only != "a" && o.only != "b")) {
@@ -962,7 +980,14 @@ int main(int argc, char** argv) {
                  "--latency-partitions >= 1, --fetch-wait-ms >= 0\n");
     return 2;
   }
+  if (lanes_o.pairs < 1 || lanes_o.backlog < 100 || lanes_o.bulk_partitions < 1 || !(lanes_o.urgent_rate > 0) ||
+      lanes_o.work_ms < 0 || lanes_o.weight < 1) {
+    std::fprintf(stderr, "kbus-bench: need --lanes-pairs >= 1, --backlog >= 100, --bulk-partitions >= 1, "
+                 "--urgent-rate > 0, --work-ms >= 0, --weight >= 1\n");
+    return 2;
+  }
   try {
+    if (lanes) return bench::RunLanes(lanes_o);
     if (delayed) return bench::RunDelayed(delayed_o);
     if (latency) return bench::RunLatency(lo);
     const int throughput = bench::Run(o);
