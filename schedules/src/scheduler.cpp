@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <climits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -30,6 +31,7 @@ constexpr std::size_t kMaxCaught = 20000;      // records seen due soon, kept so
 constexpr milliseconds kSendRetry{1000};       // after a refused send
 constexpr milliseconds kMaxPollWait{20};       // bounds lateness: the loop looks at the clock this often
 constexpr milliseconds kDrainTimeout{10000};   // sends under way, at revoke and at stop
+constexpr int kPollBatch = 10000;              // records handled between two looks at the clock
 
 std::int64_t NowMs() {
   return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -101,6 +103,7 @@ struct PendingPartition {
   std::map<std::int64_t, Held> caught;    // by offset: records seen due soon
   std::map<std::int64_t, Staged> staged;  // by offset: due within the prefetch, read back
   std::map<std::int64_t, Staged> sending; // by offset: sent, waiting for the acknowledgement
+  std::unique_ptr<kafka::PartitionReader> reader;  // reads records back; made on first use
 };
 
 struct Completion {
@@ -145,8 +148,12 @@ struct Scheduler::Impl {
         {"heartbeat.interval.ms", std::to_string(std::max<long long>(100, config.session_timeout.count() / 5))},
         {"fetch.wait.max.ms", "20"},
     };
+    // Set by the scheduler alone (scheduler.hpp): a -X naming one is ignored.
+    static const std::set<std::string> kReserved = {
+        "group.id", "group.instance.id", "enable.auto.commit", "enable.auto.offset.store", "enable.partition.eof",
+        "auto.offset.reset", "partition.assignment.strategy", "log.queue"};
     for (const auto& [k, v] : config.client.properties) {
-      if (k != "group.id" && k != "enable.partition.eof" && k != "enable.auto.commit") props[k] = v;
+      if (!kReserved.count(k)) props[k] = v;
     }
     auto conf = kafka::detail::MakeConf(props);
     kafka::detail::RouteLogs(conf.get());
@@ -285,7 +292,9 @@ struct Scheduler::Impl {
     }
   }
 
-  // Moves what falls due within the prefetch into `staged` and reads back the records missing.
+  // Moves what falls due within the prefetch into `staged`, and reads back the records missing
+  // once the first of them is due within half the prefetch: one read-back then covers what
+  // falls due in the next half, rather than one read-back per loop turn.
   void Stage(std::int32_t partition, PendingPartition& part, std::int64_t now) {
     if (part.staged.size() < kMaxStaged) {
       for (auto& e : part.index.TakeDue(now + config.prefetch.count(), kMaxStaged - part.staged.size())) {
@@ -296,21 +305,34 @@ struct Scheduler::Impl {
     }
     part.caught.clear();
     std::vector<std::int64_t> missing;
+    std::int64_t first_due = INT64_MAX;
     for (auto& [offset, s] : part.staged) {
-      if (!s.record) missing.push_back(offset);
+      if (s.record) continue;
+      missing.push_back(offset);
+      first_due = std::min(first_due, s.entry.due_ms);
     }
-    if (!missing.empty()) ReadBack(partition, part, missing);
+    if (!missing.empty() && first_due <= now + config.prefetch.count() / 2) ReadBack(partition, part, missing);
   }
 
+  // Reads the records at `offsets` (sorted) back from the partition, in one pass from the first
+  // to the last, with the partition's own reader (made once: a new client per read-back would
+  // cost a connection and a metadata request each time).
   void ReadBack(std::int32_t partition, PendingPartition& part, const std::vector<std::int64_t>& offsets) {
-    kafka::ClientConfig client = config.client;
-    client.client_id += "-scheduler-reader";
-    auto reader = kafka::PartitionReader::Open(client, {.topic = config.pending_topic});
-    if (!reader.ok()) return;
-    // Sorted offsets; one pass from the first to the last.
-    if (!(*reader)->Assign({{.partition = partition, .from = offsets.front(), .to = offsets.back() + 1}}).ok()) return;
+    if (!part.reader) {
+      kafka::ClientConfig client = config.client;
+      client.client_id += "-scheduler-reader";
+      auto reader = kafka::PartitionReader::Open(client, {.topic = config.pending_topic});
+      if (!reader.ok()) {
+        Log(LogLevel::kWarn, "scheduler cannot read delayed messages back; trying again",
+            {{"topic", config.pending_topic}, {"partition", partition}, {"error", reader.error().message()}});
+        return;
+      }
+      part.reader = std::move(*reader);
+    }
+    kafka::PartitionReader& reader = *part.reader;
+    if (!reader.Assign({{.partition = partition, .from = offsets.front(), .to = offsets.back() + 1}}).ok()) return;
     const std::set<std::int64_t> wanted(offsets.begin(), offsets.end());
-    const Status read = (*reader)->ReadToEnd(std::chrono::seconds(10), [&](kafka::ReaderRecord&& r) {
+    const Status read = reader.ReadToEnd(std::chrono::seconds(10), [&](kafka::ReaderRecord&& r) {
       if (!wanted.count(r.offset) || !r.payload) return true;
       auto it = part.staged.find(r.offset);
       if (it == part.staged.end()) return true;
@@ -324,6 +346,7 @@ struct Scheduler::Impl {
     if (!read.ok()) {
       Log(LogLevel::kWarn, "scheduler could not read delayed messages back; trying again",
           {{"topic", config.pending_topic}, {"partition", partition}, {"error", read.error().message()}});
+      part.reader.reset();  // a fresh one next time
     }
   }
 
@@ -473,8 +496,11 @@ struct Scheduler::Impl {
     while (!stop.load()) {
       milliseconds wait = kMaxPollWait;
       kafka::detail::RdMessagePtr m(rd_kafka_consumer_poll(consumer.get(), static_cast<int>(wait.count())));
-      for (int n = 0; m && n < 10000; ++n) {
+      // At most kPollBatch records between two looks at the clock; the last one polled is
+      // handled before the loop goes on, never dropped.
+      for (int n = 1; m; ++n) {
         OnMessage(m.get());
+        if (n == kPollBatch) break;
         m.reset(rd_kafka_consumer_poll(consumer.get(), 0));
       }
       TakeCompletions();
@@ -483,8 +509,9 @@ struct Scheduler::Impl {
       std::lock_guard lock(mu);
       for (auto& [partition, part] : pending) {
         if (!part.live) continue;
-        Stage(partition, part, now);
+        // What is due goes first; reading records back may take a round trip.
         Fire(partition, part, now);
+        Stage(partition, part, now);
       }
       book.Tick(now);
     }

@@ -157,6 +157,31 @@ TEST(Delayed, MessagesDueWhileNoSchedulerRanArriveWhenOneStarts) {
   EXPECT_EQ(arrived.Arrivals()[0].Header(std::string(kbus::header::kId)), sent.id);
 }
 
+TEST(Delayed, EveryMessageOfALongTopicIsLoaded) {
+  // Many more records than the scheduler handles between two looks at the clock (10,000):
+  // none may fall between two batches.
+  auto config = sit::Config("delayed-load", 4);
+  const std::string target = TestBroker::UniqueName("reminders");
+  kbus::kafka::ProducerConfig pc = ProducerOptions();
+  kbus::kafka::Producer producer(pc);
+  constexpr int kMessages = 40000;  // about 3 MB per partition: within the embedded broker's 5 MiB
+  std::atomic<int> failed{0};
+  for (int i = 0; i < kMessages; ++i) {
+    kbus::SendOptions options;
+    options.topic = target;
+    options.delay = 24h;
+    options.pending_topic = config.pending_topic;
+    ASSERT_THAT(producer.Produce(kbus::BuildRecord(reminders::Remind{"r"}, options),
+                                 [&](const kbus::Status& s) { if (!s.ok()) ++failed; }),
+                IsOk());
+  }
+  ASSERT_THAT(producer.Flush(60s), IsOk());
+  ASSERT_EQ(failed.load(), 0);
+  Running scheduler(config);
+  ASSERT_TRUE(WaitFor([&] { return scheduler.Ready(8); }, 60s));
+  EXPECT_EQ(scheduler.scheduler().Stats().pending, static_cast<std::uint64_t>(kMessages));
+}
+
 TEST(Delayed, ARecordThatCannotBeDeliveredIsDeadLetteredWithItsReason) {
   auto config = sit::Config("delayed-bad", 1);
   const std::string dlq = config.group + ".dlq";

@@ -38,6 +38,10 @@ inline constexpr std::string_view kDefaultSchedulesTopic = "kbus.schedules";
 inline constexpr std::string_view kDefaultSchedulerGroup = "kbus.scheduler";
 
 struct SchedulerConfig {
+  // Every property applies (security, timeouts...) but those the scheduler's reading rests on,
+  // which it sets itself: group.id, group.instance.id, enable.auto.commit,
+  // enable.auto.offset.store, enable.partition.eof, auto.offset.reset,
+  // partition.assignment.strategy (the eager range assignor) and log.queue.
   kafka::ClientConfig client;
   std::string group = std::string(kDefaultSchedulerGroup);
   std::string pending_topic = std::string(kDefaultPendingTopic);
