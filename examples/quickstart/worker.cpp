@@ -175,6 +175,22 @@ int RunDemo(const kbus::kafka::WorkerConfig& base, int orders) {
   return done ? 0 : 1;
 }
 
+// Declares the shop's schedules (schedules.hpp), trying again until the brokers take them or
+// the worker is asked to stop.
+void DeclareSchedules(const kbus::kafka::ClientConfig& client) {
+  kbus::kafka::ProducerConfig pc;
+  pc.client = client;
+  pc.client.properties["message.timeout.ms"] = "5000";
+  kbus::kafka::Producer producer(pc);
+  while (!kbus::cli::StopRequested()) {
+    Status s = kbus::schedules::Declare(producer, {shop::NightlyReport()});
+    if (s.ok()) return;
+    kbus::Log(kbus::LogLevel::kWarn, "the nightly report's schedule is not declared yet; trying again",
+              {{"error", s.error().message()}});
+    for (int i = 0; i < 20 && !kbus::cli::StopRequested(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -220,22 +236,17 @@ int main(int argc, char** argv) {
 
     kbus::HandlerRegistry handlers;
     shop::RegisterHandlers(handlers);
-    {
-      kbus::kafka::ProducerConfig pc;
-      pc.client = config.client;
-      kbus::kafka::Producer producer(pc);
-      if (Status s = kbus::schedules::Declare(producer, {shop::NightlyReport()}); !s.ok()) {
-        kbus::Log(kbus::LogLevel::kWarn, "the nightly report's schedule was not declared",
-                  {{"error", s.error().message()}});
-      }
-    }
     // Installed before the worker exists, so that a signal during start-up is not lost: the
     // worker then stops as soon as it runs.
     cli::InstallTwoStepStopSignals();
     kbus::kafka::Worker worker(config, handlers);
     cli::StopWorkerOnSignal(&worker);
+    // Beside the worker, not before it: brokers that are not up yet must hold up neither its
+    // start nor its start-up errors (a port in use).
+    std::thread declare([&config] { DeclareSchedules(config.client); });
     worker.Run();
     cli::StopWorkerOnSignal(nullptr);
+    declare.join();
   } catch (const std::exception& e) {
     std::cerr << "quickstart-worker: " << e.what() << "\n";
     return cli::kExitFailure;

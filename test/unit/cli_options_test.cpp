@@ -26,10 +26,24 @@ TEST(CliOptions, ADelayTakesANumberAndAUnit) {
   EXPECT_EQ(*kbus::cli::ParseDelay("10s", "--d"), std::chrono::seconds(10));
   EXPECT_EQ(*kbus::cli::ParseDelay("5m", "--d"), std::chrono::minutes(5));
   EXPECT_EQ(*kbus::cli::ParseDelay("1h", "--d"), std::chrono::hours(1));
-  for (const char* bad : {"10", "s", "0s", "-1s", "10 s", "1d"}) {
+  EXPECT_EQ(*kbus::cli::ParseDelay("2d", "--d"), std::chrono::hours(48));
+  for (const char* bad : {"10", "s", "0s", "-1s", "10 s", "1w"}) {
     EXPECT_THAT(kbus::cli::ParseDelay(bad, "--retry-tier"),
                 ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--retry-tier")))
         << bad;
+  }
+}
+
+TEST(CliOptions, ATimeIsISO8601WithItsOffset) {
+  using namespace std::chrono;
+  const auto xmas = sys_days(year(2026) / 12 / 24) + hours(18);
+  EXPECT_EQ(*kbus::cli::ParseTime("2026-12-24T18:00:00Z", "--at"), xmas);
+  EXPECT_EQ(*kbus::cli::ParseTime("2026-12-24T19:00:00+01:00", "--at"), xmas);
+  EXPECT_EQ(*kbus::cli::ParseTime("2026-12-24T13:30-04:30", "--at"), xmas);
+  EXPECT_EQ(*kbus::cli::ParseTime("2026-12-24 18:00:00.25Z", "--at"), xmas + milliseconds(250));
+  for (const char* bad : {"2026-12-24T18:00:00", "2026-02-30T00:00:00Z", "2026-12-24T24:00:00Z", "tomorrow",
+                          "2026-12-24T18:00:00Z junk", "2026-12-24T18:00:00+1"}) {
+    EXPECT_THAT(kbus::cli::ParseTime(bad, "--at"), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--at"))) << bad;
   }
 }
 
