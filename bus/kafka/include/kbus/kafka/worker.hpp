@@ -2,7 +2,8 @@
 // Worker: a member of a Kafka consumer group that runs the registered handlers.
 //
 // Delivery (docs/delivery.md): at-least-once. Handlers run on a pool of `handler_threads`
-// threads; records of one key run one at a time in offset order (WorkerConfig::ordering). A
+// threads, which start the records of priority lanes (HandlerOptions::lanes) by the lanes'
+// weights; records of one key run one at a time in offset order (WorkerConfig::ordering). A
 // record's offset is committed only after its handler finished and everything it sent, or its
 // dead-letter or retry copy, was acknowledged by the broker, and every record before it too.
 // Each delivery is counted in the commit metadata before it runs, so counts survive crashes.
