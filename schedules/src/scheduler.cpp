@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <climits>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -95,6 +96,7 @@ struct Staged {
   PendingIndex::Entry entry;
   std::optional<Held> record;
   std::int64_t not_before_ms = 0;  // after a refused send
+  bool asked = false;              // its read-back is under way
 };
 
 struct PendingPartition {
@@ -103,7 +105,6 @@ struct PendingPartition {
   std::map<std::int64_t, Held> caught;    // by offset: records seen due soon
   std::map<std::int64_t, Staged> staged;  // by offset: due within the prefetch, read back
   std::map<std::int64_t, Staged> sending; // by offset: sent, waiting for the acknowledgement
-  std::unique_ptr<kafka::PartitionReader> reader;  // reads records back; made on first use
 };
 
 struct Completion {
@@ -292,13 +293,13 @@ struct Scheduler::Impl {
     }
   }
 
-  // Moves what falls due within the prefetch into `staged`, and reads back the records missing
-  // once the first of them is due within half the prefetch: one read-back then covers what
-  // falls due in the next half, rather than one read-back per loop turn.
-  void Stage(std::int32_t partition, PendingPartition& part, std::int64_t now) {
+  // Moves what falls due within the prefetch into `staged`. Returns the offsets of the records
+  // to read back, sorted, once the first of them is due within half the prefetch: one read-back
+  // then covers what falls due in the next half, rather than one per loop turn.
+  std::vector<std::int64_t> Stage(PendingPartition& part, std::int64_t now) {
     if (part.staged.size() < kMaxStaged) {
       for (auto& e : part.index.TakeDue(now + config.prefetch.count(), kMaxStaged - part.staged.size())) {
-        Staged s{e, std::nullopt, 0};
+        Staged s{e, std::nullopt, 0, false};
         if (auto it = part.caught.find(e.offset); it != part.caught.end()) s.record = std::move(it->second);
         part.staged[e.offset] = std::move(s);
       }
@@ -307,46 +308,88 @@ struct Scheduler::Impl {
     std::vector<std::int64_t> missing;
     std::int64_t first_due = INT64_MAX;
     for (auto& [offset, s] : part.staged) {
-      if (s.record) continue;
+      if (s.record || s.asked) continue;
       missing.push_back(offset);
       first_due = std::min(first_due, s.entry.due_ms);
     }
-    if (!missing.empty() && first_due <= now + config.prefetch.count() / 2) ReadBack(partition, part, missing);
+    if (first_due > now + config.prefetch.count() / 2) return {};
+    for (std::int64_t offset : missing) part.staged[offset].asked = true;
+    return missing;
   }
 
-  // Reads the records at `offsets` (sorted) back from the partition, in one pass from the first
-  // to the last, with the partition's own reader (made once: a new client per read-back would
-  // cost a connection and a metadata request each time).
-  void ReadBack(std::int32_t partition, PendingPartition& part, const std::vector<std::int64_t>& offsets) {
-    if (!part.reader) {
-      kafka::ClientConfig client = config.client;
-      client.client_id += "-scheduler-reader";
-      auto reader = kafka::PartitionReader::Open(client, {.topic = config.pending_topic});
-      if (!reader.ok()) {
-        Log(LogLevel::kWarn, "scheduler cannot read delayed messages back; trying again",
-            {{"topic", config.pending_topic}, {"partition", partition}, {"error", reader.error().message()}});
-        return;
+  // The read-back thread: reads the records asked for (sorted offsets, by partition) in one pass
+  // from the first to the last offset of each partition, with one reader kept for the purpose
+  // (a new client per read-back would cost threads, a connection and a metadata request each
+  // time). It runs beside the loop, so that what is due is sent while records are read back.
+  void ReadBackLoop() {
+    std::unique_ptr<kafka::PartitionReader> reader;
+    for (;;) {
+      std::map<std::int32_t, std::vector<std::int64_t>> wanted;
+      {
+        std::unique_lock lock(read_mu);
+        read_cv.wait(lock, [&] { return stop_reading || !to_read.empty(); });
+        if (stop_reading) return;
+        wanted.swap(to_read);
       }
-      part.reader = std::move(*reader);
+      if (!reader) {
+        kafka::ClientConfig client = config.client;
+        client.client_id += "-scheduler-reader";
+        client.properties["fetch.wait.max.ms"] = "10";
+        auto opened = kafka::PartitionReader::Open(client, {.topic = config.pending_topic});
+        if (!opened.ok()) {
+          Log(LogLevel::kWarn, "scheduler cannot read delayed messages back; trying again",
+              {{"topic", config.pending_topic}, {"error", opened.error().message()}});
+          Unask(wanted);
+          continue;
+        }
+        reader = std::move(*opened);
+      }
+      std::vector<kafka::PartitionSpan> spans;
+      for (const auto& [partition, offsets] : wanted) {
+        spans.push_back({.partition = partition, .from = offsets.front(), .to = offsets.back() + 1});
+      }
+      std::vector<std::pair<std::int32_t, std::pair<std::int64_t, Held>>> got;
+      Status read = reader->Assign(spans);
+      if (read.ok()) {
+        read = reader->ReadToEnd(std::chrono::seconds(10), [&](kafka::ReaderRecord&& r) {
+          const auto& offsets = wanted[r.partition];
+          if (!r.payload || !std::binary_search(offsets.begin(), offsets.end(), r.offset)) return true;
+          Held h;
+          h.key = r.key.value_or("");
+          h.payload = std::move(*r.payload);
+          for (auto& hd : r.headers) h.headers.push_back({std::move(hd.name), hd.value.value_or("")});
+          got.push_back({r.partition, {r.offset, std::move(h)}});
+          return true;
+        });
+      }
+      if (!read.ok()) {
+        Log(LogLevel::kWarn, "scheduler could not read delayed messages back; trying again",
+            {{"topic", config.pending_topic}, {"error", read.error().message()}});
+        reader.reset();  // a fresh one next time
+      }
+      std::lock_guard lock(mu);
+      for (auto& [partition, record] : got) {
+        auto pit = pending.find(partition);
+        if (pit == pending.end()) continue;
+        auto it = pit->second.staged.find(record.first);
+        if (it != pit->second.staged.end() && !it->second.record) it->second.record = std::move(record.second);
+      }
+      UnaskLocked(wanted);  // what did not come is asked again
     }
-    kafka::PartitionReader& reader = *part.reader;
-    if (!reader.Assign({{.partition = partition, .from = offsets.front(), .to = offsets.back() + 1}}).ok()) return;
-    const std::set<std::int64_t> wanted(offsets.begin(), offsets.end());
-    const Status read = reader.ReadToEnd(std::chrono::seconds(10), [&](kafka::ReaderRecord&& r) {
-      if (!wanted.count(r.offset) || !r.payload) return true;
-      auto it = part.staged.find(r.offset);
-      if (it == part.staged.end()) return true;
-      Held h;
-      h.key = r.key.value_or("");
-      h.payload = std::move(*r.payload);
-      for (auto& hd : r.headers) h.headers.push_back({std::move(hd.name), hd.value.value_or("")});
-      it->second.record = std::move(h);
-      return true;
-    });
-    if (!read.ok()) {
-      Log(LogLevel::kWarn, "scheduler could not read delayed messages back; trying again",
-          {{"topic", config.pending_topic}, {"partition", partition}, {"error", read.error().message()}});
-      part.reader.reset();  // a fresh one next time
+  }
+
+  void Unask(const std::map<std::int32_t, std::vector<std::int64_t>>& wanted) {
+    std::lock_guard lock(mu);
+    UnaskLocked(wanted);
+  }
+  void UnaskLocked(const std::map<std::int32_t, std::vector<std::int64_t>>& wanted) {
+    for (const auto& [partition, offsets] : wanted) {
+      auto pit = pending.find(partition);
+      if (pit == pending.end()) continue;
+      for (std::int64_t offset : offsets) {
+        auto it = pit->second.staged.find(offset);
+        if (it != pit->second.staged.end() && !it->second.record) it->second.asked = false;
+      }
     }
   }
 
@@ -491,6 +534,7 @@ struct Scheduler::Impl {
     if (rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer.get(), list.get()); err) {
       throw std::runtime_error(std::string("scheduler: cannot subscribe: ") + rd_kafka_err2str(err));
     }
+    std::thread read_back([this] { ReadBackLoop(); });
     Log(LogLevel::kInfo, "scheduler started",
         {{"group", config.group}, {"pending_topic", config.pending_topic}, {"schedules_topic", config.schedules_topic}});
     while (!stop.load()) {
@@ -507,14 +551,30 @@ struct Scheduler::Impl {
       CommitRuns(/*sync=*/false);
       const std::int64_t now = NowMs();
       std::lock_guard lock(mu);
+      // What is due goes first; reading records back takes a round trip.
+      std::map<std::int32_t, std::vector<std::int64_t>> read_back;
       for (auto& [partition, part] : pending) {
         if (!part.live) continue;
-        // What is due goes first; reading records back may take a round trip.
         Fire(partition, part, now);
-        Stage(partition, part, now);
+        if (auto missing = Stage(part, now); !missing.empty()) read_back[partition] = std::move(missing);
+      }
+      if (!read_back.empty()) {
+        std::lock_guard read_lock(read_mu);
+        for (auto& [partition, offsets] : read_back) {
+          auto& queued = to_read[partition];
+          queued.insert(queued.end(), offsets.begin(), offsets.end());
+          std::sort(queued.begin(), queued.end());
+        }
+        read_cv.notify_one();
       }
       book.Tick(now);
     }
+    {
+      std::lock_guard lock(read_mu);
+      stop_reading = true;
+    }
+    read_cv.notify_one();
+    read_back.join();
     Drain();
     rd_kafka_consumer_close(consumer.get());
     Log(LogLevel::kInfo, "scheduler stopped", {{"group", config.group}});
@@ -584,6 +644,11 @@ struct Scheduler::Impl {
   std::mutex mu;  // the partitions: the loop thread, Stats() and the rebalance callback (same thread)
   std::map<std::int32_t, PendingPartition> pending;
   ScheduleBook book;
+  // The read-back thread's work: offsets to read, by partition.
+  std::mutex read_mu;
+  std::condition_variable read_cv;
+  std::map<std::int32_t, std::vector<std::int64_t>> to_read;
+  bool stop_reading = false;
   std::mutex done_mu;
   std::vector<Completion> done;
   std::map<std::pair<std::string, std::int32_t>, std::int64_t> run_positions;  // next offset to commit

@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "kbus/context.hpp"
 #include "kbus/envelope.hpp"
 #include "kbus/kafka/producer.hpp"
@@ -97,6 +99,31 @@ TEST(Delayed, ArrivesAtItsTimeNeverEarlyWithItsEnvelope) {
   EXPECT_EQ(arrived.Count(), sent.size()) << "each once";
   EXPECT_TRUE(WaitFor([&] { return scheduler.scheduler().Stats().pending == 0; }, 10s))
       << "delivered messages leave the pending topic (tombstones)";
+}
+
+TEST(Delayed, MessagesDueLaterThanThePrefetchAreReadBackAndArriveOnTime) {
+  // With a prefetch of 400 ms, messages due 2 to 4 s later are not kept when they are first
+  // read: each is read back from Kafka shortly before its time.
+  auto config = sit::Config("delayed-readback");
+  config.prefetch = 400ms;
+  const std::string target = TestBroker::UniqueName("reminders");
+  TestBroker::Get().CreateTopic(target, 2);
+  Follower arrived(target);
+  Running scheduler(config);
+  ASSERT_TRUE(WaitFor([&] { return scheduler.Ready(4); }, 30s));
+  kbus::kafka::Producer producer(ProducerOptions());
+  std::map<std::string, std::int64_t> due;
+  for (int i = 0; i < 40; ++i) {
+    const Sent s = SendDelayed(producer, config, target, "r" + std::to_string(i), std::chrono::milliseconds(2000 + 50 * i));
+    due[s.id] = s.due_ms;
+  }
+  ASSERT_TRUE(WaitFor([&] { return arrived.Count() >= due.size(); }, 60s));
+  for (const auto& a : arrived.Arrivals()) {
+    const std::int64_t d = due.at(a.Header(std::string(kbus::header::kId)).value_or(""));
+    EXPECT_GE(a.record.timestamp_ms, d) << "never early";
+    EXPECT_LE(a.record.timestamp_ms, d + 1000) << "within 1 s of its time";
+  }
+  EXPECT_EQ(arrived.Count(), due.size());
 }
 
 TEST(Delayed, ACancelledMessageNeverArrives) {
