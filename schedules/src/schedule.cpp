@@ -9,6 +9,7 @@
 
 #include "kbus/context.hpp"
 #include "kbus/envelope.hpp"
+#include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/json.hpp"
 #include "kbus/uuid.hpp"
 #include "pending_index.hpp"
@@ -19,10 +20,8 @@ namespace {
 
 using std::chrono::milliseconds;
 constexpr std::string_view kRunPrefix = "schedule/";
-constexpr std::string_view kLaunchProcess = "kbus.LaunchProcess";
-constexpr std::string_view kProcessExited = "kbus.ProcessExited";
-constexpr std::string_view kCancelProcess = "kbus.CancelProcess";
-constexpr std::string_view kLauncherControlTopic = "kbus.launcher.control";
+constexpr std::string_view kLaunchProcess = MessageTraits<handlers::LaunchProcess>::kType;
+constexpr std::string_view kProcessExited = MessageTraits<handlers::ProcessExited>::kType;
 // At most this many ticks are looked at per evaluation (a 1 s schedule after a day down).
 constexpr std::size_t kMaxTicksPerPass = 10000;
 // A tick this late is still on time, whatever the catch-up window: the owner's loop and a
@@ -87,15 +86,13 @@ void Fire(const ScheduleSpec& spec, ScheduleState& state, TimePoint tick, TimePo
 void Cancel(const ScheduleSpec& spec, ScheduleState& state, TimePoint now, Plan& plan) {
   for (RunRecord& run : state.running) {
     if (!run.job_id.empty()) {
-      OutgoingRecord c;
-      c.topic = std::string(kLauncherControlTopic);
-      c.key = RunCorrelation(spec.id, run.tick);
-      c.payload = "{\"job_id\":\"" + run.job_id + "\"}";
-      c.headers = {{std::string(header::kType), std::string(kCancelProcess)},
-                   {std::string(header::kKind), "command"},
-                   {std::string(header::kId), NameUuid("kbus.schedule.cancel/" + run.message_id)},
-                   {std::string(header::kCorrelationId), c.key},
-                   {std::string(header::kSentAt), std::to_string(Ms(now))}};
+      SendOptions options;
+      options.key = run.job_id;
+      options.correlation_id = RunCorrelation(spec.id, run.tick);
+      OutgoingRecord c = BuildRecord(
+          handlers::CancelProcess{run.job_id, "schedule " + spec.id + " (cancel_other): a newer tick fired", 0},
+          std::move(options));
+      c.SetHeader(header::kId, NameUuid("kbus.schedule.cancel/" + run.message_id));
       plan.sends.push_back(std::move(c));
     }
     Remember(state, {run.tick, run.message_id, "cancelled", now, run.job_id});

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kbus/envelope.hpp"
+#include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/kafka/partition_reader.hpp"
 #include "kbus/kafka/producer.hpp"
 #include "kbus/log.hpp"
@@ -479,7 +480,9 @@ struct Scheduler::Impl {
     const auto type = Find(h.headers, header::kType).value_or("");
     const auto correlation = Find(h.headers, header::kCorrelationId).value_or("");
     auto ref = ParseRunCorrelation(correlation);
-    const bool progress = type == "kbus.ProcessStarted" || type == "kbus.ProcessHeartbeat" || type == "kbus.ProcessProgress";
+    const bool progress = type == MessageTraits<handlers::ProcessStarted>::kType ||
+                          type == MessageTraits<handlers::ProcessHeartbeat>::kType ||
+                          type == MessageTraits<handlers::ProcessProgress>::kType;
     if (ref && !progress) {
       Request r;
       const auto id = Find(h.headers, header::kId).value_or("");

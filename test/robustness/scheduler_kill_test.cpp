@@ -43,9 +43,7 @@ TEST(SchedulerKill, EveryTickOfAOneSecondScheduleFiresWhileOwnersAreKilled) {
   spec.type = "test.Tick";
   spec.topic = target;
   spec.catch_up_window = 2min;  // longer than any takeover: a missed tick is caught up, not lost
-  kbus::kafka::ProducerConfig pc;
-  pc.client = sit::Client();
-  kbus::kafka::Producer producer(pc);
+  kbus::kafka::Producer producer(sit::ProducerOptions());
   ASSERT_TRUE(kbus::schedules::Declare(producer, {spec}, config.schedules_topic).ok());
 
   std::vector<std::unique_ptr<rb::Process>> instances;

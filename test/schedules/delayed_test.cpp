@@ -35,17 +35,12 @@ using kbus::ErrorCode;
 using kbus::testing::ErrorIs;
 using kbus::testing::IsOk;
 using sit::Follower;
+using sit::ProducerOptions;
 using sit::Running;
 using sit::TestBroker;
 using kbus::test::WaitFor;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-kbus::kafka::ProducerConfig ProducerOptions() {
-  kbus::kafka::ProducerConfig p;
-  p.client = sit::Client();
-  return p;
-}
 
 struct Sent {
   std::string id;
@@ -189,8 +184,7 @@ TEST(Delayed, EveryMessageOfALongTopicIsLoaded) {
   // none may fall between two batches.
   auto config = sit::Config("delayed-load", 4);
   const std::string target = TestBroker::UniqueName("reminders");
-  kbus::kafka::ProducerConfig pc = ProducerOptions();
-  kbus::kafka::Producer producer(pc);
+  kbus::kafka::Producer producer(ProducerOptions());
   constexpr int kMessages = 40000;  // about 3 MB per partition: within the embedded broker's 5 MiB
   std::atomic<int> failed{0};
   for (int i = 0; i < kMessages; ++i) {

@@ -31,7 +31,7 @@ using namespace std::chrono_literals;
 // A launcher with its worker on topics of its own, a scheduler watching its events, and
 // followers of the launch commands and of the events.
 struct Rig {
-  explicit Rig(const std::string& prefix) : producer(Producer()), sink(producer) {
+  explicit Rig(const std::string& prefix) : producer(sit::ProducerOptions()), sink(producer) {
     TestBroker::Get().CreateTopic(launch, 1);
     TestBroker::Get().CreateTopic(control, 1);
     TestBroker::Get().CreateTopic(events, 1);
@@ -64,11 +64,6 @@ struct Rig {
     worker_thread.join();
     launcher->Shutdown();
     std::filesystem::remove_all(track);
-  }
-  static kbus::kafka::ProducerConfig Producer() {
-    kbus::kafka::ProducerConfig p;
-    p.client = sit::Client();
-    return p;
   }
 
   ScheduleSpec Job(Overlap overlap) const {

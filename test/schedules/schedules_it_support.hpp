@@ -28,6 +28,12 @@ inline kbus::kafka::ClientConfig Client() {
   return c;
 }
 
+inline kbus::kafka::ProducerConfig ProducerOptions() {
+  kbus::kafka::ProducerConfig p;
+  p.client = Client();
+  return p;
+}
+
 // A scheduler's topics and group, unique to the test, created with `partitions` each.
 inline kbus::schedules::SchedulerConfig Config(const std::string& prefix, int partitions = 2) {
   kbus::schedules::SchedulerConfig c;

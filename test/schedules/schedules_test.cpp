@@ -24,16 +24,11 @@ using kbus::test::WaitFor;
 using kbus::testing::ErrorIs;
 using kbus::testing::IsOk;
 using sit::Follower;
+using sit::ProducerOptions;
 using sit::Running;
 using sit::TestBroker;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-kbus::kafka::ProducerConfig ProducerOptions() {
-  kbus::kafka::ProducerConfig p;
-  p.client = sit::Client();
-  return p;
-}
 
 ScheduleSpec EverySecond(const std::string& id, const std::string& topic) {
   ScheduleSpec s;

@@ -9,19 +9,16 @@
 // Thread safety: everything runs on the main thread.
 
 #include <algorithm>
-#include <array>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <functional>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
 
-#include <unistd.h>
 
 #include "commands.hpp"
+#include "stdin_payload.hpp"
 #include "kbus/cli/options.hpp"
 #include "kbus/json.hpp"
 #include "kbus/kafka/producer.hpp"
@@ -235,21 +232,6 @@ Result<milliseconds> ParseDuration(const std::string& spec, const std::string& f
   return ParseDelay(spec, flag);
 }
 
-Result<std::string> ReadStdin() {
-  std::string text;
-  std::array<char, 65536> buffer;
-  for (;;) {
-    const ssize_t n = ::read(STDIN_FILENO, buffer.data(), buffer.size());
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error(ErrorCode::kInternal, std::string("cannot read the payload from stdin: ") + std::strerror(errno));
-    }
-    text.append(buffer.data(), static_cast<std::size_t>(n));
-  }
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-  return text;
-}
 
 Result<ScheduleSpec> BuildSpec(const CreateArgs& args, const ParsedArgs& parsed) {
   auto usage = [](std::string why) { return Error(ErrorCode::kInvalidArgument, std::move(why)); };
@@ -286,7 +268,7 @@ Result<ScheduleSpec> BuildSpec(const CreateArgs& args, const ParsedArgs& parsed)
   spec.key = args.key;
   if (parsed.vm.count("payload") != 0) {
     if (args.payload == "-") {
-      auto in = ReadStdin();
+      auto in = ReadPayloadFromStdin();
       if (!in.ok()) return in.error();
       spec.payload = std::move(in.value());
     } else {

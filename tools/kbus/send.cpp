@@ -1,17 +1,14 @@
 // kbus send: one message with a full kbus envelope, from the command line or stdin, so shell
 // scripts and operators can talk to kbus workers. Prints the new message's id.
 
-#include <unistd.h>
-
 #include <array>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <exception>
 #include <iostream>
 #include <stdexcept>
 
 #include "commands.hpp"
+#include "stdin_payload.hpp"
 #include "kbus/cli/options.hpp"
 #include "kbus/context.hpp"
 #include "kbus/envelope.hpp"
@@ -106,26 +103,6 @@ Result<std::vector<Header>> ParseHeaders(const SendArgs& args, const ParsedArgs&
   return out;
 }
 
-Result<std::string> ReadStdin() {
-  std::string text;
-  std::array<char, 65536> buffer;
-  for (;;) {
-    const ssize_t n = ::read(STDIN_FILENO, buffer.data(), buffer.size());
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error(ErrorCode::kInternal, std::string("cannot read the payload from stdin: ") +
-                                               std::strerror(errno));
-    }
-    text.append(buffer.data(), static_cast<std::size_t>(n));
-  }
-  // The newline `echo` or a heredoc appends is no part of the message.
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' ||
-                           text.back() == '\t')) {
-    text.pop_back();
-  }
-  return text;
-}
 
 }  // namespace
 
@@ -172,7 +149,7 @@ int RunSend(const std::vector<std::string>& argv) {
 
   std::string payload = args.payload;
   if (parsed->vm.count("payload") == 0 || payload == "-") {
-    auto in = ReadStdin();
+    auto in = ReadPayloadFromStdin();
     if (!in.ok()) return Report(kCommand, in.error());
     payload = std::move(in.value());
   }
