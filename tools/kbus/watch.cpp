@@ -1,14 +1,15 @@
-// kbus watch: follows launcher jobs on their events topic (docs/launcher.md): a progress bar on
-// a terminal, one line per event otherwise; with --job it ends with the job. It reads the topic
-// as `kbus tail` does (read_topic.hpp). Thread safety: everything runs on the main thread, and
+// kbus watch: follows launcher jobs on their events topic (docs/launcher.md): a progress bar per
+// running job redrawn in place on a terminal, one line per event otherwise; with --job it ends
+// with the job. It reads the topic as `kbus tail` does (read_topic.hpp). Thread safety: everything runs on the main thread, and
 // the signal handler only sets a flag.
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,8 +30,9 @@ constexpr std::string_view kWatchCommand = "watch";
 constexpr std::string_view kWatchUsage = "kbus watch --brokers B [--job ID] [--topic TOPIC] [options]";
 constexpr std::string_view kWatchSummary =
     "Follows launcher jobs through their events (kbus.ProcessStarted, Progress, Heartbeat, Exited)\n"
-    "from the beginning of the topic. On a terminal it draws a progress bar per job; otherwise it\n"
-    "prints one line per event. With --job it exits when that job's ProcessExited arrives: 0 when\n"
+    "from the beginning of the topic. On a terminal it keeps one progress bar per running job,\n"
+    "redrawn in place, with each start and exit printed above the bars; otherwise it prints one\n"
+    "line per event. With --job it exits when that job's ProcessExited arrives: 0 when\n"
     "it succeeded, 1 otherwise. Records that are not launcher events are skipped.";
 
 struct WatchArgs {
@@ -61,22 +63,37 @@ std::string Clock(std::chrono::milliseconds d) {
   return buf;
 }
 
-// Draws the events it is given: a bar redrawn in place on a terminal, plain lines otherwise.
+// Draws the events it is given. Not on a terminal: one plain line per event. On a terminal, as
+// `docker pull` does: one line per running job, redrawn in place at the bottom of the screen
+// ("job-7 attempt 2 [#########-----]  45% encoding pass 1  00:12"), and above them the lines
+// that stay: each job's start and exit, in the order they came.
 class JobView {
  public:
   explicit JobView(bool terminal) : terminal_(terminal) {}
 
   void Started(const handlers::ProcessStarted& e) {
-    Line(e.job_id, e.attempt, "started pid " + std::to_string(e.pid) + (e.host.empty() ? "" : " on " + e.host));
+    const std::string text = "started pid " + std::to_string(e.pid) + (e.host.empty() ? "" : " on " + e.host);
+    if (!terminal_) return Line(e.job_id, e.attempt, text);
+    Job& job = Running(e.job_id, e.attempt);
+    if (job.message.empty()) job.message = text;
+    Redraw({Id(e.job_id, e.attempt) + ' ' + text});
   }
   void Progress(const handlers::ProcessProgress& e) {
-    percent_[Id(e.job_id, e.attempt)] = e.percent;
-    if (terminal_) return Bar(e.job_id, e.attempt, e.message, -1);
-    Line(e.job_id, e.attempt, "progress " + std::to_string(e.percent) + "%" + (e.message.empty() ? "" : " " + e.message));
+    if (!terminal_) {
+      return Line(e.job_id, e.attempt,
+                  "progress " + std::to_string(e.percent) + "%" + (e.message.empty() ? "" : " " + e.message));
+    }
+    Job& job = Running(e.job_id, e.attempt);
+    job.percent = e.percent;
+    if (!e.message.empty()) job.message = e.message;
+    Redraw({});
   }
   void Heartbeat(const handlers::ProcessHeartbeat& e) {
-    if (terminal_) return Bar(e.job_id, e.attempt, "", e.elapsed.count());
-    Line(e.job_id, e.attempt, "heartbeat " + Clock(e.elapsed));
+    if (!terminal_) return Line(e.job_id, e.attempt, "heartbeat " + Clock(e.elapsed));
+    Job& job = Running(e.job_id, e.attempt);
+    job.elapsed = e.elapsed;
+    if (e.percent >= 0) job.percent = e.percent;
+    Redraw({});
   }
   void Exited(const handlers::ProcessExited& e) {
     std::string text = "exited " + e.outcome;
@@ -86,42 +103,79 @@ class JobView {
     std::snprintf(secs, sizeof secs, " after %.1fs", static_cast<double>(e.duration.count()) / 1000);
     text += secs;
     if (!e.error.empty()) text += ": " + e.error;
-    Line(e.job_id, e.attempt, text);
+    if (!terminal_) return Line(e.job_id, e.attempt, text);
+    const std::string id = Id(e.job_id, e.attempt);
+    std::erase_if(running_, [&](const Job& j) { return j.id == id; });
+    Redraw({id + ' ' + text});
   }
 
  private:
+  struct Job {
+    std::string id;
+    int percent = 0;
+    std::string message;
+    std::chrono::milliseconds elapsed{0};
+  };
+
   static std::string Id(const std::string& job, int attempt) { return job + " attempt " + std::to_string(attempt); }
 
   void Line(const std::string& job, int attempt, const std::string& text) {
-    if (open_bar_) std::cout << '\n';
-    open_bar_ = false;
     std::cout << Id(job, attempt) << ' ' << text << std::endl;
   }
-  // "job-7 attempt 2 [#########-----------]  45% encoding pass 1  00:12", redrawn in place.
-  void Bar(const std::string& job, int attempt, const std::string& message, long long elapsed_ms) {
+
+  Job& Running(const std::string& job, int attempt) {
     const std::string id = Id(job, attempt);
-    if (open_bar_ && bar_id_ != id) std::cout << '\n';
-    const int percent = percent_.count(id) ? percent_[id] : 0;
-    if (!message.empty()) message_[id] = message;
-    if (elapsed_ms >= 0) elapsed_[id] = elapsed_ms;
+    for (Job& j : running_) {
+      if (j.id == id) return j;
+    }
+    running_.push_back(Job{id, 0, {}, std::chrono::milliseconds(0)});
+    return running_.back();
+  }
+
+  // Moves up over the bars drawn last time, prints `stays` there (lines that scroll up and stay),
+  // then one bar per running job, each cut to the terminal's width so that none wraps (a wrapped
+  // line would throw the next move up off by one).
+  void Redraw(const std::vector<std::string>& stays) {
+    std::string out;
+    if (drawn_ > 0) out += "\x1b[" + std::to_string(drawn_) + "A";
+    out += "\r\x1b[J";
+    const std::size_t width = Width();
+    for (const std::string& line : stays) out += Cut(line, width) + "\n";
+    for (const Job& j : running_) out += Cut(BarLine(j), width) + "\n";
+    drawn_ = running_.size();
+    std::cout << out << std::flush;
+  }
+
+  static std::string BarLine(const Job& j) {
     constexpr int kWidth = 30;
+    const int percent = std::clamp(j.percent, 0, 100);
     const int filled = percent * kWidth / 100;
-    std::cout << '\r' << id << " [" << std::string(static_cast<std::size_t>(filled), '#')
-              << std::string(static_cast<std::size_t>(kWidth - filled), '-') << "] ";
-    std::printf("%3d%%", percent);
-    std::fflush(stdout);
-    std::cout << ' ' << message_[id] << "  " << Clock(std::chrono::milliseconds(elapsed_[id])) << "\x1b[K"
-              << std::flush;
-    open_bar_ = true;
-    bar_id_ = id;
+    char pct[8];
+    std::snprintf(pct, sizeof pct, "%3d%%", percent);
+    return j.id + " [" + std::string(static_cast<std::size_t>(filled), '#') +
+           std::string(static_cast<std::size_t>(kWidth - filled), '-') + "] " + pct + " " + j.message + "  " +
+           Clock(j.elapsed);
+  }
+
+  static std::size_t Width() {
+    winsize ws{};
+    if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1) return ws.ws_col - 1;
+    return 79;
+  }
+
+  // At most `width` characters (UTF-8 sequences kept whole).
+  static std::string Cut(const std::string& line, std::size_t width) {
+    std::size_t chars = 0;
+    for (std::size_t i = 0; i < line.size(); ++i) {
+      if ((static_cast<unsigned char>(line[i]) & 0xC0) == 0x80) continue;
+      if (chars++ == width) return line.substr(0, i);
+    }
+    return line;
   }
 
   bool terminal_;
-  bool open_bar_ = false;
-  std::string bar_id_;
-  std::map<std::string, int> percent_;
-  std::map<std::string, std::string> message_;
-  std::map<std::string, long long> elapsed_;
+  std::vector<Job> running_;  // in the order they started
+  std::size_t drawn_ = 0;     // bar lines drawn last time, just above the cursor
 };
 
 // What one launcher event did for a watch: nothing, or ended the watched job.
