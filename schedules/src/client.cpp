@@ -53,6 +53,9 @@ Result<std::string> SendRequest(kafka::Producer& producer, std::string_view sche
     if (Status s = Validate(*request.spec); !s.ok()) return s.error();
     schedule_id = request.spec->id;
   }
+  if (request.op == Request::Op::kBackfill && request.from >= request.to) {
+    return Error(ErrorCode::kInvalidArgument, "backfill: from must be before to");
+  }
   if (schedule_id.empty()) return Error(ErrorCode::kInvalidArgument, "id: empty");
   if (request.id.empty()) request.id = NewUuid();
   const std::string id = request.id;
@@ -135,7 +138,7 @@ Result<Answer> Await(const kafka::ClientConfig& client, std::string_view schedul
     if (!next.ok()) return next.error();
     if (!*next || (*next)->key != std::string(schedule_id)) continue;
     const kafka::ReaderRecord& r = **next;
-    if (!r.payload) return Answer{true, {}, std::nullopt};  // deleted
+    if (!r.payload) continue;  // a delete is answered by the record before its tombstone
     auto rec = DecodeRecord(*r.payload);
     if (!rec.ok() || rec->request || !rec->state) continue;
     const auto& applied = rec->state->applied;

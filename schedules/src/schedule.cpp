@@ -356,7 +356,7 @@ Plan Apply(ScheduleSpec& spec, const Calendar& calendar, ScheduleState& state, c
       OnTick(spec, state, request.to, now, plan, "trigger");
       break;
     case Request::Op::kBackfill:
-      for (TimePoint t : calendar.Between(request.from, request.to, kMaxTicksPerPass)) state.backfill.push_back(t);
+      for (TimePoint t : calendar.Between(request.from, request.to, kMaxBackfillTicks)) state.backfill.push_back(t);
       break;
     case Request::Op::kDelete:
       break;  // the owner writes the tombstone

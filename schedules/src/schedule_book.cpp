@@ -167,6 +167,10 @@ void ScheduleBook::Settle(std::int32_t partition, Partition& part, std::int64_t 
     while (!e.requests.empty()) {
       const Request r = e.requests.front();
       if (r.op == Request::Op::kDelete) {
+        // The answer first (no definition, the request applied), then the tombstone: whoever
+        // waits for this request's answer sees it, and never mistakes another tombstone for it.
+        std::deque<std::string> applied{r.id};
+        if (!Commit(partition, id, {}, nullptr, {}, &applied)) return;
         OutgoingRecord tomb;
         tomb.topic = config_.schedules_topic;
         tomb.key = id;
@@ -179,6 +183,11 @@ void ScheduleBook::Settle(std::int32_t partition, Partition& part, std::int64_t 
         break;
       }
       std::string why = r.op == Request::Op::kPut && r.spec ? refusal(*r.spec, id) : std::string();
+      if (r.op == Request::Op::kBackfill && e.calendar &&
+          e.calendar->Between(r.from, r.to, kMaxBackfillTicks + 1).size() > kMaxBackfillTicks) {
+        why = "backfill: the range holds more than " + std::to_string(kMaxBackfillTicks) +
+              " ticks; ask for it in parts";
+      }
       const ScheduleSpec spec_before = e.spec;
       const ScheduleState state_before = e.state;
       Plan plan;

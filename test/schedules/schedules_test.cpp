@@ -181,10 +181,20 @@ TEST(Schedules, AScheduleOfAnUnknownTypeIsRefusedAtCreationAndABadOneBeforeItIsS
   auto created = Ask(producer, config, "typo", put);
   ASSERT_THAT(created, IsOk());
   EXPECT_TRUE(created->applied) << created->refused;
+  Request backfill;
+  backfill.op = Request::Op::kBackfill;
+  backfill.from = TimePoint(std::chrono::milliseconds(0));
+  backfill.to = TimePoint(std::chrono::milliseconds(sit::NowMs()));
+  auto too_long = Ask(producer, config, "typo", backfill);
+  ASSERT_THAT(too_long, IsOk());
+  EXPECT_FALSE(too_long->applied) << "decades of nightly ticks at once";
+  EXPECT_THAT(too_long->refused, HasSubstr("backfill: the range holds more than 10000 ticks"));
+
   Request del;
   del.op = Request::Op::kDelete;
   auto deleted = Ask(producer, config, "typo", del);
   ASSERT_THAT(deleted, IsOk());
+  EXPECT_TRUE(deleted->applied);
   EXPECT_FALSE(deleted->schedule.has_value());
   list = kbus::schedules::ListSchedules(config.client, config.schedules_topic);
   ASSERT_THAT(list, IsOk());

@@ -360,8 +360,8 @@ IdCommandInfo Info(IdCommand which) {
     case IdCommand::kBackfill:
       return {kBackfill, "kbus schedules backfill --brokers B ID --from TIME --to TIME",
               "Fires the ticks of schedule ID in (--from, --to], oldest first, under its overlap policy\n"
-              "(it fires them whether or not the schedule is paused). Prints how many were queued: a\n"
-              "very long period queues only its first ticks (10000).",
+              "(it fires them whether or not the schedule is paused). Prints how many were queued; a\n"
+              "range of more than 10000 ticks is refused (exit 1): ask for it in parts.",
               "kbus schedules backfill options"};
     case IdCommand::kDelete:
       return {kDelete, "kbus schedules delete --brokers B ID",

@@ -101,6 +101,8 @@ struct ScheduleState {
   std::uint64_t fired = 0;
 };
 inline constexpr std::size_t kRecentRuns = 20;
+// The most ticks one backfill request may ask for; the owner refuses a larger range.
+inline constexpr std::size_t kMaxBackfillTicks = 10000;
 inline constexpr std::size_t kAppliedRequests = 64;
 
 // A change asked of a schedule's owner (by `kbus schedules` or by code), written to the
