@@ -6,7 +6,7 @@
 //                                                 loading scaled down to what the broker keeps
 //   kbus-bench --delayed --brokers HOST:PORT      real Kafka: firing, then 1,000,000 pending
 //   kbus-bench --delayed --quick                  smoke test (ctest label "bench"): 300 messages
-//                                                 due in 1-3 s, 4,000 pending; checks only
+//                                                 due in 4-6 s, 4,000 pending; checks only
 //
 // Part 1, firing. Fresh topics (pending, schedules, target, baseline; --delayed-partitions each;
 // the pending topic compacted on a real broker) and a Scheduler (its defaults: prefetch 5 s

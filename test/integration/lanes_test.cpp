@@ -35,9 +35,10 @@ constexpr milliseconds kBulkWork{1};
 // The bound docs/delivery.md states for this setting: the fetch wait (10 ms here), a lease
 // commit, a free handler thread (here a chunk of at most 16 bulk runs of 1 ms) and the
 // producer's linger (5 ms) add up to tens of milliseconds; the rest is headroom for a shared
-// 2-core machine that also runs the broker. Without lanes the urgent command queues behind the
-// bulk runs leased before it: up to 64,000 of them, several seconds at 8,000 a second.
-constexpr milliseconds kUrgentBound{500};
+// 2-core machine that also runs the broker and, in CI, three other suites (one urgent command
+// took 1,010 ms there once). Without lanes the urgent command queues behind the bulk runs
+// leased before it: up to 64,000 of them, 2.3 to 4.4 s measured.
+constexpr milliseconds kUrgentBound{1500};
 
 class Lanes : public ::testing::Test {
  protected:

@@ -97,10 +97,10 @@ TEST(Delayed, ArrivesAtItsTimeNeverEarlyWithItsEnvelope) {
 }
 
 TEST(Delayed, MessagesDueLaterThanThePrefetchAreReadBackAndArriveOnTime) {
-  // With a prefetch of 400 ms, messages due 2 to 4 s later are not kept when they are first
-  // read: each is read back from Kafka shortly before its time.
+  // With a prefetch of 3 s, messages due 5 to 7 s later are not kept when they are first read:
+  // each is read back from Kafka shortly before its time (from half the prefetch before it).
   auto config = sit::Config("delayed-readback");
-  config.prefetch = 400ms;
+  config.prefetch = 3s;
   const std::string target = TestBroker::UniqueName("reminders");
   TestBroker::Get().CreateTopic(target, 2);
   Follower arrived(target);
@@ -109,7 +109,7 @@ TEST(Delayed, MessagesDueLaterThanThePrefetchAreReadBackAndArriveOnTime) {
   kbus::kafka::Producer producer(ProducerOptions());
   std::map<std::string, std::int64_t> due;
   for (int i = 0; i < 40; ++i) {
-    const Sent s = SendDelayed(producer, config, target, "r" + std::to_string(i), std::chrono::milliseconds(2000 + 50 * i));
+    const Sent s = SendDelayed(producer, config, target, "r" + std::to_string(i), std::chrono::milliseconds(5000 + 50 * i));
     due[s.id] = s.due_ms;
   }
   ASSERT_TRUE(WaitFor([&] { return arrived.Count() >= due.size(); }, 60s));
