@@ -1,5 +1,7 @@
 #include "kbus/schedules/scheduler.hpp"
 
+#include <rapidjson/document.h>
+
 #include <algorithm>
 #include <charconv>
 #include <climits>
@@ -508,13 +510,13 @@ struct Scheduler::Impl {
   }
 
   static std::optional<std::string> OutcomeOf(std::string_view payload) {
-    // The launcher's and workflows' end events say how the run went in "outcome".
-    const auto at = payload.find("\"outcome\"");
-    if (at == std::string_view::npos) return std::nullopt;
-    const auto open = payload.find('"', payload.find(':', at) + 1);
-    const auto close = open == std::string_view::npos ? open : payload.find('"', open + 1);
-    if (close == std::string_view::npos) return std::nullopt;
-    return std::string(payload.substr(open + 1, close - open - 1));
+    // The launcher's and workflows' end events say how the run went in a top-level "outcome".
+    rapidjson::Document d;
+    d.Parse(payload.data(), payload.size());
+    if (d.HasParseError() || !d.IsObject()) return std::nullopt;
+    auto it = d.FindMember("outcome");
+    if (it == d.MemberEnd() || !it->value.IsString()) return std::nullopt;
+    return std::string(it->value.GetString(), it->value.GetStringLength());
   }
 
   void CommitRuns(bool sync) {
