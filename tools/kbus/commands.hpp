@@ -12,6 +12,8 @@ namespace kbus::cli {
 
 int RunBroker(const std::vector<std::string>& args);
 void PrintBrokerHelp(std::ostream& os);
+int RunConsole(const std::vector<std::string>& args);
+void PrintConsoleHelp(std::ostream& os);
 int RunSend(const std::vector<std::string>& args);
 void PrintSendHelp(std::ostream& os);
 int RunTail(const std::vector<std::string>& args);

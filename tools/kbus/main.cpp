@@ -27,6 +27,8 @@ struct Command {
 constexpr Command kCommands[] = {
     {"broker", "run an embedded broker on a loopback port until SIGINT/SIGTERM", &RunBroker,
      &PrintBrokerHelp},
+    {"console", "serve the console: a web page and a JSON API over jobs, workflows, dead letters",
+     &RunConsole, &PrintConsoleHelp},
     {"send", "send one message with a kbus envelope; prints its id", &RunSend, &PrintSendHelp},
     {"tail", "print a topic's records as JSON lines", &RunTail, &PrintTailHelp},
     {"watch", "follow launcher jobs: a progress bar, or a line per event", &RunWatch, &PrintWatchHelp},

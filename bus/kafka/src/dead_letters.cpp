@@ -36,7 +36,9 @@ std::string Where(std::string_view topic, std::int32_t partition, std::int64_t o
   return std::string(topic) + "/" + std::to_string(partition) + "/" + std::to_string(offset);
 }
 
-DeadLetterRecord ToRecord(ReaderRecord&& m) {
+}  // namespace
+
+DeadLetterRecord ToDeadLetterRecord(ReaderRecord&& m) {
   DeadLetterRecord r;
   r.partition = m.partition;
   r.offset = m.offset;
@@ -62,6 +64,8 @@ DeadLetterRecord ToRecord(ReaderRecord&& m) {
   }
   return r;
 }
+
+namespace {
 
 
 // At most `per_second` acquisitions per second, evenly spaced (a bucket of one token). The wait
@@ -192,6 +196,26 @@ bool DeadLetterFilter::Matches(const DeadLetterRecord& r) const {
   return true;
 }
 
+Result<OutgoingRecord> RedriveOne(const ClientConfig& client, std::string_view group, std::int32_t partition,
+                                  std::int64_t offset, std::string_view to_topic, milliseconds timeout) {
+  auto record = ReadDeadLetter(client, group, partition, offset, timeout);
+  if (!record.ok()) return record.error();
+  const std::string topic = DeadLetterTopic(group);
+  std::string target = to_topic.empty() ? record->original_topic : std::string(to_topic);
+  if (target.empty()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 Where(topic, partition, offset) + " has no kbus-dlq-original-topic header: name a target topic");
+  }
+  OutgoingRecord copy = RedriveCopy(*record, std::move(target), topic);
+  try {
+    Producer producer(ProducerConfig{.client = client});
+    if (Status s = producer.SendSync(copy, timeout); !s.ok()) return s.error();
+  } catch (const std::exception& e) {
+    return Error(ErrorCode::kInvalidArgument, e.what());
+  }
+  return copy;
+}
+
 std::string RedriveGroup(std::string_view group) { return DeadLetterTopic(group) + ".redrive"; }
 
 Result<std::vector<DeadLetterRecord>> ListDeadLetters(const ClientConfig& client,
@@ -209,7 +233,7 @@ Result<std::vector<DeadLetterRecord>> ListDeadLetters(const ClientConfig& client
     Status status = reader.Assign({{.partition = r.partition, .from = r.low, .to = r.high}});
     if (status.ok()) {
       status = reader.ReadToEnd(Left(deadline), [&](ReaderRecord&& m) {
-        DeadLetterRecord record = ToRecord(std::move(m));
+        DeadLetterRecord record = ToDeadLetterRecord(std::move(m));
         if (filter.Matches(record)) out.push_back(std::move(record));
         return filter.limit == 0 || out.size() < filter.limit;
       });
@@ -245,7 +269,7 @@ Result<DeadLetterRecord> ReadDeadLetter(const ClientConfig& client, std::string_
   Status status = reader.Assign({{.partition = partition, .from = offset, .to = offset + 1}});
   if (status.ok()) {
     status = reader.ReadToEnd(Left(deadline), [&](ReaderRecord&& m) {
-      if (m.offset == offset) found = ToRecord(std::move(m));
+      if (m.offset == offset) found = ToDeadLetterRecord(std::move(m));
       return false;
     });
   }
@@ -326,7 +350,7 @@ Result<RedriveReport> Redrive(const ClientConfig& client, std::string_view group
     const std::int32_t partition = (*next)->partition;
     const std::int64_t offset = (*next)->offset;
     Cursor& cursor = cursors[partition];
-    auto record = std::make_shared<DeadLetterRecord>(ToRecord(std::move(**next)));
+    auto record = std::make_shared<DeadLetterRecord>(ToDeadLetterRecord(std::move(**next)));
     if (!options.filter.Matches(*record)) {
       ++report.skipped;
       cursor.Finish(offset);  // the cursor passes over it with the next finished position

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "kbus/kafka/config.hpp"
+#include "kbus/kafka/partition_reader.hpp"
 #include "kbus/record.hpp"
 #include "kbus/result.hpp"
 
@@ -118,6 +119,21 @@ struct RedriveOptions {
 Result<RedriveReport> Redrive(const ClientConfig& client, std::string_view group,
                               const RedriveOptions& options,
                               const std::atomic<bool>* stop = nullptr);
+
+// Re-sends the one record at `partition`/`offset` of "<group>.dlq", as the same copy Redrive
+// makes, to `to_topic` (empty: its original topic), and waits for the acknowledgement. It reads
+// and moves no cursor: a later Redrive run that reaches the record sends it again, with the same
+// message id, which receivers that drop duplicates (workflows do) ignore. Returns the copy sent.
+// Errors: kNotFound (no such topic or record), kInvalidArgument (no original topic and no
+// to_topic), kTransport / kTimeout (the send failed: nothing was re-sent, or the broker did
+// not say).
+Result<OutgoingRecord> RedriveOne(const ClientConfig& client, std::string_view group, std::int32_t partition,
+                                  std::int64_t offset, std::string_view to_topic = {},
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// The dead-letter view of a record read from a dead-letter topic: the diagnostics parsed from
+// its headers.
+DeadLetterRecord ToDeadLetterRecord(ReaderRecord&& record);
 
 // "<group>.dlq.redrive": the consumer group that holds Redrive's cursor.
 std::string RedriveGroup(std::string_view group);
