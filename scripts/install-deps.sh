@@ -22,6 +22,7 @@ build=(
   libgtest-dev libgmock-dev googletest
   kcat                         # a Kafka client we did not write, for interop tests
   tmux                         # a real terminal for kbus watch's in-place bars
+  chromium chromium-driver python3-selenium  # kbus console's page in a real browser (test/browser)
   default-jre-headless maven   # real Apache Kafka for the integration tests (jars from Maven Central)
   python3                      # free-port helper in scripts/kafka-broker.sh
   docker-compose               # runs compose.yaml in the compose test (and validates it)

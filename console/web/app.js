@@ -281,7 +281,10 @@
           st.topics ? ['Event topics', mono((st.topics.events || []).join(', ') || '—')] : null,
           st.topics ? ['Dead-letter topics', mono((st.topics.dlq || []).join(', ') || '—')] : null,
           st.topics ? ['Schedules topic', mono(st.topics.schedules || '—')] : null,
-        ]));
+        ]),
+        (st.readers || []).length ? [h('h2', null, 'Topics read'), table('readers', ['Topic', {t: 'Records', cls: 'num'}, 'Caught up', 'Error'],
+          st.readers.map(x => h('tr', null, h('td', null, mono(x.topic)), h('td', {class: 'num'}, fmtNum(x.records)),
+            h('td', null, x.caught_up ? 'yes' : badge('catching-up', 'no')), h('td', {class: 'wrap'}, x.error || ''))))] : null);
     };
     await draw();
     every(3000, () => draw().catch(() => {}));
@@ -645,6 +648,8 @@
         ['Reason', badge(d.reason === 'rejected' ? 'rejected' : 'warn', d.reason || '—')],
         ['Error', h('span', {class: 'mono', id: 'dl-error'}, d.error || '—')],
         ['Type', mono(d.type || '—')], ['Message id', mono(d.id || '—')], ['Key', mono(d.key === undefined || d.key === null ? '—' : d.key)],
+        d.workflow ? ['Workflow', d.key ? link('#/instance' + q({workflow: d.workflow, id: d.key}), mono(d.workflow + ' / ' + d.key),
+          {id: 'instance-link'}) : mono(d.workflow)] : null,
         ['From topic', mono(d.original_topic || '—')], ['Attempts', fmtNum(d.attempts)],
         ['Dead-lettered', [time(d.at_ms), ' (', fmtRelative(d.at_ms), ')']],
         ['Redriven', d.redriven ? 'yes' : 'no'],
@@ -662,11 +667,16 @@
       () => (s.paused ? 'Resumed ' : 'Paused ') + s.name + '.').then(x => x && render());
     show(h('h1', null, 'Schedules'),
       h('div', {class: 'toolbar'}, h('span', {class: 'spacer'}), refreshButton()),
-      table('schedules', ['Schedule', 'State', {t: 'Next run', cls: 'num'}, '', 'Description', ''], list.map(s =>
+      table('schedules', ['Schedule', 'State', 'Calendar', 'Sends', {t: 'Next run', cls: 'num'}, '', {t: 'Fired', cls: 'num'},
+        'Last outcome', 'Note', ''], list.map(s =>
         h('tr', {class: 'schedule', dataset: {schedule: s.name, paused: !!s.paused}},
           h('td', null, mono(s.name)), h('td', null, s.paused ? badge('paused') : badge('active')),
+          h('td', null, mono(s.calendar || s.description || '—')),
+          h('td', null, s.type ? mono(s.type + (s.topic ? ' → ' + s.topic : '')) : '—'),
           h('td', {class: 'num'}, s.paused ? '—' : time(s.next_ms)), h('td', {class: 'muted'}, s.paused ? '' : fmtRelative(s.next_ms)),
-          h('td', {class: 'wrap'}, s.description || ''),
+          h('td', {class: 'num'}, fmtNum(s.fired)),
+          h('td', null, s.last_outcome ? badge(s.last_outcome) : '—'),
+          h('td', {class: 'wrap'}, s.note || ''),
           h('td', null, h('button', {type: 'button', class: s.paused ? 'resume' : 'pause', onclick: () => flip(s)},
             s.paused ? 'Resume' : 'Pause')))),
       status && status.topics && !status.topics.schedules ? 'No schedules topic.' : 'No schedule.'));
