@@ -79,7 +79,7 @@ struct Console::Impl {
   bool discovered = false;
   bool broker_ok = false;
   std::string broker_error = "not connected yet";
-  std::vector<std::string> listed;  // every topic the broker listed
+  std::vector<kafka::TopicInfo> listed;  // every topic the broker listed
   std::string schedules_json = "{\"items\":[]}";
   std::map<std::string, std::map<std::string, std::int64_t>> lag;  // group -> topic -> lag
 
@@ -147,10 +147,8 @@ struct Console::Impl {
     broker_error.clear();
     std::set<std::string> names;
     listed.clear();
-    for (const auto& t : *listed_now) {
-      names.insert(t.name);
-      listed.push_back(t.name);
-    }
+    for (const auto& t : *listed_now) names.insert(t.name);
+    listed = *listed_now;
     auto want = [&](const std::string& topic, Kind kind) {
       if (!names.contains(topic)) return;
       if (!discovered) initial.insert(topic);
@@ -161,7 +159,7 @@ struct Console::Impl {
     for (const auto& g : config.dlq_groups) want(DeadLetterTopic(g), Kind::kDeadLetters);
     if (config.discover) {
       for (const auto& t : names) {
-        if (t.starts_with("__")) continue;
+        if (t.starts_with("__") || !t.starts_with(config.topic_prefix)) continue;
         if (t.ends_with(".state")) {
           want(t, Kind::kState);
           want(t.substr(0, t.size() - 6) + ".in", Kind::kEvents);  // a workflow's launcher events
@@ -178,7 +176,7 @@ struct Console::Impl {
   void RefreshSchedules() {
     {
       std::lock_guard lock(mu);
-      if (std::find(listed.begin(), listed.end(), config.schedules_topic) == listed.end()) return;
+      if (!Listed(config.schedules_topic)) return;
     }
     auto views = schedules::ListSchedules(config.client, config.schedules_topic, milliseconds(10000));
     if (!views.ok()) return;
@@ -229,44 +227,32 @@ struct Console::Impl {
     schedules_json = w.Take();
   }
 
-  // Lag of each group on every topic it committed offsets for.
+  // Lag of each group on every topic it committed offsets for: one request pair per group.
   void RefreshLag() {
     std::set<std::string> groups(config.lag_groups.begin(), config.lag_groups.end());
-    std::vector<std::string> topics;
+    std::vector<kafka::TopicInfo> topics;
     {
       std::lock_guard lock(mu);
       for (const auto& t : listed) {
-        if (t.ends_with(".dlq")) groups.insert(t.substr(0, t.size() - 4));
-      }
-      for (const auto& t : listed) {
-        if (t.starts_with("__") || t.ends_with(".state") || t.ends_with(".dlq")) continue;
+        if (!t.name.starts_with(config.topic_prefix)) continue;
+        if (t.name.ends_with(".dlq")) groups.insert(t.name.substr(0, t.name.size() - 4));
+        if (t.name.starts_with("__") || t.name.ends_with(".state") || t.name.ends_with(".dlq")) continue;
         topics.push_back(t);
       }
     }
     std::map<std::string, std::map<std::string, std::int64_t>> found;
     for (const auto& g : groups) {
-      for (const auto& t : topics) {
-        if (Stopping()) return;
-        auto reader = kafka::PartitionReader::Open(config.client, {.topic = t, .group = g});
-        if (!reader.ok()) continue;
-        auto parts = (*reader)->Partitions(milliseconds(5000));
-        if (!parts.ok()) continue;
-        std::vector<std::int32_t> ids;
-        for (const auto& p : *parts) ids.push_back(p.partition);
-        auto committed = (*reader)->Committed(ids, milliseconds(5000));
-        if (!committed.ok()) continue;
-        bool any = false;
-        std::int64_t lag_sum = 0;
-        for (const auto& p : *parts) {
-          const std::int64_t c = (*committed)[p.partition];
-          if (c >= 0) any = true;
-          lag_sum += std::max<std::int64_t>(0, p.high - (c >= 0 ? c : p.low));
-        }
-        if (any) found[g][t] = lag_sum;
-      }
+      if (Stopping()) return;
+      auto lag_of = kafka::GroupLag(config.client, g, topics, milliseconds(5000));
+      if (lag_of.ok() && !lag_of->empty()) found[g] = std::move(*lag_of);
     }
     std::lock_guard lock(mu);
     lag = std::move(found);
+  }
+
+  // Whether the broker listed `topic` at the last look; `mu` held.
+  bool Listed(const std::string& topic) const {
+    return std::any_of(listed.begin(), listed.end(), [&](const kafka::TopicInfo& t) { return t.name == topic; });
   }
 
   bool Stopping() {
@@ -339,8 +325,7 @@ struct Console::Impl {
       w.EndArray();
     }
     w.Key("schedules");
-    w.String(std::find(listed.begin(), listed.end(), config.schedules_topic) != listed.end() ? config.schedules_topic
-                                                                                             : std::string());
+    w.String(Listed(config.schedules_topic) ? config.schedules_topic : std::string());
     w.EndObject();
     w.Key("readers");
     w.StartArray();

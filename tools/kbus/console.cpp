@@ -36,6 +36,7 @@ struct Args {
   std::string schedules_topic = "kbus.schedules";
   std::string control_topic = "kbus.launcher.control";
   bool no_discover = false;
+  std::string topic_prefix;
   std::size_t finished_jobs = 10000;
   std::string silent_after = "60s";
 };
@@ -62,6 +63,8 @@ po::options_description Describe(Args& args) {
       "control-topic", po::value(&args.control_topic)->default_value(args.control_topic)->value_name("TOPIC"),
       "where a job's cancel is sent (the launcher's control topic)")(
       "no-discover", po::bool_switch(&args.no_discover), "read only the topics named by the options above")(
+      "topic-prefix", po::value(&args.topic_prefix)->value_name("PREFIX"),
+      "discover only topics whose names start with PREFIX (one system of several on a cluster)")(
       "finished-jobs", po::value(&args.finished_jobs)->default_value(args.finished_jobs)->value_name("N"),
       "finished launcher attempts kept in memory, the oldest forgotten first")(
       "silent-after", po::value(&args.silent_after)->default_value(args.silent_after)->value_name("DURATION"),
@@ -131,6 +134,7 @@ int RunConsole(const std::vector<std::string>& argv) {
   config.schedules_topic = args.schedules_topic;
   config.launcher_control_topic = args.control_topic;
   config.discover = !args.no_discover;
+  config.topic_prefix = args.topic_prefix;
   config.finished_jobs = args.finished_jobs;
   config.silent_after = *silent;
 

@@ -1,5 +1,7 @@
 #include "kbus/kafka/admin.hpp"
 
+#include <algorithm>
+
 #include "rd_handles.hpp"
 
 namespace kbus::kafka {
@@ -103,6 +105,56 @@ Result<std::vector<TopicInfo>> ListTopics(const ClientConfig& client,
   }
   rd_kafka_metadata_destroy(md);
   return out;
+}
+
+Result<std::map<std::string, std::int64_t>> GroupLag(const ClientConfig& client, const std::string& group,
+                                                     const std::vector<TopicInfo>& topics,
+                                                     std::chrono::milliseconds timeout) {
+  std::map<std::string, std::int64_t> lag;
+  if (topics.empty()) return lag;
+  std::map<std::string, std::string> props = {{"bootstrap.servers", client.brokers},
+                                              {"client.id", client.client_id}};
+  for (const auto& [k, v] : client.properties) props[k] = v;
+  props["group.id"] = group;  // whose offsets OffsetFetch reads; the handle never joins
+  props["enable.auto.commit"] = "false";
+  detail::RdKafkaPtr rk;
+  try {
+    auto conf = detail::MakeConf(props);
+    detail::RouteLogs(conf.get());
+    rk = detail::NewHandle(RD_KAFKA_CONSUMER, conf);
+  } catch (const std::exception& e) {
+    return Error(ErrorCode::kInvalidArgument, e.what());
+  }
+  ServeLogsOnExit serve_logs{rk.get()};
+  detail::RdPartitionListPtr committed(rd_kafka_topic_partition_list_new(0));
+  for (const auto& t : topics) {
+    for (int p = 0; p < t.partitions; ++p) rd_kafka_topic_partition_list_add(committed.get(), t.name.c_str(), p);
+  }
+  if (rd_kafka_resp_err_t err = rd_kafka_committed(rk.get(), committed.get(), static_cast<int>(timeout.count()))) {
+    return Error(ErrorCode::kTransport, "cannot read the offsets of group '" + group + "': " + rd_kafka_err2str(err),
+                 true);
+  }
+  // The ends of the partitions that have a committed offset: ListOffsets for "latest" (-1).
+  detail::RdPartitionListPtr ends(rd_kafka_topic_partition_list_new(0));
+  for (int i = 0; i < committed->cnt; ++i) {
+    const auto& c = committed->elems[i];
+    if (c.err == RD_KAFKA_RESP_ERR_NO_ERROR && c.offset >= 0) {
+      rd_kafka_topic_partition_list_add(ends.get(), c.topic, c.partition)->offset = -1;
+    }
+  }
+  if (ends->cnt == 0) return lag;
+  if (rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk.get(), ends.get(), static_cast<int>(timeout.count()))) {
+    return Error(ErrorCode::kTransport, std::string("cannot read the ends of the partitions: ") + rd_kafka_err2str(err),
+                 true);
+  }
+  for (int i = 0; i < ends->cnt; ++i) {
+    const auto& e = ends->elems[i];
+    if (e.err != RD_KAFKA_RESP_ERR_NO_ERROR || e.offset < 0) continue;
+    const rd_kafka_topic_partition_t* c =
+        rd_kafka_topic_partition_list_find(committed.get(), e.topic, e.partition);
+    lag[e.topic] += std::max<std::int64_t>(0, e.offset - c->offset);
+  }
+  return lag;
 }
 
 Result<std::map<std::string, std::string>> DescribeTopicConfigs(const ClientConfig& client,

@@ -42,6 +42,9 @@ struct ConsoleConfig {
   std::string schedules_topic = "kbus.schedules";
   std::string launcher_control_topic = "kbus.launcher.control";  // where a cancel goes
   bool discover = true;
+  // Discovery only considers topics whose names start with this (one system among several on a
+  // cluster, e.g. "shop."); empty: every topic.
+  std::string topic_prefix;
   std::chrono::milliseconds discover_interval{std::chrono::seconds(5)};
   // Consumer groups whose lag the totals show (with those of the "*.dlq" topics).
   std::vector<std::string> lag_groups;

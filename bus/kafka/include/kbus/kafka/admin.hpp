@@ -3,6 +3,7 @@
 // admin API, create its topics with EmbeddedBroker::CreateTopic).
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -32,6 +33,15 @@ Status CreateTopics(const ClientConfig& client, const std::vector<TopicSpec>& to
 // Topics the cluster knows, with their partition counts (from metadata).
 Result<std::vector<TopicInfo>> ListTopics(const ClientConfig& client,
                                           std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// How far consumer group `group` is behind on `topics`: per topic, the records between the
+// group's committed offsets and the ends of the partitions, summed. Topics where the group
+// committed nothing are left out, and so are partitions without a committed offset. One
+// OffsetFetch and one ListOffsets request, without joining the group (works on the embedded
+// broker too).
+Result<std::map<std::string, std::int64_t>> GroupLag(const ClientConfig& client, const std::string& group,
+                                                     const std::vector<TopicInfo>& topics,
+                                                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // A topic's effective configuration (DescribeConfigs): every entry the broker reports, defaults
 // included, e.g. "cleanup.policy" -> "compact". Sensitive values come back empty. An unknown
