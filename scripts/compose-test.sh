@@ -254,17 +254,19 @@ height_of() { launcher_exec ffprobe -v error -select_streams v:0 -show_entries s
 healthy_count() {
   docker ps -q --filter "label=com.docker.compose.project=$project" --filter health=healthy | wc -l
 }
-all_healthy() { (( $(healthy_count) >= 8 )); }  # kafka, 2 video-encoding, 3 launchers, quickstart, scheduler
+all_healthy() { (( $(healthy_count) >= 9 )); }  # kafka, 2 video-encoding, 3 launchers, quickstart, scheduler, console
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # ------------------------------------------------------------------------- 1. up ------------
 step "1. up with 3 launchers and 2 workflow hosts, until every service is healthy"
-export KBUS_KAFKA_PORT
+export KBUS_KAFKA_PORT KBUS_CONSOLE_PORT KBUS_CONSOLE_TOKEN
 KBUS_KAFKA_PORT=$(free_port)
+KBUS_CONSOLE_PORT=$(free_port)
+KBUS_CONSOLE_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 up_t=$(now)
 dc up -d --no-build --scale launcher=3 --scale video-encoding=2 >"$logs/up.log" 2>&1 ||
   { cat "$logs/up.log"; fail "docker-compose up"; }
-wait_for 240 "every service healthy (8 containers)" all_healthy
+wait_for 240 "every service healthy (9 containers)" all_healthy
 say "   time from up to all healthy: $(since "$up_t") s"
 samples_done() { [[ $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$(dc ps -q samples)") == "exited 0" ]]; }
 wait_for 120 "samples made" samples_done
@@ -317,6 +319,54 @@ grep '"broken-1"' "$logs/dlq.jsonl" | grep -qiE 'moov atom not found|invalid dat
 cli watch --topic video.encode.in --job good-1 >"$logs/watch-good-1.txt" || fail "kbus watch good-1 did not end succeeded"
 grep -qE 'progress [0-9]+%' "$logs/watch-good-1.txt" || fail "kbus watch showed no progress: $(cat "$logs/watch-good-1.txt")"
 sed 's/^/   watch: /' "$logs/watch-good-1.txt"
+done_step
+
+# ------------------------------------------------------------------------- 2b. console ------
+step "2b. the console, on the published port, shows the three and redrives only with the token"
+console() {  # console METHOD PATH [BODY [TOKEN]]: prints "STATUS BODY"
+  python3 - "$KBUS_CONSOLE_PORT" "$@" <<'PY'
+import json, sys, urllib.request, urllib.error
+port, method, path = sys.argv[1], sys.argv[2], sys.argv[3]
+body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+if len(sys.argv) > 5:
+    req.add_header("Authorization", "Bearer " + sys.argv[5])
+try:
+    with urllib.request.urlopen(req, timeout=20) as r:
+        print(r.status, r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+except OSError as e:
+    print(0, json.dumps({"error": str(e)}))
+PY
+}
+console_counts() {  # the video workflow's completed and failed instances, as the console counts them
+  console GET /api/workflows | python3 -c '
+import json, sys
+status, _, body = sys.stdin.read().partition(" ")
+items = json.loads(body)["items"] if status == "200" else []
+w = [i for i in items if i["name"] == "video.encode"]
+print(f"{w[0][\"completed\"]} {w[0][\"failed\"]}" if w else "0 0")'
+}
+console_saw_three() { read -r completed failed <<<"$(console_counts)"; (( completed >= 2 && failed >= 1 )); }
+wait_for 60 "the console counts good-1 and flaky-1 completed, broken-1 failed" console_saw_three
+job=$(console GET '/api/job?id=flaky-1')
+[[ $job == 200* ]] && grep -q '"outcome":"succeeded"' <<<"$job" || fail "console: job flaky-1: $job"
+say "   job flaky-1: $(grep -o '"attempts":\[.*' <<<"$job" | grep -o '"outcome":"[a-z_]*"' | tr '\n' ' ')"
+dead=$(console GET '/api/dead-letters?group=video-encoding&reason=attempts-exhausted')
+grep -q '"key":"broken-1"' <<<"$dead" || fail "console: broken-1 is not among the dead letters: $dead"
+partition=$(python3 -c 'import json,sys; d=[i for i in json.loads(sys.argv[1].split(" ",1)[1])["items"] if i["key"]=="broken-1"][0]; print(d["partition"], d["offset"])' "$dead")
+read -r p o <<<"$partition"
+redrive="{\"group\":\"video-encoding\",\"partition\":$p,\"offset\":$o}"
+refused=$(console POST /api/dead-letters/redrive "$redrive")
+[[ $refused == 401* ]] || fail "console: a redrive without the token was not refused: $refused"
+redriven=$(console POST /api/dead-letters/redrive "$redrive" "$KBUS_CONSOLE_TOKEN")
+[[ $redriven == 200* ]] || fail "console: redrive with the token: $redriven"
+second_run() { console GET '/api/instance?workflow=video.encode&id=broken-1' | grep -q '"run":2'; }
+wait_for 60 "broken-1, redriven from the console, started its second run" second_run
+page=$(console GET /)
+[[ $page == 200* ]] && grep -q 'app.js' <<<"$page" || fail "console: the page did not load"
+say "   the console answered on 127.0.0.1:$KBUS_CONSOLE_PORT; broken-1 redriven: $redriven"
 done_step
 
 # ------------------------------------------------------------------------- 3. kill -9 -------
@@ -475,7 +525,9 @@ sed 's/^/   ended: /' "$logs/ended.txt"
 expected=(good-1 flaky-1 broken-1 long-1 "${batch[@]}" stop-1)
 [[ $(wc -l <"$logs/ended.txt") == "${#expected[@]}" ]] || fail "expected ${#expected[@]} videos to end, not $(wc -l <"$logs/ended.txt")"
 for id in "${expected[@]}"; do
-  grep -qx "$id 1" "$logs/ended.txt" || fail "$id did not end exactly once"
+  runs=1
+  [[ $id == broken-1 ]] && runs=2  # redriven from the console in step 2b: a second run, a second end
+  grep -qx "$id $runs" "$logs/ended.txt" || fail "$id did not end exactly $runs time(s)"
 done
-say "   every workflow ended exactly once"
+say "   every workflow ended exactly once per run"
 done_step

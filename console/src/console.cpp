@@ -617,6 +617,21 @@ struct Console::Impl {
       http.Get(path, [f](const httplib::Request& req, httplib::Response& res) { Send(res, f(req)); });
     };
     get("/api/status", [this](const httplib::Request&) { return StatusAnswer(); });
+    // Probes, as the operations port of every kbus program answers them (docs/operations.md):
+    // live while it serves; ready once the broker answered and the first read caught up.
+    get("/healthz", [](const httplib::Request&) { return Answer{200, R"({"live":true})"}; });
+    get("/readyz", [this](const httplib::Request&) {
+      bool broker;
+      std::string error;
+      {
+        std::lock_guard lock(mu);
+        broker = broker_ok;
+        error = broker_error;
+      }
+      const bool caught = CaughtUp();
+      if (broker && caught) return Answer{200, R"({"ready":true})"};
+      return ErrorAnswer(503, !broker ? "the broker cannot be reached: " + error : "still reading the topics");
+    });
     get("/api/workflows", [this](const httplib::Request&) { return workflows.Workflows(); });
     get("/api/instances", [this](const httplib::Request& r) { return workflows.Instances(ParamsOf(r)); });
     const RecordFetch fetch = [this](const std::string& t, std::int32_t p, std::int64_t o) {
