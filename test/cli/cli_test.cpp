@@ -691,4 +691,43 @@ TEST(KbusSend, GivesUpWithinItsTimeoutWhenNoBrokerAnswers) {
 }
 
 }  // namespace
+TEST(KbusConsole, RefusesBadFlagsNamingThem) {
+  ExpectUsageError({"console", "--brokers", Bootstrap(), "--port", "70000"}, {"--port", "70000"});
+  ExpectUsageError({"console", "--brokers", Bootstrap(), "--silent-after", "0s"}, {"--silent-after"});
+  ExpectUsageError({"console", "--brokers", Bootstrap(), "--silent-after", "soon"}, {"--silent-after"});
+  ExpectUsageError({"console", "--brokers", Bootstrap(), "--finished-jobs", "0"}, {"--finished-jobs"});
+  ExpectUsageError({"console", "--brokers", Bootstrap(), "--token-file", "/nonexistent/token"},
+                   {"--token-file", "/nonexistent/token"});
+  ExpectUsageError({"console", "--brokers", Bootstrap()}, {"KBUS_PORT", "seventy"}, {"KBUS_PORT=seventy"});
+}
+
+TEST(KbusConsole, ServesUntilSigtermOnLoopbackAndNeverPrintsItsToken) {
+  const int port = FreePort();
+  const std::string token = "console-secret-7f3a9c";
+  // The prefix keeps it to this test's topics on a broker other tests share.
+  ChildProcess console({KBUS_CLI_PATH, "console", "--brokers", Bootstrap(), "--port", std::to_string(port),
+                        "--log-level", "debug", "--topic-prefix", TestBroker::UniqueName("cli-console")},
+                       {"KBUS_CONSOLE_TOKEN=" + token});
+  const auto line = console.ReadLine(seconds(30));
+  ASSERT_TRUE(line.has_value()) << console.Wait(seconds(1)).Describe();
+  EXPECT_EQ(*line, "console http://127.0.0.1:" + std::to_string(port) + "/");
+  // Ready once it read what it found; its status says actions are on.
+  const bool ready = WaitFor([&] {
+    return Kbus({"health", "--http-port", std::to_string(port), "--path", "/readyz"}).exit_code == 0;
+  }, seconds(60));
+  EXPECT_TRUE(ready);
+  const ProcessResult status = Kbus({"health", "--http-port", std::to_string(port), "--path", "/api/status"});
+  EXPECT_EQ(status.exit_code, 0) << status.Describe();
+  EXPECT_NE(status.out.find(R"("read_only":false)"), std::string::npos) << status.out;
+  EXPECT_EQ(status.out.find(token), std::string::npos);
+  console.Kill(SIGTERM);
+  const ProcessResult r = console.Wait(seconds(15));
+  EXPECT_FALSE(r.timed_out) << r.Describe();
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(r.out.find(token), std::string::npos);
+  EXPECT_EQ(r.err.find(token), std::string::npos) << "the token was logged";
+  EXPECT_NE(r.err.find("console serving"), std::string::npos) << r.err;
+}
+
+
 }  // namespace kbus::test
