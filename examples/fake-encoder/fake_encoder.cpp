@@ -1,7 +1,8 @@
 // fake-encoder: behaves like a long encoding job, for the launcher's tests and the demo.
 //
 //   fake-encoder [--seconds S] [--steps N] [--exit-code C] [--crash] [--ignore-term]
-//                [--stderr TEXT] [--spawn-child] [--flood MB] [--track DIR]
+//                [--stderr TEXT] [--spawn-child] [--flood MB] [--track DIR] [--output NAME]
+//                [--result TEXT]
 //
 // Prints N progress lines ("progress: 40 encoding pass 1", the launcher's progress format)
 // evenly over S seconds (default 1 s, 5 steps), then exits with C (default 0). --crash aborts
@@ -11,7 +12,11 @@
 // --flood writes MB mebibytes to stdout and to stderr first, as chatty programs do. --track
 // counts the copies running at once: it adds a file named after its pid to DIR, reports the
 // number of files as its first progress line ("progress: 0 running N"), and removes its file
-// when it exits normally.
+// when it exits normally. When it ends with exit code 0 it reports its result last, as a
+// program run by the launcher may: `kbus-result {"output":"NAME","frames":N}` (NAME from
+// --output, default "out.mp4"; 25 frames per step). --result TEXT prints `kbus-result TEXT`
+// instead, as given, once per --result in order (for the tests: invalid JSON, an oversize
+// result, which one wins).
 
 #include <unistd.h>
 
@@ -25,6 +30,29 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
+
+namespace {
+
+// `s` as the inside of a JSON string: quotes, backslashes and control characters escaped.
+std::string JsonEscaped(const std::string& s) {
+  std::string out;
+  for (const unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   double seconds = 1;
@@ -32,6 +60,8 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   bool crash = false;
   std::string track;
+  std::string output = "out.mp4";
+  std::vector<std::string> results;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> const char* {
@@ -61,6 +91,10 @@ int main(int argc, char** argv) {
       }
       std::fputc('\n', stdout);
       std::fflush(stdout);
+    } else if (a == "--output") {
+      output = value();
+    } else if (a == "--result") {
+      results.emplace_back(value());
     } else if (a == "--track") {
       track = value();
     } else if (a == "--spawn-child") {
@@ -90,5 +124,12 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   if (!mine.empty()) std::filesystem::remove(mine);
+  if (exit_code == 0) {
+    for (const std::string& r : results) std::printf("kbus-result %s\n", r.c_str());
+    if (results.empty()) {
+      std::printf("kbus-result {\"output\":\"%s\",\"frames\":%d}\n", JsonEscaped(output).c_str(), steps * 25);
+    }
+    std::fflush(stdout);
+  }
   return exit_code;
 }

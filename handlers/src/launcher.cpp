@@ -446,6 +446,15 @@ struct Launcher::Impl {
     // The program's bytes, cut to a tail that may split a character: events carry UTF-8 only
     // (docs/delivery.md), so what is not becomes U+FFFD rather than failing the event.
     exited.stderr_tail = ToValidUtf8(result.stderr_tail);
+    // Valid JSON (so valid UTF-8) of a bounded size: RunProcess kept only such a result line.
+    exited.result = std::move(result.result);
+    if (result.results_refused > 0) {
+      // One line per run, however many bad lines the program printed.
+      Log(LogLevel::kWarn, "result lines of a process ignored",
+          {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"ignored", result.results_refused},
+           {"last_error", Shown(result.result_refused_why, 512)},
+           {"result_kept", exited.result.empty() ? "none" : "an earlier valid one"}});
+    }
     {
       std::lock_guard lock(mu);
       if (!job->start_known) {

@@ -14,6 +14,8 @@
 #include <cstring>
 #include <set>
 
+#include "kbus/handlers/launcher_messages.hpp"
+
 namespace kbus::handlers {
 
 using Clock = std::chrono::steady_clock;
@@ -366,8 +368,21 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
         continue;
       }
       ++result.stdout_lines;
-      if (!line_too_long) {
-        if (auto p = progress.StdoutLine(line); p && observer.progress) observer.progress(*p);
+      if (line_too_long) {
+        if (IsResultLine(line)) {
+          ++result.results_refused;
+          result.result_refused_why = "the result line is longer than " + std::to_string(kMaxLine) + " bytes";
+        }
+      } else if (auto r = ParseResultLine(line, kMaxProcessResultBytes)) {
+        // The last valid one wins; a refused one leaves the one before in place.
+        if (r->ok()) {
+          result.result = std::move(*r).value();
+        } else {
+          ++result.results_refused;
+          result.result_refused_why = r->error().message();
+        }
+      } else if (auto p = progress.StdoutLine(line); p && observer.progress) {
+        observer.progress(*p);
       }
       line.clear();
       line_too_long = false;

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "kbus/json.hpp"
+
 namespace kbus::handlers {
 
 namespace {
@@ -107,6 +109,29 @@ std::optional<Progress> ParseProgressLine(std::string_view line) {
   p.percent = percent;
   p.message = std::string(Trim(line.substr(digits)));
   return p;
+}
+
+bool IsResultLine(std::string_view line) {
+  constexpr std::string_view kWord = "kbus-result";
+  line = Trim(line);
+  if (line.substr(0, kWord.size()) != kWord) return false;
+  return line.size() == kWord.size() || IsSpace(line[kWord.size()]);
+}
+
+std::optional<Result<std::string>> ParseResultLine(std::string_view line, std::size_t max_bytes) {
+  if (!IsResultLine(line)) return std::nullopt;
+  line = Trim(Trim(line).substr(std::string_view("kbus-result").size()));
+  if (line.empty()) return Result<std::string>(Error(ErrorCode::kInvalidArgument, "the result line has no JSON"));
+  if (line.size() > max_bytes) {
+    return Result<std::string>(Error(ErrorCode::kInvalidArgument,
+                                     "the result is " + std::to_string(line.size()) + " bytes, more than the " +
+                                         std::to_string(max_bytes) + " allowed"));
+  }
+  if (Status s = ValidateJson(line); !s.ok()) {
+    return Result<std::string>(
+        Error(ErrorCode::kInvalidArgument, "the result is not one JSON value: " + s.error().message()));
+  }
+  return Result<std::string>(std::string(line));
 }
 
 std::optional<ProgressFormat> ProgressFormatNamed(std::string_view name) {

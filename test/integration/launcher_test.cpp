@@ -183,6 +183,25 @@ TEST(Launcher, ANonZeroExitAndADeathBySignalAreReportedAsFailed) {
   EXPECT_EQ(crash.exit_code, -1);
 }
 
+// The program's "kbus-result {json}" line reaches the workflow in ProcessExited.result: the
+// last valid one, an invalid one after it ignored; none for a program that printed none.
+TEST(Launcher, AProgramsResultLineComesBackInProcessExited) {
+  Rig rig;
+  rig.Launch(rig.Encoder("res-default", {"--seconds", "0.05", "--steps", "2", "--output", "clip.mp4"}));
+  rig.Launch(rig.Encoder("res-last", {"--seconds", "0.05", "--steps", "1", "--result", R"({"n":1})", "--result",
+                                      R"({"n":2,"files":["a","b"]})", "--result", "{broken"}));
+  rig.Launch(rig.Encoder("res-none", {"--seconds", "0.05", "--steps", "1", "--exit-code", "3"}));
+  const ProcessExited by_default = rig.log->WaitExited("res-default");
+  EXPECT_EQ(by_default.outcome, "succeeded");
+  EXPECT_EQ(by_default.result, R"({"output":"clip.mp4","frames":50})");
+  const ProcessExited last = rig.log->WaitExited("res-last");
+  EXPECT_EQ(last.outcome, "succeeded") << "a bad result line fails nothing";
+  EXPECT_EQ(last.result, R"({"n":2,"files":["a","b"]})");
+  const ProcessExited none = rig.log->WaitExited("res-none");
+  EXPECT_EQ(none.outcome, "failed");
+  EXPECT_EQ(none.result, "");
+}
+
 // Events carry UTF-8 only: a stderr tail that the 4 KiB cut splits mid-character is sent with
 // U+FFFD in its place, not refused (which would lose the exit event).
 TEST(Launcher, AStderrTailCutInsideACharacterIsSentAsValidUtf8) {

@@ -172,6 +172,87 @@ TEST(RunProcess, ReportsProgressInOrderAndSucceeds) {
   EXPECT_TRUE(NoZombies());
 }
 
+TEST(ResultLine, ReadsTheJsonAfterTheWord) {
+  using kbus::handlers::ParseResultLine;
+  auto r = ParseResultLine(R"(kbus-result {"output":"a.mp4","frames":100})", 100);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_THAT(*r, IsOk());
+  EXPECT_EQ(**r, R"({"output":"a.mp4","frames":100})");
+  r = ParseResultLine("  kbus-result \t [1, 2]  \r", 100);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->value(), "[1, 2]") << "blanks around it go, the JSON stays as written";
+  EXPECT_EQ(ParseResultLine("kbus-result \"text\"", 100)->value(), "\"text\"");
+}
+
+TEST(ResultLine, OtherLinesAreNotResultLines) {
+  using kbus::handlers::ParseResultLine;
+  for (const char* line : {"", "kbus-resultx {}", "kbus-result:{}", "Kbus-result {}", "progress: 5", "result {}",
+                           "x kbus-result {}"}) {
+    EXPECT_FALSE(ParseResultLine(line, 100).has_value()) << line;
+  }
+}
+
+TEST(ResultLine, EmptyInvalidOrOversizeJsonIsRefusedSayingWhy) {
+  using kbus::handlers::ParseResultLine;
+  EXPECT_THAT(*ParseResultLine("kbus-result", 100), ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("no JSON")));
+  EXPECT_THAT(*ParseResultLine("kbus-result   ", 100),
+              ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("no JSON")));
+  for (const char* bad : {"kbus-result {", "kbus-result {\"a\":}", "kbus-result not json", "kbus-result {} {}",
+                          "kbus-result \"\xff\""}) {
+    EXPECT_THAT(*ParseResultLine(bad, 100),
+                ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("not one JSON value")))
+        << bad;
+  }
+  const std::string at_bound = "\"" + std::string(98, 'x') + "\"";
+  EXPECT_THAT(*ParseResultLine("kbus-result " + at_bound, 100), IsOk());
+  EXPECT_THAT(*ParseResultLine("kbus-result " + at_bound + " ", 100), IsOk()) << "trailing blanks do not count";
+  EXPECT_THAT(*ParseResultLine("kbus-result \"" + std::string(99, 'x') + "\"", 100),
+              ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("101 bytes, more than the 100 allowed")));
+}
+
+TEST(RunProcess, TheProgramsResultLineIsKeptAndIsNotProgress) {
+  std::vector<int> percents;
+  ProcessObserver observer;
+  observer.progress = [&](const kbus::handlers::Progress& p) { percents.push_back(p.percent); };
+  const auto r = RunProcess(Encoder({"--seconds", "0", "--steps", "2", "--output", "a \"b\".mp4"}), observer);
+  EXPECT_EQ(r.outcome, ProcessOutcome::kSucceeded);
+  EXPECT_EQ(r.result, R"({"output":"a \"b\".mp4","frames":50})");
+  EXPECT_EQ(r.results_refused, 0u);
+  EXPECT_THAT(percents, ElementsAre(50, 100));
+  EXPECT_TRUE(NoZombies());
+
+  const auto failed = RunProcess(Encoder({"--seconds", "0", "--steps", "1", "--exit-code", "1"}));
+  EXPECT_EQ(failed.outcome, ProcessOutcome::kFailed);
+  EXPECT_EQ(failed.result, "") << "no result line printed";
+}
+
+TEST(RunProcess, TheLastValidResultLineWinsAndInvalidOnesAreCountedNotKept) {
+  const auto r = RunProcess(Encoder({"--seconds", "0", "--steps", "1", "--result", R"({"n":1})", "--result",
+                                     R"({"n":2})", "--result", "{not json", "--result", ""}));
+  EXPECT_EQ(r.outcome, ProcessOutcome::kSucceeded);
+  EXPECT_EQ(r.result, R"({"n":2})") << "the last valid one; the invalid ones after it change nothing";
+  EXPECT_EQ(r.results_refused, 2u);
+  EXPECT_THAT(r.result_refused_why, HasSubstr("no JSON")) << "the reason of the last refused";
+  EXPECT_TRUE(NoZombies());
+}
+
+TEST(RunProcess, AnOversizeResultIsRefusedWhateverItsLength) {
+  const std::string over = "\"" + std::string(kbus::handlers::kMaxProcessResultBytes - 1, 'x') + "\"";
+  const std::string within = "\"" + std::string(kbus::handlers::kMaxProcessResultBytes - 2, 'x') + "\"";
+  auto r = RunProcess(Encoder({"--seconds", "0", "--steps", "1", "--result", within, "--result", over}));
+  EXPECT_EQ(r.result, within) << "16 KiB exactly is allowed; one byte more is not";
+  EXPECT_EQ(r.results_refused, 1u);
+  EXPECT_THAT(r.result_refused_why, HasSubstr("16385 bytes, more than the 16384 allowed"));
+  // Longer than a line is read (64 KiB): refused too, not mistaken for anything.
+  const std::string huge = "\"" + std::string(100 * 1024, 'y') + "\"";
+  r = RunProcess(Encoder({"--seconds", "0", "--steps", "1", "--result", huge}));
+  EXPECT_EQ(r.outcome, ProcessOutcome::kSucceeded);
+  EXPECT_EQ(r.result, "");
+  EXPECT_EQ(r.results_refused, 1u);
+  EXPECT_THAT(r.result_refused_why, HasSubstr("longer than"));
+  EXPECT_TRUE(NoZombies());
+}
+
 TEST(RunProcess, ReportsANonZeroExitAndDeathBySignal) {
   auto failed = RunProcess(Encoder({"--seconds", "0", "--exit-code", "3"}));
   EXPECT_EQ(failed.outcome, ProcessOutcome::kFailed);

@@ -36,6 +36,9 @@ inline constexpr std::chrono::milliseconds kMinHeartbeatInterval{100};
 inline constexpr std::chrono::milliseconds kMaxHeartbeatInterval = std::chrono::hours(1);
 // The longest Kafka topic name (reply_to is checked against it and the allowed characters).
 inline constexpr std::size_t kMaxTopicNameBytes = 249;
+// The largest result a program may report (a "kbus-result {json}" line, docs/launcher.md): bytes
+// of the JSON text. A workflow keeps results of the same bound (kbus::workflows::kMaxResultBytes).
+inline constexpr std::size_t kMaxProcessResultBytes = 16 * 1024;
 
 struct LaunchProcess {
   std::string job_id;
@@ -91,6 +94,10 @@ struct ProcessExited {
   std::chrono::milliseconds duration{0};
   std::string stderr_tail;  // the last 4 KiB of stderr
   std::string error;        // why, for launch_failed, cancelled and lost
+  // The JSON text of the last valid "kbus-result {json}" line of the program's stdout (at most
+  // kMaxProcessResultBytes), "" when it printed none. Carried whatever the outcome; optional on
+  // the wire, so exits of launchers that predate it still decode.
+  std::string result;
 };
 
 }  // namespace kbus::handlers
@@ -169,5 +176,6 @@ struct kbus::MessageTraits<kbus::handlers::ProcessExited> {
       kbus::Field("signal", &T::signal, kbus::kOptional),
       kbus::Field("duration", &T::duration, kbus::kOptional),
       kbus::Field("stderr_tail", &T::stderr_tail, kbus::kOptional),
-      kbus::Field("error", &T::error, kbus::kOptional));
+      kbus::Field("error", &T::error, kbus::kOptional),
+      kbus::Field("result", &T::result, kbus::kOptional));
 };

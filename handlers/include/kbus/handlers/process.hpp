@@ -54,6 +54,11 @@ struct ProcessResult {
   std::string stderr_tail;  // the last 4 KiB of stderr
   std::string error;        // for kLaunchFailed: why
   std::uint64_t stdout_lines = 0;
+  // The JSON text of the last valid "kbus-result" line (progress.hpp), "" for none. Result lines
+  // that were refused (not JSON, too large) are only counted, with the last one's reason.
+  std::string result;
+  std::uint64_t results_refused = 0;
+  std::string result_refused_why;
 };
 
 // Observes one run; called on the thread that runs it.

@@ -12,6 +12,10 @@
 //   them, in increasing order. An input of unknown duration ("Duration: N/A", a live stream, a
 //   -loglevel that hides it) gives no percent at all.
 //
+// In either format, a stdout line "kbus-result <json>" is the program's result
+// (ParseResultLine), not progress: the launcher keeps the last valid one and reports it in
+// ProcessExited.result.
+//
 // Whatever a child prints, a reader neither fails nor grows: it keeps a few counters and at most
 // one bounded stderr line, and anything it does not recognise is ignored.
 //
@@ -23,6 +27,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "kbus/result.hpp"
 
 namespace kbus::handlers {
 
@@ -37,6 +43,16 @@ struct Progress {
 // else is not progress (the line is only counted), so a child's other output cannot fake or
 // break it.
 std::optional<Progress> ParseProgressLine(std::string_view line);
+
+// A program's result: a stdout line "kbus-result <json>", the word, blanks, then one JSON value
+// of at most `max_bytes` (kMaxProcessResultBytes for the launcher), e.g.
+//   kbus-result {"output":"/media/out/v7.720p.mp4","frames":1200}
+// Blanks around it are ignored. nullopt: the line is no result line (it does not begin with the
+// word followed by a blank or its end). Otherwise the JSON text as written, or an error
+// (kInvalidArgument) saying why it is refused: empty, not one JSON value, or too large.
+std::optional<Result<std::string>> ParseResultLine(std::string_view line, std::size_t max_bytes);
+// True when `line` begins as a result line does: for a line too long to be read whole.
+bool IsResultLine(std::string_view line_start);
 
 enum class ProgressFormat { kKbus, kFfmpeg };
 
