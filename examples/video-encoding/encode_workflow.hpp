@@ -90,7 +90,11 @@ inline kbus::workflows::LaunchSpec EncoderLaunch(const EncodeVideo& v, int attem
              "yuv420p", "-c:a", "aac", "file:" + EncodedPath(v, s)},
             {}};
   }
-  kbus::workflows::LaunchSpec spec{"fake-encoder", {"--seconds", std::to_string(s.fake_seconds), "--steps", "4"}, {}};
+  // Its result (`{"output":"VIDEO_ID.mp4","frames":100}`) becomes the run's result.
+  kbus::workflows::LaunchSpec spec{
+      "fake-encoder",
+      {"--seconds", std::to_string(s.fake_seconds), "--steps", "4", "--output", v.video_id + ".mp4"},
+      {}};
   int fails = 0;
   if (v.source.starts_with("broken")) {
     fails = attempt;
@@ -121,6 +125,9 @@ inline kbus::workflows::Workflow<kbus::workflows::DelegatedState> EncodeVideoWor
   o.on_succeeded = [s](const EncodeVideo& v, const ProcessExited& e, WorkflowContext& ctx) {
     ctx.Publish(VideoEncoded{v.video_id, e.attempt, s.encoder == "fake" ? std::string() : EncodedPath(v, s)},
                 {.topic = s.events_topic});
+    // ffmpeg prints no result line: the workflow records what it made. (The fake encoder's own
+    // result line is the run's result already.)
+    if (s.encoder != "fake") ctx.Complete(EncodeResult{EncodedPath(v, s), v.height});
   };
   o.on_failed = [topic = s.events_topic](const EncodeVideo& v, const ProcessExited& e, WorkflowContext& ctx) {
     ctx.Publish(VideoEncodingFailed{v.video_id, e.attempt, e.outcome, e.error.empty() ? e.stderr_tail : e.error},

@@ -21,6 +21,13 @@ struct VideoEncoded {
   std::string output;  // the encoded file, as the launcher wrote it ("" for the fake encoder)
 };
 
+// The result an encoding run records (docs/workflows.md, "Results"), for the ffmpeg encoder: the
+// file made and its height. The fake encoder reports {"output", "frames"} itself.
+struct EncodeResult {
+  std::string output;
+  int height = 0;
+};
+
 struct VideoEncodingFailed {
   std::string video_id;
   int attempts = 0;
@@ -61,4 +68,10 @@ struct kbus::MessageTraits<video::VideoEncodingFailed> {
   static constexpr auto kFields = kbus::Fields(
       kbus::Field("video_id", &T::video_id), kbus::Field("attempts", &T::attempts),
       kbus::Field("outcome", &T::outcome), kbus::Field("error", &T::error, kbus::kOptional));
+};
+
+template <>
+struct kbus::JsonTraits<video::EncodeResult> {
+  using T = video::EncodeResult;
+  static constexpr auto kFields = kbus::Fields(kbus::Field("output", &T::output), kbus::Field("height", &T::height));
 };

@@ -88,6 +88,11 @@ class Stack {
   }
 
   void Send(const video::EncodeVideo& v) { ASSERT_TRUE(producer_.Send(v, {.topic = command_topic}).ok()); }
+  // The result the workflow host holds for `id` ("" for none).
+  std::string ResultJson(const std::string& id) {
+    auto in = encoder_->host().Instance(id);
+    return in ? in->result_json : std::string();
+  }
 
   // How a video ended: "encoded" or "dlq", with what came with it.
   struct Ending {
@@ -219,6 +224,8 @@ TEST(VideoEncodingFfmpeg, AGoodVideoEncodesWithProgressAndACorruptOneIsRetriedTh
   EXPECT_EQ(good->attempts, 1);
   EXPECT_EQ(good->output, (media.path() / "out" / (p + "good.120p.mp4")).string());
   EXPECT_EQ(kbus::test::ProbeHeight(good->output), 120);
+  // ffmpeg prints no result line: the workflow records the file it made as the run's result.
+  EXPECT_EQ(stack.ResultJson(p + "good"), R"({"output":")" + good->output + R"(","height":120})");
   // The progress came back to the workflow's input: rising, ending at 100 (the encode is fast,
   // so there may be no block between its start and its end).
   const std::vector<int> percents = stack.PercentsUpTo100(p + "good");

@@ -157,6 +157,14 @@ TEST(VideoEncoding, TheDemosThreeJobsEndAsDescribed) {
   EXPECT_TRUE(kbus::test::WaitFor([&] { return outcomes.FailedEvents(p + "broken") >= 1; }))
       << "VideoEncodingFailed published";
   EXPECT_EQ(outcomes.FailedEvents(p + "broken"), 1) << "VideoEncodingFailed published once";
+  // The fake encoder's result line is each finished job's result, for the console to serve.
+  auto ok = stack.encoder->host().Instance(p + "ok");
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->result_json, R"({"output":")" + p + R"(ok.mp4","frames":100})");
+  EXPECT_GT(ok->result_expires_ms, 0);
+  EXPECT_EQ(stack.encoder->host().Instance(p + "flaky")->result_json,
+            R"({"output":")" + p + R"(flaky.mp4","frames":100})");
+  EXPECT_EQ(stack.encoder->host().Instance(p + "broken")->result_json, "") << "a failed run has none";
   const auto stats = stack.encoder->host().Stats();
   EXPECT_EQ(stats.started, 3u);
   EXPECT_EQ(stats.completed, 2u);

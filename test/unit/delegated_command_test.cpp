@@ -401,6 +401,74 @@ TEST_F(Delegated, ARedrivenCommandStartsANewRunWithItsOwnJobId) {
   EXPECT_EQ(kit_.Instance("r-1")->run, 2);
 }
 
+ProcessExited WithResult(ProcessExited e, std::string result) {
+  e.result = std::move(result);
+  return e;
+}
+
+TEST_F(Delegated, TheSucceedingAttemptsResultIsTheRunsResult) {
+  kit_.Send(Render{"r-1"});
+  Event(ProcessStarted{"r-1", 1, "render", 42, "h"});
+  Event(WithResult(Exit(1, "failed", 1), R"({"pages":1})"));  // a failed attempt's: not kept
+  EXPECT_EQ(kit_.ResultJson("r-1"), std::nullopt);
+  kit_.Advance(RetryDelay(RetryPolicy{}, 1, "r-1"));
+  ASSERT_EQ(Launches().size(), 2u);
+  Event(ProcessStarted{"r-1", 2, "render", 43, "h"});
+  Event(WithResult(Exit(2, "succeeded", 0), R"({"output":"r-1.pdf", "pages":3})"));
+  ASSERT_EQ(kit_.Status("r-1"), "completed");
+  EXPECT_EQ(kit_.ResultJson("r-1"), R"({"output":"r-1.pdf","pages":3})");
+  EXPECT_EQ(kit_.Sent<Rendered>().size(), 1u) << "on_succeeded ran as well";
+}
+
+TEST_F(Delegated, ASuccessWithoutAResultCompletesWithoutOne) {
+  kit_.Send(Render{"r-1"});
+  Event(Exit(1, "succeeded", 0));
+  EXPECT_EQ(kit_.Status("r-1"), "completed");
+  EXPECT_EQ(kit_.ResultJson("r-1"), std::nullopt);
+}
+
+TEST_F(Delegated, ABadResultInAnExitCostsTheResultNeverTheRun) {
+  kit_.Send(Render{"r-1"});
+  Event(WithResult(Exit(1, "succeeded", 0), "{not json"));
+  EXPECT_EQ(kit_.Status("r-1"), "completed");
+  EXPECT_EQ(kit_.ResultJson("r-1"), std::nullopt);
+  EXPECT_TRUE(kit_.DeadLetters().empty()) << "the exit is not dead-lettered for its result";
+  ASSERT_EQ(kit_.Sent<Rendered>().size(), 1u);
+}
+
+TEST_F(Delegated, ANewRunStartsWithoutTheResultOfTheRunBefore) {
+  kit_.Send(Render{"r-1"});
+  Event(WithResult(Exit(1, "succeeded", 0), R"({"run":1})"));
+  ASSERT_EQ(kit_.ResultJson("r-1"), R"({"run":1})");
+  kit_.Send(Render{"r-1"});  // a new command for the id, as a redriven copy is
+  ASSERT_EQ(kit_.Status("r-1"), "running");
+  EXPECT_EQ(kit_.Instance("r-1")->run, 2);
+  EXPECT_EQ(kit_.ResultJson("r-1"), std::nullopt);
+}
+
+TEST(DelegatedResult, OnSucceededMayRecordAResultInPlaceOfTheProgramsOwn) {
+  DelegatedOptions<Render> o = Options();
+  o.on_succeeded = [](const Render& r, const ProcessExited& e, WorkflowContext& ctx) {
+    ctx.Complete(Rendered{r.report_id, e.attempt});
+  };
+  WorkflowTestKit<DelegatedState> kit(DelegatedCommand<Render>("reports.render", o));
+  kit.Send(Render{"r-1"});
+  kbus::SendOptions to{.topic = std::string(kInput), .key = "r-1", .workflow_id = "r-1"};
+  kit.Send(WithResult(Exit(1, "succeeded", 0), R"({"from":"the program"})"), to);
+  EXPECT_EQ(kit.ResultJson("r-1"), R"({"report_id":"r-1","attempts":1})");
+}
+
+TEST(DelegatedResult, AnExitWithoutAResultFieldStillDecodes) {
+  auto e = kbus::FromJson<ProcessExited>(R"({"job_id":"j","attempt":2,"outcome":"succeeded","exit_code":0})");
+  ASSERT_TRUE(e.ok()) << e.error().message();
+  EXPECT_EQ(e->result, "");
+  ProcessExited with = Exit(1, "succeeded", 0);
+  with.result = R"({"a":1})";
+  auto back = kbus::FromJson<ProcessExited>(kbus::ToJson(with));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->result, R"({"a":1})") << "carried as a string field";
+}
+
 TEST(DelegatedCheck, ACommandItRefusesLaunchesNothingAndIsDeadLetteredAsRejected) {
   DelegatedOptions<Render> o = Options();
   o.check = [](const Render& r) {

@@ -4,9 +4,14 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "kbus/log.hpp"
+
 namespace kbus::workflows {
 
 using handlers::ProcessExited;
+
+// A program's result passes the launcher's bound and then must fit the workflow's.
+static_assert(handlers::kMaxProcessResultBytes <= kMaxResultBytes);
 
 void Validate(const RetryPolicy& p) {
   if (p.initial_interval.count() < 0) throw std::invalid_argument("retry policy: initial_interval must not be negative");
@@ -157,6 +162,17 @@ void DelegatedCore::Exited(const ProcessExited& e, DelegatedState& s, WorkflowCo
   switch (d.next) {
     case Decision::Next::kSucceed:
       s.phase = "succeeded";
+      if (!e.result.empty()) {
+        // The launcher checked it; checked again, since an exit may come from any sender, so that
+        // a bad one costs the result, never the run (the host dead-letters a bad result).
+        Result<std::string> result = CompactResult(e.result);
+        if (result.ok()) {
+          ctx.CompleteWithJson(std::move(result).value());
+        } else {
+          Log(LogLevel::kWarn, "result of a delegated command not recorded",
+              {{"workflow_id", ctx.workflow_id()}, {"attempt", e.attempt}, {"error", result.error().message()}});
+        }
+      }
       succeeded(s.command, e, ctx);
       ctx.Complete();
       return;

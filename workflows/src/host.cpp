@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <iterator>
+#include <limits>
 #include <condition_variable>
 #include <set>
 #include <stdexcept>
@@ -45,6 +46,21 @@ void WorkflowContext::DeadLetter(std::string reason, std::string error, int atte
                                  std::vector<Header> headers) {
   ending_ = Ending::kFailed;
   dead_letter_ = DeadLetterRequest{std::move(reason), std::move(error), attempts, std::move(headers)};
+}
+
+Result<std::string> CompactResult(std::string_view json) {
+  JsonDocument doc;
+  if (Status s = doc.Parse(json); !s.ok()) {
+    return Error(ErrorCode::kDecode, "the result is not one JSON value: " + s.error().message());
+  }
+  std::string compact = doc.Root().ToJson();
+  if (compact.size() > kMaxResultBytes) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "the result is " + std::to_string(compact.size()) + " bytes of JSON, above the " +
+                     std::to_string(kMaxResultBytes) +
+                     " allowed (kMaxResultBytes): record a summary, and put the data elsewhere");
+  }
+  return compact;
 }
 
 // ---- MemoryStateStore ------------------------------------------------------------------------
@@ -194,6 +210,10 @@ struct WorkflowHost::Impl {
     if (!config.now_ms) config.now_ms = SystemNowMs;
     if (spec.name.empty()) throw std::invalid_argument("workflow: the name must not be empty");
     if (spec.schema < 1) throw std::invalid_argument("workflow " + spec.name + ": the schema must be >= 1");
+    if (spec.options.result_retention.count() <= 0) {
+      throw std::invalid_argument("workflow " + spec.name + ": result_retention must be positive (it is " +
+                                  std::to_string(spec.options.result_retention.count()) + " ms)");
+    }
     bool any_starter = false;
     std::set<std::string> types;
     for (const detail::Step& step : spec.steps) {
@@ -258,7 +278,7 @@ struct WorkflowHost::Impl {
   static void Track(Partition& p, const Record& in, int sign) {
     p.by_status[StatusIndex(in.status)] += sign;
     for (const Timeout& t : in.timeouts) {
-      if (t.name != detail::kExpireTimeout) p.pending += sign;
+      if (t.name != detail::kExpireTimeout && t.name != detail::kResultExpireTimeout) p.pending += sign;
     }
   }
 
@@ -634,7 +654,9 @@ struct WorkflowHost::Impl {
         return Expire(p, *current, ctx);
       }
       auto fn = spec.timeouts.find(fired->name);
-      if (fn == spec.timeouts.end()) {
+      if (fired->name == detail::kResultExpireTimeout) {
+        // The result's retention ended before the record's: written without it.
+      } else if (fn == spec.timeouts.end()) {
         Log(LogLevel::kError, "workflow timeout has no handler, dropped",
             {{"workflow", spec.name}, {"workflow_id", id}, {"timeout", fired->name}});
       } else {
@@ -643,6 +665,10 @@ struct WorkflowHost::Impl {
       next = *current;
       next.timeouts.erase(std::find_if(next.timeouts.begin(), next.timeouts.end(),
                                        [&](const Timeout& x) { return x.id == *timeout_id; }));
+      if (fired->name == detail::kResultExpireTimeout) {
+        next.result_json.clear();
+        next.result_expires_ms = 0;
+      }
     } else if (!current || current->finished()) {
       if (!step->starter) {
         if (current) {
@@ -716,8 +742,33 @@ struct WorkflowHost::Impl {
       next.status = ok ? detail::kCompleted : detail::kFailed;
       next.finished_ms = now;
       next.timeouts.clear();
-      next.timeouts.push_back(Timeout{message_id + "#expire", std::string(detail::kExpireTimeout), "",
-                                      now + spec.options.completed_retention.count()});
+      next.result_json.clear();
+      next.result_expires_ms = 0;
+      std::int64_t expire_ms = now + spec.options.completed_retention.count();
+      if (ok && wctx.result_json()) {
+        // Refused here, before anything is written: the instance stays as it was and the message
+        // waits in the dead-letter topic until the handler is fixed (nothing lost).
+        Result<std::string> compact = CompactResult(*wctx.result_json());
+        if (!compact.ok()) {
+          const bool invalid = compact.error().code() == ErrorCode::kDecode;
+          return Outcome::DeadLetterFor(invalid ? "result-invalid" : "result-too-large",
+                                        "workflow " + spec.name + ", instance '" + id +
+                                            "': " + compact.error().message());
+        }
+        next.result_json = std::move(compact).value();
+        // Saturated: a retention of "forever" (milliseconds::max()) must not wrap into the past.
+        const std::int64_t retention = spec.options.result_retention.count();
+        next.result_expires_ms =
+            retention > std::numeric_limits<std::int64_t>::max() - now ? std::numeric_limits<std::int64_t>::max()
+                                                                       : now + retention;
+        if (next.result_expires_ms < expire_ms) {
+          next.timeouts.push_back(Timeout{message_id + "#result-expire", std::string(detail::kResultExpireTimeout),
+                                          "", next.result_expires_ms});
+        }
+        // The record outlives its result, never the other way round.
+        expire_ms = std::max(expire_ms, next.result_expires_ms);
+      }
+      next.timeouts.push_back(Timeout{message_id + "#expire", std::string(detail::kExpireTimeout), "", expire_ms});
       (ok ? completed : failed) = 1;
       if (wctx.dead_letter()) next.outbox.push_back(DeadLetterOf(next, *wctx.dead_letter()));
     }
@@ -943,7 +994,9 @@ struct WorkflowHost::Impl {
   }
 
   static InstanceInfo Info(const Record& in) {
-    return InstanceInfo{in.id, in.status, in.run, in.version, in.schema, in.state_json, in.timeouts, in.outbox};
+    return InstanceInfo{in.id,       in.status, in.run,         in.version,
+                        in.schema,   in.state_json, in.timeouts, in.outbox,
+                        in.result_json, in.result_expires_ms};
   }
 };
 

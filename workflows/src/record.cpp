@@ -154,6 +154,14 @@ std::string Encode(const Instance& in) {
   }
   w.Key("state");
   w.RawValue(in.state_json);
+  // Omitted without a result, so records of runs without one (and of older kbus) stay as they
+  // were; the console reads both names.
+  if (!in.result_json.empty()) {
+    w.Key("result");
+    w.RawValue(in.result_json);
+    w.Key("result_expires_ms");
+    w.Int64(in.result_expires_ms);
+  }
   w.EndObject();
   return w.Take();
 }
@@ -228,6 +236,13 @@ Result<Instance> Decode(std::string_view text) {
     auto state = root.Find("state");
     if (!state) ok = r.Fail("state", "present");
     else in.state_json = state->ToJson();
+  }
+  if (ok) {
+    // Both optional: a record without them (none recorded, or written before results existed)
+    // has no result. A null result is no result either.
+    if (auto result = root.Find("result"); result && !result->IsNull()) in.result_json = result->ToJson();
+    if (root.Find("result_expires_ms")) ok = r.I64(root, "result_expires_ms", in.result_expires_ms);
+    if (in.result_json.empty()) in.result_expires_ms = 0;
   }
   if (!ok) return Error(ErrorCode::kDecode, "workflow state record: " + r.why);
   return in;

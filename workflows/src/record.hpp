@@ -20,6 +20,9 @@ inline constexpr std::string_view kCompleted = "completed";
 inline constexpr std::string_view kFailed = "failed";
 // The internal timeout that removes a finished instance after its retention.
 inline constexpr std::string_view kExpireTimeout = "kbus.expire";
+// The internal timeout that drops a completed run's result from its record when the result
+// expires before the record does (result_retention < completed_retention).
+inline constexpr std::string_view kResultExpireTimeout = "kbus.result-expire";
 
 // The record that started the run, kept to dead-letter it if the run fails.
 struct Origin {
@@ -49,6 +52,10 @@ struct Instance {
   std::vector<Timeout> timeouts;
   std::optional<Origin> origin;
   std::string state_json;
+  // The result the run recorded (compact JSON), "" for none; served until result_expires_ms
+  // (Unix epoch ms, 0 with no result).
+  std::string result_json;
+  std::int64_t result_expires_ms = 0;
 
   bool finished() const { return status != kRunning; }
   bool Processed(std::string_view message_id) const;

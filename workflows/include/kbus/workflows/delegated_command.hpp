@@ -3,7 +3,8 @@
 // (docs/workflows.md, "Delegated commands").
 //
 //   attempt 1 at once ─▶ LaunchProcess ─▶ Started, Heartbeat, Progress ... Exited
-//     succeeded                       ─▶ on_succeeded, the run completes
+//     succeeded                       ─▶ on_succeeded, the run completes with the attempt's
+//                                        result (ProcessExited.result) as the run's result
 //     failed | timed_out | lost       ─▶ wait (backoff), attempt n + 1 ... up to maximum_attempts
 //     cancelled | launch_failed |
 //     a non-retryable exit code |
@@ -151,7 +152,9 @@ struct DelegatedOptions {
   std::string control_topic{handlers::kLauncherControlTopic};
   std::string failed_topic;  // DelegatedCommandFailed's topic; default its kTopic
   // Called when an attempt succeeded (publish the typed result here) and when the command
-  // failed for good (after it was dead-lettered).
+  // failed for good (after it was dead-lettered). The succeeding attempt's result, if the
+  // program printed one, is the run's result already when on_succeeded runs; a
+  // ctx.Complete(result) there records another in its place.
   std::function<void(const Cmd&, const handlers::ProcessExited&, WorkflowContext&)> on_succeeded;
   std::function<void(const Cmd&, const handlers::ProcessExited&, WorkflowContext&)> on_failed;
   WorkflowOptions workflow;

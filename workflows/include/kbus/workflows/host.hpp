@@ -116,6 +116,10 @@ struct InstanceInfo {
   std::string state_json;
   std::vector<Timeout> timeouts;
   std::vector<OutgoingRecord> outbox;  // what the last message sent
+  // The result the run recorded (compact JSON, "" for none) and when it stops being served
+  // (Unix epoch ms; 0 without one). Dropped from the record when it expires.
+  std::string result_json;
+  std::int64_t result_expires_ms = 0;
 };
 
 class WorkflowHost {

@@ -88,6 +88,22 @@ class WorkflowTestKit {
     return in ? in->status : std::string();
   }
   std::optional<InstanceInfo> Instance(std::string_view id) const { return host_->Instance(id); }
+  // The result the instance's run recorded (Complete(result)), as compact JSON text; nullopt
+  // when there is none (no record, no result, or it expired and was dropped).
+  std::optional<std::string> ResultJson(std::string_view id) const {
+    auto in = host_->Instance(id);
+    if (!in || in->result_json.empty()) return std::nullopt;
+    return in->result_json;
+  }
+  // The same, decoded as T; nullopt also when it does not decode as T.
+  template <class T>
+  std::optional<T> ResultAs(std::string_view id) const {
+    auto json = ResultJson(id);
+    if (!json) return std::nullopt;
+    auto value = FromJson<T>(*json);
+    if (!value.ok()) return std::nullopt;
+    return *std::move(value);
+  }
   std::vector<Timeout> Timeouts(std::string_view id) const {
     auto in = host_->Instance(id);
     return in ? in->timeouts : std::vector<Timeout>{};

@@ -51,10 +51,24 @@ struct WorkflowOptions {
   // How long a completed or failed instance is kept, so that late messages find it "completed"
   // (and a redelivered starter is recognised); then a tombstone removes it.
   std::chrono::milliseconds completed_retention{std::chrono::hours(24 * 7)};
+  // How long the result a completed run recorded (WorkflowContext::Complete(result)) is kept
+  // and served; must be positive. The record lives at least as long as its result: it is
+  // removed after max(completed_retention, result_retention). A result that expires first is
+  // dropped from the record then (one more state write).
+  std::chrono::milliseconds result_retention{std::chrono::hours(24)};
   std::size_t remembered_messages = 64;  // the ring of processed message ids, per instance
   std::size_t max_state_bytes = 512 * 1024;  // a bigger state record is refused, loudly
   DeliveryPolicy policy;                     // for the deliveries of the workflow's messages
 };
+
+// The largest result a run may record: bytes of its compact JSON text (as the state record
+// holds it). A bigger one, or text that is not one JSON value, is refused (see Complete).
+inline constexpr std::size_t kMaxResultBytes = 16 * 1024;
+
+// `json` as a run's result is stored: one JSON value within kbus's rules, written back compact
+// (no blanks between tokens), at most kMaxResultBytes. Errors say which rule it breaks: kDecode
+// for text that is not one JSON value, kInvalidArgument for a result too large (and its size).
+Result<std::string> CompactResult(std::string_view json);
 
 // A timeout as a handler sees it when it fires, and as Timeouts() lists it.
 struct Timeout {
@@ -108,11 +122,28 @@ class WorkflowContext {
   const std::vector<Timeout>& Timeouts() const { return timeouts_; }
 
   // Ends the run successfully: pending timeouts are dropped, the record is kept for
-  // completed_retention, then removed.
+  // completed_retention, then removed. A result recorded before in this handling is kept.
   void Complete() { ending_ = Ending::kCompleted; }
+  // Ends the run successfully and records `result` (encoded through its JsonTraits, as for
+  // messages) as the run's result: it is kept in the state record, as JSON, for
+  // WorkflowOptions::result_retention (docs/workflows.md, "Results"). The last call wins. A
+  // result above kMaxResultBytes is refused when the handler returns: nothing is written and
+  // the message goes to the dead-letter topic with reason "result-too-large" and an error naming
+  // the workflow and the instance. A value kbus cannot encode throws EncodeError (kbus/codec.hpp).
+  template <class T>
+  void Complete(const T& result) {
+    CompleteWithJson(ToJson(result));
+  }
+  // The same with the result as JSON text (any one JSON value, e.g. from a program's output).
+  // Text that is not one JSON value is refused as above, with reason "result-invalid".
+  void CompleteWithJson(std::string result_json) {
+    ending_ = Ending::kCompleted;
+    result_json_ = std::move(result_json);
+  }
   // Ends the run as failed, and sends the message that started it to the host's dead-letter
   // topic with reason `reason` (e.g. "attempts-exhausted"), `error`, `attempts`, and `headers`
-  // added to the kbus-dlq-* ones (e.g. kbus-dlq-outcome).
+  // added to the kbus-dlq-* ones (e.g. kbus-dlq-outcome). A failed run records no result, even
+  // one given to Complete before in the same handling.
   void DeadLetter(std::string reason, std::string error, int attempts = 0,
                   std::vector<Header> headers = {});
 
@@ -124,6 +155,8 @@ class WorkflowContext {
     std::vector<Header> headers;
   };
   Ending ending() const { return ending_; }
+  // The result given to Complete, as given; nullopt when none was.
+  const std::optional<std::string>& result_json() const { return result_json_; }
   const std::optional<DeadLetterRequest>& dead_letter() const { return dead_letter_; }
   std::vector<OutgoingRecord>& outgoing() { return outgoing_; }
   std::vector<Timeout>& timeouts() { return timeouts_; }
@@ -147,6 +180,7 @@ class WorkflowContext {
   bool timeouts_changed_ = false;
   Ending ending_ = Ending::kNone;
   std::optional<DeadLetterRequest> dead_letter_;
+  std::optional<std::string> result_json_;
   std::vector<OutgoingRecord> outgoing_;
 };
 
