@@ -50,6 +50,8 @@ void DeadLetterIndex::Add(const std::string& group, const kafka::DeadLetterRecor
     redriven_.erase(seen);
   }
   ++g.reasons[e.reason];
+  ++g.types[e.type.empty() ? std::string_view("(none)") : e.type];
+  if (!e.workflow.empty()) ++g.workflows[e.workflow];
   g.entries.push_back(std::move(e));
 }
 
@@ -276,7 +278,20 @@ std::map<std::string, std::size_t> DeadLetterIndex::CountByType() const {
   std::shared_lock lock(mu_);
   std::map<std::string, std::size_t> out;
   for (const auto& [name, g] : groups_) {
-    for (const Entry& e : g.entries) ++out[std::string(e.type.empty() ? std::string_view("(none)") : e.type)];
+    for (const auto& [type, n] : g.types) out[std::string(type)] += n;
+  }
+  return out;
+}
+
+std::map<std::string, std::set<std::string>> DeadLetterIndex::TopicsByType() const {
+  std::shared_lock lock(mu_);
+  std::map<std::string, std::set<std::string>> out;
+  for (const auto& [name, g] : groups_) {
+    for (const Entry& e : g.entries) {
+      if (e.type.empty() || e.original_topic.empty()) continue;
+      auto& topics = out[std::string(e.type)];
+      if (!topics.contains(std::string(e.original_topic))) topics.emplace(e.original_topic);
+    }
   }
   return out;
 }
@@ -285,9 +300,7 @@ std::map<std::string, std::size_t> DeadLetterIndex::CountByWorkflow() const {
   std::shared_lock lock(mu_);
   std::map<std::string, std::size_t> out;
   for (const auto& [name, g] : groups_) {
-    for (const Entry& e : g.entries) {
-      if (!e.workflow.empty()) ++out[std::string(e.workflow)];
-    }
+    for (const auto& [workflow, n] : g.workflows) out[std::string(workflow)] += n;
   }
   return out;
 }

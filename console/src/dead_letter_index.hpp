@@ -40,6 +40,8 @@ class DeadLetterIndex {
   bool HasGroup(const std::string& group) const;
   // Dead letters per group, per original type, per workflow (kbus-dlq-workflow).
   std::map<std::string, std::size_t> CountByType() const;
+  // The original topics of each type's dead letters.
+  std::map<std::string, std::set<std::string>> TopicsByType() const;
   std::map<std::string, std::size_t> CountByWorkflow() const;
   std::size_t size() const;
 
@@ -57,6 +59,8 @@ class DeadLetterIndex {
     std::string topic;
     std::vector<Entry> entries;  // in arrival order
     std::map<std::string_view, std::size_t> reasons;
+    // Kept as records arrive, like reasons: counting per request walked every dead letter.
+    std::map<std::string_view, std::size_t> types, workflows;  // "(none)" for no type
     std::size_t redriven = 0;
   };
   static bool Matches(const Entry& e, const kafka::DeadLetterFilter& f);

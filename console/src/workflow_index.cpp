@@ -90,6 +90,7 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
     auto w = workflows_.find(t->second);
     auto e = w->second.instances.find(std::string(*key));
     if (e == w->second.instances.end()) return;
+    if (!e->second.starter_type.empty()) --type_counts_[e->second.starter_type][e->second.status];
     w->second.by_status[e->second.status].erase({-e->second.updated_ms, e->second.id});
     w->second.instances.erase(e);
     return;
@@ -117,7 +118,10 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
   }
   auto [eit, fresh] = wf.instances.try_emplace(id);
   Entry& e = eit->second;
-  if (!fresh) wf.by_status[e.status].erase({-e.updated_ms, e.id});
+  if (!fresh) {
+    wf.by_status[e.status].erase({-e.updated_ms, e.id});
+    if (!e.starter_type.empty()) --type_counts_[e.starter_type][e.status];
+  }
   const Status before = fresh ? kStatuses : e.status;
   const int run_before = e.run;
 
@@ -148,6 +152,7 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
   }
   if (auto origin = root.Find("origin"); origin && origin->IsObject()) {
     if (auto headers = origin->Find("headers")) e.starter_type = Intern(HeaderOf(*headers, header::kType));
+    e.starter_topic = Intern(Str(*origin, "topic"));
   }
 
   Step step;
@@ -165,6 +170,7 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
   while (e.steps.size() > limits_.steps) e.steps.pop_front();
 
   wf.by_status[e.status].insert({-e.updated_ms, e.id});
+  if (!e.starter_type.empty()) ++type_counts_[e.starter_type][e.status];
   if (e.status == kCompleted && (before != kCompleted || e.run != run_before) && e.finished_ms >= e.created_ms) {
     wf.durations.Add(e.finished_ms - e.created_ms);
     if (!e.starter_type.empty()) type_durations_[std::string(e.starter_type)].Add(e.finished_ms - e.created_ms);
@@ -486,14 +492,12 @@ std::map<std::string, WorkflowIndex::Counts> WorkflowIndex::ByWorkflow() const {
 std::map<std::string, WorkflowIndex::Counts> WorkflowIndex::ByType() const {
   std::shared_lock lock(mu_);
   std::map<std::string, Counts> out;
-  for (const auto& [name, wf] : workflows_) {
-    for (const auto& [id, e] : wf.instances) {
-      if (e.starter_type.empty()) continue;
-      Counts& c = out[std::string(e.starter_type)];
-      (e.status == kRunning ? c.running : e.status == kCompleted ? c.completed : c.failed)++;
-    }
-  }
-  for (auto& [type, c] : out) {
+  for (const auto& [type, n] : type_counts_) {
+    if (n[kRunning] + n[kCompleted] + n[kFailed] == 0) continue;  // every instance of it removed
+    Counts& c = out[std::string(type)];
+    c.running = n[kRunning];
+    c.completed = n[kCompleted];
+    c.failed = n[kFailed];
     if (auto d = type_durations_.find(type); d != type_durations_.end()) c.mean_p95 = d->second.MeanP95();
   }
   return out;

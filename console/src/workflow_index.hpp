@@ -7,6 +7,7 @@
 //
 // Thread safety: every member may be called from any thread.
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -67,6 +68,7 @@ class WorkflowIndex {
   struct Counts {
     std::size_t running = 0, completed = 0, failed = 0;
     std::optional<std::pair<double, std::int64_t>> mean_p95;
+    std::set<std::string> topics;  // ByType: where the runs' starting messages were read
   };
   std::map<std::string, Counts> ByWorkflow() const;
   std::map<std::string, Counts> ByType() const;
@@ -93,7 +95,8 @@ class WorkflowIndex {
     int timeouts = 0;
     bool has_result = false;
     std::int64_t result_expires_ms = 0;
-    std::string_view starter_type;  // interned
+    std::string_view starter_type;   // interned
+    std::string_view starter_topic;  // interned
     std::int32_t partition = -1;
     std::int64_t offset = -1;
     std::deque<Step> steps;
@@ -118,6 +121,9 @@ class WorkflowIndex {
   std::unordered_map<std::string, std::string> topic_workflow_;  // state topic -> name
   std::set<std::string, std::less<>> interned_;
   std::map<std::string, Durations, std::less<>> type_durations_;
+  // Instances per starting message type and status, kept as records arrive: ByType() walked
+  // every instance per request, most of a /api/totals answer with 100,000 (bench/console.cpp).
+  std::map<std::string_view, std::array<std::size_t, kStatuses>> type_counts_;  // interned keys
   std::size_t bad_records_ = 0;
 };
 

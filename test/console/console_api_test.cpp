@@ -177,6 +177,11 @@ TEST(ConsoleApi, ShowsJobsWorkflowsResultsAndDeadLettersOfARunningVideoSystem) {
   EXPECT_EQ(*t.Find("dead_lettered")->AsInt64(), 1);
   EXPECT_GT(*t.Find("p95_ms")->AsInt64(), 0);
   EXPECT_EQ(*totals.root().Find("jobs")->Find("succeeded")->AsInt64(), 2);
+  auto type = totals.root().Find("types")->At(0);
+  EXPECT_EQ(*type.Find("type")->AsString(), "video.EncodeVideo");
+  EXPECT_EQ(*type.Find("done")->AsInt64(), 2);
+  EXPECT_EQ(*type.Find("dead_lettered")->AsInt64(), 1);
+  EXPECT_EQ(type.Find("backlog")->AsInt64(), std::optional<std::int64_t>(0)) << totals.body;
 
   // A console started now rebuilds the same view from the topics alone.
   {
