@@ -18,53 +18,13 @@
 #include "kbus/dead_letter.hpp"
 #include "kbus/kafka/admin.hpp"
 #include "services.hpp"
-#include "video_topics.hpp"
+#include "video_stack.hpp"
 
 namespace {
 
 using kbus::test::TestBroker;
+using video_test::Stack;
 using namespace std::chrono_literals;
-
-// The launcher and the workflow host, each in its own group, on topics of this test.
-struct Stack {
-  explicit Stack(video::EncodeSettings s, int max_processes) {
-    const std::string tag = video_test::MakeTopics(s, "vid");
-    s.encoder = "fake";
-    events_topic = s.events_topic;
-    command_topic = s.command_topic;
-    group = video_test::WorkflowGroup(tag);
-    dlq = kbus::DeadLetterTopic(group);
-
-    auto allow = kbus::handlers::AllowList::Parse("fake-encoder = " FAKE_ENCODER_PATH "\n");
-    EXPECT_TRUE(allow.ok());
-    kbus::handlers::LauncherConfig lc;
-    lc.max_processes = max_processes;
-    lc.kill_grace = 1s;
-    lc.default_heartbeat = 1s;
-    lc.host = "test";
-    lc.reply_topics = {s.name + ".in"};  // the workflow's input, where DelegatedCommand wants its events
-    launcher = std::make_unique<video::LauncherService>(it::WorkerConfigFor(tag + "-launcher"), std::move(*allow), lc,
-                                                        s.launcher_topic, s.control_topic);
-    encoder = std::make_unique<video::EncodeService>(it::WorkerConfigFor(group), s);
-    launcher_thread = std::thread([this] { launcher->Run(); });
-    encoder_thread = std::thread([this] { encoder->Run(); });
-  }
-  ~Stack() {
-    encoder->Stop();
-    launcher->Stop();
-    encoder_thread.join();
-    launcher_thread.join();
-  }
-  void Send(const video::EncodeVideo& v) {
-    ASSERT_TRUE(producer.Send(v, {.topic = command_topic}).ok());
-  }
-
-  std::string command_topic, events_topic, group, dlq;
-  kbus::kafka::Producer producer{it::ProducerConfig()};
-  std::unique_ptr<video::LauncherService> launcher;
-  std::unique_ptr<video::EncodeService> encoder;
-  std::thread launcher_thread, encoder_thread;
-};
 
 // How each video ended, as a separate group sees the results.
 class Outcomes {
