@@ -174,7 +174,7 @@
 
   // ---- Router ------------------------------------------------------------------------------
   // Each render gets a generation number; timers and late answers of an older one are dropped.
-  let gen = 0;
+  let gen = 0, draws = 0;
   let timers = [];
   function route() {
     const hash = location.hash || '#/overview';
@@ -196,8 +196,14 @@
     const fn = views[r.name] || viewNotFound;
     problem('view', null);
     const live = () => my === gen;
-    // Draws `nodes` unless a newer render took over; keeps the scroll position.
-    const show = (...nodes) => { if (live()) { clear(view); add(view, nodes); } return live(); };
+    // Draws `nodes` unless a newer render took over; data-drawn counts the draws (for tests).
+    const show = (...nodes) => {
+      if (!live()) return false;
+      clear(view);
+      add(view, nodes);
+      view.dataset.drawn = String(++draws);
+      return true;
+    };
     // A view's periodic refresh; one registered after the view was left is never started.
     const every = (ms, f) => { if (live()) timers.push(setInterval(f, ms)); };
     fn(r, show, live, every).catch(e => {
@@ -206,13 +212,14 @@
     });
   }
   function titleOf(r) { return r.arg ? r.name + ' ' + r.arg : r.name; }
-  window.addEventListener('hashchange', render);
+  window.addEventListener('hashchange', () => { notice.hidden = true; render(); });
 
   const views = {};
   async function viewNotFound(r, show) { show(h('h1', null, 'Not found'), h('p', null, 'No view named ', mono(r.name), '.')); }
 
   // Pager: "1–50 of 1,234" with newer/older links built by hrefAt(offset).
   function pager(total, offset, limit, count, hrefAt) {
+    if (!total && !offset) return null;
     const first = total === 0 ? 0 : offset + 1;
     const last = offset + count;
     return h('nav', {class: 'pager'},
@@ -226,6 +233,8 @@
     return {offset, limit};
   }
   function refreshButton() { return h('button', {id: 'refresh', type: 'button', onclick: render}, 'Refresh'); }
+  // The view's title with its buttons on the same line.
+  function head(title, ...tools) { return h('div', {class: 'head'}, title, h('div', {class: 'toolbar'}, tools, refreshButton())); }
 
   // ---- Overview ----------------------------------------------------------------------------
   views.overview = async function (r, show, live, every) {
@@ -421,10 +430,9 @@
       const wf = (wfs.items || []).find(w => j.topic && j.topic === w.name + '.in');
       const running = j.state === 'running';
       show(
-        h('h1', null, 'Job ', mono(j.job_id, 'id'), ' attempt ' + j.attempt + ' ', running ? badge('running') : badge(j.outcome || j.state)),
-        h('div', {class: 'toolbar'}, running ? h('button', {type: 'button', id: 'cancel', class: 'cancel danger',
-          onclick: () => cancelJob(j).then(x => x && draw())}, 'Cancel this attempt') : null,
-        h('span', {class: 'spacer'}), refreshButton()),
+        head(h('h1', null, 'Job ', mono(j.job_id, 'id'), ' attempt ' + j.attempt + ' ', running ? badge('running') : badge(j.outcome || j.state)),
+          running ? h('button', {type: 'button', id: 'cancel', class: 'cancel danger',
+            onclick: () => cancelJob(j).then(x => x && draw())}, 'Cancel this attempt') : null),
         running ? h('div', {id: 'job-progress', dataset: {jobId: j.job_id}}, progress(j.percent),
           h('div', {class: 'progress-line'}, h('span', {class: 'message'}, j.message || ''),
             h('span', {class: 'percent'}, j.percent >= 0 ? j.percent + '%' : '…'))) : null,
@@ -460,8 +468,7 @@
     const wfs = await api('/api/workflows');
     const cnt = (w, s, cls) => h('td', {class: 'num'}, w[s] ? link('#/workflow/' + encodeURIComponent(w.name) + q({status: s}),
       fmtNum(w[s]), {class: cls}) : '0');
-    show(h('h1', null, 'Workflows'),
-      h('div', {class: 'toolbar'}, h('span', {class: 'spacer'}), refreshButton()),
+    show(head(h('h1', null, 'Workflows')),
       table('workflows', ['Workflow', {t: 'Running', cls: 'num'}, {t: 'Completed', cls: 'num'}, {t: 'Failed', cls: 'num'},
         {t: 'Total', cls: 'num'}], (wfs.items || []).map(w => h('tr', {dataset: {workflow: w.name}},
         h('td', null, link('#/workflow/' + encodeURIComponent(w.name), mono(w.name))),
@@ -513,8 +520,7 @@
       }
       const timeouts = Array.isArray(i.timeouts) ? i.timeouts : [];
       show(
-        h('h1', null, link('#/workflow/' + encodeURIComponent(wf), mono(wf)), ' / ', mono(i.id, 'id'), ' ', badge(i.status)),
-        h('div', {class: 'toolbar'}, h('span', {class: 'spacer'}), refreshButton()),
+        head(h('h1', null, link('#/workflow/' + encodeURIComponent(wf), mono(wf)), ' / ', mono(i.id, 'id'), ' ', badge(i.status))),
         i.record_error ? h('p', {class: 'error-box', id: 'record-error'}, 'The latest state record cannot be read: ' + i.record_error) : null,
         facts([
           ['Status', badge(i.status)], ['Phase', i.phase || '—'],
@@ -611,10 +617,10 @@
           'Redrive all matching (' + fmtNum(list.total) + ')'),
         refreshButton()),
       confirmBox,
-      table('dead-letters', [{t: 'At', cls: 'num'}, 'Message id', 'Type', 'Reason', 'Error', 'From topic', {t: 'Attempts', cls: 'num'}, '', ''],
+      table('dead-letters', [{t: 'At', cls: 'num'}, 'Position', 'Type', 'Reason', 'Error', 'From topic', {t: 'Attempts', cls: 'num'}, '', ''],
         items.map(d => h('tr', {class: 'dead-letter', dataset: {partition: d.partition, offset: d.offset, id: d.id || '', redriven: !!d.redriven}},
-          h('td', {class: 'num'}, time(d.at_ms)),
-          h('td', null, link(dlHref(d), mono(d.id || d.partition + '@' + d.offset, 'id'))),
+          h('td', {class: 'num'}, link(dlHref(d), time(d.at_ms), {class: 'open', title: 'message ' + (d.id || '?')})),
+          h('td', null, mono(d.partition + '@' + d.offset)),
           h('td', null, mono(d.type || '—')), h('td', null, badge(d.reason === 'rejected' ? 'rejected' : 'warn', d.reason || '—')),
           h('td', {class: 'clip', title: d.error || null}, d.error || ''),
           h('td', null, mono(d.original_topic || '—')), h('td', {class: 'num'}, fmtNum(d.attempts)),
@@ -638,12 +644,10 @@
       setText(toggle, raw ? 'Pretty-print' : 'Show as stored');
     }}, 'Show as stored');
     show(
-      h('h1', null, 'Dead letter ', mono(d.group + '/' + d.partition + '@' + d.offset, 'id'), ' ', d.redriven ? badge('redriven') : null),
-      h('div', {class: 'toolbar'},
-        h('button', {type: 'button', id: 'redrive', class: 'primary', onclick: () => redriveOne(d).then(x => x && render())},
-          d.redriven ? 'Redrive again' : 'Redrive'),
+      head(h('h1', null, 'Dead letter ', mono(d.group + '/' + d.partition + '@' + d.offset, 'id'), ' ', d.redriven ? badge('redriven') : null),
         link('#/dead-letters' + q({group: d.group}), '‹ all of ' + d.group),
-        h('span', {class: 'spacer'}), refreshButton()),
+        h('button', {type: 'button', id: 'redrive', class: 'primary', onclick: () => redriveOne(d).then(x => x && render())},
+          d.redriven ? 'Redrive again' : 'Redrive')),
       facts([
         ['Reason', badge(d.reason === 'rejected' ? 'rejected' : 'warn', d.reason || '—')],
         ['Error', h('span', {class: 'mono', id: 'dl-error'}, d.error || '—')],
@@ -665,8 +669,7 @@
     const list = (await api('/api/schedules')).items || [];
     const flip = s => act('/api/schedules/' + (s.paused ? 'resume' : 'pause'), {name: s.name},
       () => (s.paused ? 'Resumed ' : 'Paused ') + s.name + '.').then(x => x && render());
-    show(h('h1', null, 'Schedules'),
-      h('div', {class: 'toolbar'}, h('span', {class: 'spacer'}), refreshButton()),
+    show(head(h('h1', null, 'Schedules')),
       table('schedules', ['Schedule', 'State', 'Calendar', 'Sends', {t: 'Next run', cls: 'num'}, '', {t: 'Fired', cls: 'num'},
         'Last outcome', 'Note', ''], list.map(s =>
         h('tr', {class: 'schedule', dataset: {schedule: s.name, paused: !!s.paused}},
