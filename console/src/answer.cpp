@@ -68,6 +68,26 @@ std::string PageJson(std::string_view items, std::size_t total, const Page& page
   return out;
 }
 
+std::int64_t IntMember(const JsonValue& object, std::string_view name, std::int64_t fallback) {
+  auto v = object.Find(name);
+  if (!v) return fallback;
+  return v->AsInt64().value_or(fallback);
+}
+
+std::string_view StrMember(const JsonValue& object, std::string_view name) {
+  auto v = object.Find(name);
+  if (!v) return {};
+  return v->AsString().value_or(std::string_view());
+}
+
+void WriteIntOrNull(JsonWriter& w, std::optional<std::int64_t> value) {
+  if (value) {
+    w.Int64(*value);
+  } else {
+    w.Null();
+  }
+}
+
 void WriteJsonOrString(JsonWriter& w, std::string_view json) {
   // RawValue wants one valid, compact value; a parsed document re-serialised is one.
   JsonDocument doc;

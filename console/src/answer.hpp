@@ -45,6 +45,13 @@ std::string OptionalParam(const Params& params, std::string_view name);
 // The list envelope: {"items":[...],"total":N,"offset":o,"limit":l}. `items` is a JSON array.
 std::string PageJson(std::string_view items, std::size_t total, const Page& page);
 
+// A member of a parsed record: its integer or string value, else the fallback.
+std::int64_t IntMember(const JsonValue& object, std::string_view name, std::int64_t fallback = 0);
+std::string_view StrMember(const JsonValue& object, std::string_view name);
+
+// The value, or null.
+void WriteIntOrNull(JsonWriter& w, std::optional<std::int64_t> value);
+
 // Writes `json` as a value when it parses as JSON, else as a string: state and results are
 // JSON, but the console never passes on text it has not checked.
 void WriteJsonOrString(JsonWriter& w, std::string_view json);

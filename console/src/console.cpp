@@ -50,13 +50,6 @@ bool SameSecret(std::string_view given, std::string_view secret) {
   return diff == 0;
 }
 
-std::string_view Str(const JsonValue& root, std::string_view name) {
-  auto v = root.Find(name);
-  if (!v) return {};
-  auto s = v->AsString();
-  return s ? *s : std::string_view();
-}
-
 const char* kJson = "application/json";
 
 }  // namespace
@@ -206,11 +199,7 @@ struct Console::Impl {
       w.String(spec.note);
       w.Key("next_ms");
       auto next = spec.paused ? std::vector<schedules::TimePoint>{} : schedules::NextFireTimes(spec, now, 1);
-      if (next.empty()) {
-        w.Null();
-      } else {
-        w.Int64(next.front().time_since_epoch().count());
-      }
+      WriteIntOrNull(w, next.empty() ? std::nullopt : std::optional<std::int64_t>(next.front().time_since_epoch().count()));
       w.Key("fired");
       w.Uint64(v.state.fired);
       w.Key("running");
@@ -367,17 +356,10 @@ struct Console::Impl {
     };
     auto write_mean = [](JsonWriter& w, const WorkflowIndex::Counts& c) {
       w.Key("mean_ms");
-      if (c.mean_p95) {
-        w.Int64(static_cast<std::int64_t>(c.mean_p95->first));
-      } else {
-        w.Null();
-      }
+      WriteIntOrNull(w, c.mean_p95 ? std::optional<std::int64_t>(static_cast<std::int64_t>(c.mean_p95->first))
+                                   : std::nullopt);
       w.Key("p95_ms");
-      if (c.mean_p95) {
-        w.Int64(c.mean_p95->second);
-      } else {
-        w.Null();
-      }
+      WriteIntOrNull(w, c.mean_p95 ? std::optional<std::int64_t>(c.mean_p95->second) : std::nullopt);
     };
     JsonWriter w(InvalidUtf8::kReplace);
     w.StartObject();
@@ -398,11 +380,7 @@ struct Console::Impl {
       w.Uint64(d == dead_by_workflow.end() ? 0 : d->second);
       write_mean(w, c);
       w.Key("backlog");
-      if (auto b = backlog_of(name + ".in")) {
-        w.Int64(*b);
-      } else {
-        w.Null();
-      }
+      WriteIntOrNull(w, backlog_of(name + ".in"));
       w.EndObject();
     }
     w.EndArray();
@@ -436,11 +414,7 @@ struct Console::Impl {
         if (auto b = backlog_of(topic)) backlog = backlog.value_or(0) + *b;
       }
       w.Key("backlog");
-      if (backlog) {
-        w.Int64(*backlog);
-      } else {
-        w.Null();
-      }
+      WriteIntOrNull(w, backlog);
       w.EndObject();
     }
     w.EndArray();
@@ -499,7 +473,7 @@ struct Console::Impl {
   }
 
   Answer Redrive(const JsonValue& body) {
-    const std::string group(Str(body, "group"));
+    const std::string group(StrMember(body, "group"));
     if (group.empty()) return ErrorAnswer(400, "the field group is required", "group");
     if (!dead_letters.HasGroup(group)) return ErrorAnswer(404, "no dead letters of group '" + ToValidUtf8(group, 200) + "'");
     const std::string dlq = DeadLetterTopic(group);
@@ -564,14 +538,14 @@ struct Console::Impl {
 
   Answer Cancel(const JsonValue& body) {
     handlers::CancelProcess cancel;
-    cancel.job_id = std::string(Str(body, "job_id"));
+    cancel.job_id = std::string(StrMember(body, "job_id"));
     if (cancel.job_id.empty()) return ErrorAnswer(400, "the field job_id is required", "job_id");
     if (auto a = body.Find("attempt")) {
       auto n = a->AsInt64();
       if (!n || *n < 0) return ErrorAnswer(400, "attempt must be a non-negative integer (0: every attempt)", "attempt");
       cancel.attempt = static_cast<int>(*n);
     }
-    cancel.reason = std::string(Str(body, "reason"));
+    cancel.reason = std::string(StrMember(body, "reason"));
     if (cancel.reason.empty()) cancel.reason = "cancelled from the console";
     auto key = jobs.LaunchKey(cancel.job_id);
     if (!key) return ErrorAnswer(404, "no job '" + ToValidUtf8(cancel.job_id, 200) + "' that the console has seen");
@@ -588,11 +562,11 @@ struct Console::Impl {
   }
 
   Answer PauseResume(const JsonValue& body, bool pause) {
-    const std::string name(Str(body, "name"));
+    const std::string name(StrMember(body, "name"));
     if (name.empty()) return ErrorAnswer(400, "the field name is required", "name");
     schedules::Request request;
     request.op = pause ? schedules::Request::Op::kPause : schedules::Request::Op::kResume;
-    request.note = std::string(Str(body, "note"));
+    request.note = std::string(StrMember(body, "note"));
     if (pause && request.note.empty()) request.note = "paused from the console";
     auto from = schedules::EndOffsets(config.client, config.schedules_topic);
     if (!from.ok()) return ErrorAnswer(503, from.error().message());

@@ -9,20 +9,6 @@ namespace kbus::console {
 
 namespace {
 
-std::int64_t Int(const JsonValue& root, std::string_view name, std::int64_t fallback) {
-  auto v = root.Find(name);
-  if (!v) return fallback;
-  auto i = v->AsInt64();
-  return i ? *i : fallback;
-}
-
-std::string_view Str(const JsonValue& root, std::string_view name) {
-  auto v = root.Find(name);
-  if (!v) return {};
-  auto s = v->AsString();
-  return s ? *s : std::string_view();
-}
-
 std::string_view Find(const std::vector<HeaderView>& headers, std::string_view name) {
   std::string_view found;
   for (const auto& h : headers) {
@@ -74,7 +60,7 @@ void JobIndex::Add(const std::string& topic, std::int32_t partition, std::int64_
   JsonDocument doc;
   if (!doc.Parse(value).ok() || !doc.Root().IsObject()) return;
   const JsonValue root = doc.Root();
-  JobKey id{std::string(Str(root, "job_id")), static_cast<int>(Int(root, "attempt", 0))};
+  JobKey id{std::string(StrMember(root, "job_id")), static_cast<int>(IntMember(root, "attempt", 0))};
   if (id.first.empty()) return;
 
   std::unique_lock lock(mu_);
@@ -92,26 +78,26 @@ void JobIndex::Add(const std::string& topic, std::int32_t partition, std::int64_
   e.updated_ms = std::max(e.updated_ms, timestamp_ms);
   switch (kind) {
     case kStarted:
-      e.program = std::string(Str(root, "program"));
-      e.host = std::string(Str(root, "host"));
-      e.pid = Int(root, "pid", 0);
+      e.program = std::string(StrMember(root, "program"));
+      e.host = std::string(StrMember(root, "host"));
+      e.pid = IntMember(root, "pid", 0);
       e.started_ms = timestamp_ms;
       break;
     case kHeartbeat:
-      if (auto p = Int(root, "percent", -1); p >= 0) e.percent = static_cast<int>(p);
+      if (auto p = IntMember(root, "percent", -1); p >= 0) e.percent = static_cast<int>(p);
       break;
     case kProgress:
-      e.percent = static_cast<int>(Int(root, "percent", e.percent));
-      e.message = ToValidUtf8(Str(root, "message"), kMessageBytes);
+      e.percent = static_cast<int>(IntMember(root, "percent", e.percent));
+      e.message = ToValidUtf8(StrMember(root, "message"), kMessageBytes);
       break;
     case kExited:
       e.exited_ms = timestamp_ms;
-      e.outcome = std::string(Str(root, "outcome"));
-      e.exit_code = static_cast<int>(Int(root, "exit_code", -1));
-      e.signal = static_cast<int>(Int(root, "signal", 0));
-      e.duration_ms = Int(root, "duration", 0);
-      e.error = ToValidUtf8(Str(root, "error"), kErrorBytes);
-      e.has_result = !Str(root, "result").empty();
+      e.outcome = std::string(StrMember(root, "outcome"));
+      e.exit_code = static_cast<int>(IntMember(root, "exit_code", -1));
+      e.signal = static_cast<int>(IntMember(root, "signal", 0));
+      e.duration_ms = IntMember(root, "duration", 0);
+      e.error = ToValidUtf8(StrMember(root, "error"), kErrorBytes);
+      e.has_result = !StrMember(root, "result").empty();
       e.partition = partition;
       e.offset = offset;
       if (e.outcome == "succeeded") e.percent = 100;
@@ -259,8 +245,8 @@ Answer JobIndex::Job(const Params& params, const RecordFetch& fetch, std::int64_
     if (auto record = fetch(chosen->topic, chosen->partition, chosen->offset); record.ok()) {
       JsonDocument doc;
       if (doc.Parse(*record).ok() && doc.Root().IsObject()) {
-        result_json = std::string(Str(doc.Root(), "result"));
-        stderr_tail = std::string(Str(doc.Root(), "stderr_tail"));
+        result_json = std::string(StrMember(doc.Root(), "result"));
+        stderr_tail = std::string(StrMember(doc.Root(), "stderr_tail"));
       }
     }
   }

@@ -14,20 +14,6 @@ namespace {
 // Timeouts the host sets for itself (kbus.expire, kbus.result-expire) are not the workflow's.
 constexpr std::string_view kHostTimeoutPrefix = "kbus.";
 
-std::int64_t Int(const JsonValue& root, std::string_view name, std::int64_t fallback = 0) {
-  auto v = root.Find(name);
-  if (!v) return fallback;
-  auto i = v->AsInt64();
-  return i ? *i : fallback;
-}
-
-std::string_view Str(const JsonValue& root, std::string_view name) {
-  auto v = root.Find(name);
-  if (!v) return {};
-  auto s = v->AsString();
-  return s ? *s : std::string_view();
-}
-
 // The value of header `name` in a record's JSON headers ([["name","value"],...]).
 std::string_view HeaderOf(const JsonValue& headers, std::string_view name) {
   std::string_view found;
@@ -101,13 +87,13 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
     return;
   }
   const JsonValue root = doc.Root();
-  std::string id(Str(root, "id"));
+  std::string id(StrMember(root, "id"));
   if (id.empty() && key) id = std::string(*key);
   if (id.empty()) {
     ++bad_records_;
     return;
   }
-  std::string name(Str(root, "workflow"));
+  std::string name(StrMember(root, "workflow"));
   if (name.empty()) name = topic.ends_with(".state") ? topic.substr(0, topic.size() - 6) : topic;
   topic_workflow_[topic] = name;
   auto [wit, added] = workflows_.try_emplace(name);
@@ -126,40 +112,40 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
   const int run_before = e.run;
 
   e.id = id;
-  const std::string_view status = Str(root, "status");
+  const std::string_view status = StrMember(root, "status");
   e.status = status == "completed" ? kCompleted : status == "failed" ? kFailed : kRunning;
-  e.run = static_cast<int>(Int(root, "run", 1));
-  e.version = static_cast<std::uint64_t>(Int(root, "version"));
-  e.created_ms = Int(root, "created_ms");
-  e.updated_ms = Int(root, "updated_ms");
-  e.finished_ms = Int(root, "finished_ms");
+  e.run = static_cast<int>(IntMember(root, "run", 1));
+  e.version = static_cast<std::uint64_t>(IntMember(root, "version"));
+  e.created_ms = IntMember(root, "created_ms");
+  e.updated_ms = IntMember(root, "updated_ms");
+  e.finished_ms = IntMember(root, "finished_ms");
   e.partition = partition;
   e.offset = offset;
   e.timeouts = 0;
   if (auto timeouts = root.Find("timeouts"); timeouts && timeouts->IsArray()) {
     for (std::size_t i = 0; i < timeouts->Size(); ++i) {
-      if (!Str(timeouts->At(i), "name").starts_with(kHostTimeoutPrefix)) ++e.timeouts;
+      if (!StrMember(timeouts->At(i), "name").starts_with(kHostTimeoutPrefix)) ++e.timeouts;
     }
   }
   auto result = root.Find("result");
   e.has_result = result && !result->IsNull();
-  e.result_expires_ms = Int(root, "result_expires_ms");
+  e.result_expires_ms = IntMember(root, "result_expires_ms");
   e.attempt = -1;
   e.phase = {};
   if (auto state = root.Find("state"); state && state->IsObject()) {
-    e.attempt = static_cast<int>(Int(*state, "attempt", -1));
-    e.phase = Intern(Str(*state, "phase"));
+    e.attempt = static_cast<int>(IntMember(*state, "attempt", -1));
+    e.phase = Intern(StrMember(*state, "phase"));
   }
   if (auto origin = root.Find("origin"); origin && origin->IsObject()) {
     if (auto headers = origin->Find("headers")) e.starter_type = Intern(HeaderOf(*headers, header::kType));
-    e.starter_topic = Intern(Str(*origin, "topic"));
+    e.starter_topic = Intern(StrMember(*origin, "topic"));
   }
 
   Step step;
   step.version = e.version;
   step.updated_ms = e.updated_ms;
   step.status = e.status;
-  step.message_id = std::string(Str(root, "last_message"));
+  step.message_id = std::string(StrMember(root, "last_message"));
   if (auto outbox = root.Find("outbox"); outbox && outbox->IsArray()) {
     for (std::size_t i = 0; i < outbox->Size(); ++i) {
       if (auto headers = outbox->At(i).Find("headers")) step.sent.push_back(Intern(HeaderOf(*headers, header::kType)));
@@ -195,11 +181,7 @@ void WorkflowIndex::WriteSummary(JsonWriter& w, const std::string& workflow, con
   w.Key("finished_ms");
   w.Int64(e.finished_ms);
   w.Key("attempt");
-  if (e.attempt >= 0) {
-    w.Int64(e.attempt);
-  } else {
-    w.Null();
-  }
+  WriteIntOrNull(w, e.attempt >= 0 ? std::optional<std::int64_t>(e.attempt) : std::nullopt);
   w.Key("phase");
   if (!e.phase.empty()) {
     w.String(e.phase);
@@ -311,24 +293,31 @@ Answer WorkflowIndex::Instances(const Params& params) const {
   return {200, PageJson(w.View(), total, *page)};
 }
 
+std::optional<WorkflowIndex::Found> WorkflowIndex::Lookup(const Params& params, Answer* bad) const {
+  std::shared_lock lock(mu_);
+  Found f;
+  const Workflow* wf = Find(params, bad, &f.name);
+  if (!wf) return std::nullopt;
+  f.id = RequiredParam(params, "id", bad);
+  if (f.id.empty()) return std::nullopt;
+  auto it = wf->instances.find(f.id);
+  if (it == wf->instances.end()) {
+    *bad = ErrorAnswer(404, "no instance '" + ToValidUtf8(f.id, 200) + "' of workflow '" + f.name +
+                                "': never started, or removed when its retention ended");
+    return std::nullopt;
+  }
+  f.entry = it->second;
+  f.topic = wf->topic;
+  return f;
+}
+
 Answer WorkflowIndex::Instance(const Params& params, const RecordFetch& fetch) const {
   Answer bad;
-  std::string name, topic, id;
-  Entry e;
-  {
-    std::shared_lock lock(mu_);
-    const Workflow* wf = Find(params, &bad, &name);
-    if (!wf) return bad;
-    id = RequiredParam(params, "id", &bad);
-    if (id.empty()) return bad;
-    auto it = wf->instances.find(id);
-    if (it == wf->instances.end()) {
-      return ErrorAnswer(404, "no instance '" + ToValidUtf8(id, 200) + "' of workflow '" + name +
-                                  "': never started, or removed when its retention ended");
-    }
-    e = it->second;
-    topic = wf->topic;
-  }
+  auto found = Lookup(params, &bad);
+  if (!found) return bad;
+  const std::string& name = found->name;
+  const Entry& e = found->entry;
+  const std::string& topic = found->topic;
   auto record = fetch(topic, e.partition, e.offset);
   JsonDocument doc;
   const bool have = record.ok() && doc.Parse(*record).ok() && doc.Root().IsObject();
@@ -371,9 +360,9 @@ Answer WorkflowIndex::Instance(const Params& params, const RecordFetch& fetch) c
         const JsonValue t = timeouts->At(i);
         w.StartObject();
         w.Key("name");
-        w.String(Str(t, "name"));
+        w.String(StrMember(t, "name"));
         w.Key("due_ms");
-        w.Int64(Int(t, "due_ms"));
+        w.Int64(IntMember(t, "due_ms"));
         w.EndObject();
       }
     }
@@ -401,11 +390,11 @@ Answer WorkflowIndex::Instance(const Params& params, const RecordFetch& fetch) c
   if (origin && origin->IsObject()) {
     w.StartObject();
     w.Key("topic");
-    w.String(Str(*origin, "topic"));
+    w.String(StrMember(*origin, "topic"));
     w.Key("partition");
-    w.Int64(Int(*origin, "partition", -1));
+    w.Int64(IntMember(*origin, "partition", -1));
     w.Key("offset");
-    w.Int64(Int(*origin, "offset", -1));
+    w.Int64(IntMember(*origin, "offset", -1));
     w.Key("type");
     w.String(e.starter_type);
     w.EndObject();
@@ -413,7 +402,7 @@ Answer WorkflowIndex::Instance(const Params& params, const RecordFetch& fetch) c
     w.Null();
   }
   w.Key("correlation_id");
-  w.String(have ? Str(root, "correlation_id") : std::string_view());
+  w.String(have ? StrMember(root, "correlation_id") : std::string_view());
   w.Key("result");
   auto result = have ? root.Find("result") : std::nullopt;
   if (result) {
@@ -429,22 +418,12 @@ Answer WorkflowIndex::Instance(const Params& params, const RecordFetch& fetch) c
 
 Answer WorkflowIndex::ResultOf(const Params& params, const RecordFetch& fetch, std::int64_t now_ms) const {
   Answer bad;
-  std::string name, topic, id;
-  Entry e;
-  {
-    std::shared_lock lock(mu_);
-    const Workflow* wf = Find(params, &bad, &name);
-    if (!wf) return bad;
-    id = RequiredParam(params, "id", &bad);
-    if (id.empty()) return bad;
-    auto it = wf->instances.find(id);
-    if (it == wf->instances.end()) {
-      return ErrorAnswer(404, "no instance '" + ToValidUtf8(id, 200) + "' of workflow '" + name +
-                                  "': never started, or removed when its retention ended");
-    }
-    e = it->second;
-    topic = wf->topic;
-  }
+  auto found = Lookup(params, &bad);
+  if (!found) return bad;
+  const std::string& name = found->name;
+  const std::string& id = found->id;
+  const Entry& e = found->entry;
+  const std::string& topic = found->topic;
   const std::string who = "instance '" + ToValidUtf8(id, 200) + "' of workflow '" + name + "'";
   if (e.status == kRunning) return ErrorAnswer(404, who + " is still running: no result yet");
   if (!e.has_result) return ErrorAnswer(404, who + " " + std::string(StatusName(e.status)) + " without a result");

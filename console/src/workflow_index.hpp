@@ -114,6 +114,12 @@ class WorkflowIndex {
   static std::string_view StatusName(Status s);
   static void WriteSummary(JsonWriter& w, const std::string& workflow, const Entry& e);
   const Workflow* Find(const Params& params, Answer* bad, std::string* name) const;
+  // The instance the parameters workflow and id name, copied out; nullopt and *bad otherwise.
+  struct Found {
+    std::string name, id, topic;
+    Entry entry;
+  };
+  std::optional<Found> Lookup(const Params& params, Answer* bad) const;
 
   Limits limits_;
   mutable std::shared_mutex mu_;
