@@ -346,7 +346,7 @@ import json, sys
 status, _, body = sys.stdin.read().partition(" ")
 items = json.loads(body)["items"] if status == "200" else []
 w = [i for i in items if i["name"] == "video.encode"]
-print(f"{w[0][\"completed\"]} {w[0][\"failed\"]}" if w else "0 0")'
+print(str(w[0]["completed"]) + " " + str(w[0]["failed"]) if w else "0 0")'
 }
 console_saw_three() { read -r completed failed <<<"$(console_counts)"; (( completed >= 2 && failed >= 1 )); }
 wait_for 60 "the console counts good-1 and flaky-1 completed, broken-1 failed" console_saw_three
