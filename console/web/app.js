@@ -175,6 +175,7 @@
   // ---- Router ------------------------------------------------------------------------------
   // Each render gets a generation number; timers and late answers of an older one are dropped.
   let gen = 0, draws = 0;
+  let payloadRaw = false;  // the dead-letter view shows the payload as stored, not pretty-printed
   let timers = [];
   function route() {
     const hash = location.hash || '#/overview';
@@ -184,7 +185,20 @@
     const parts = path.split('/');
     return {name: parts[0] || 'overview', arg: parts.slice(1).map(decodeURIComponent).join('/'), params: params};
   }
-  function render() {
+  // Views that redraw themselves every few seconds (jobs and overview poll on their own).
+  const refreshMs = {workflows: 3000, workflow: 3000, instance: 3000, 'dead-letters': 3000, 'dead-letter': 5000, schedules: 3000};
+  // Someone typing in a field, selecting text or answering a confirmation: a redraw would undo it.
+  function userBusy() {
+    const a = document.activeElement;
+    if (a && view.contains(a) && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)) return true;
+    const sel = window.getSelection();
+    if (sel && !sel.isCollapsed && view.contains(sel.anchorNode)) return true;
+    const c = document.getElementById('confirm');
+    return !!(c && !c.hidden);
+  }
+  // soft === true: a periodic redraw, which keeps the view on screen when it fails (the banner
+  // says why) rather than replacing it with the error.
+  function render(soft) {
     timers.forEach(clearInterval);
     timers = [];
     const my = ++gen;
@@ -206,9 +220,13 @@
     };
     // A view's periodic refresh; one registered after the view was left is never started.
     const every = (ms, f) => { if (live()) timers.push(setInterval(f, ms)); };
-    fn(r, show, live, every).catch(e => {
+    const again = () => { if (refreshMs[r.name]) every(refreshMs[r.name], () => { if (!userBusy() && !document.hidden) render(true); }); };
+    fn(r, show, live, every).then(again, e => {
       if (!live()) return;
-      show(h('h1', null, titleOf(r)), h('div', {class: 'error-box', id: 'view-error'}, e.message || String(e)));
+      if (soft !== true || !view.querySelector('h1')) {
+        show(h('h1', null, titleOf(r)), h('div', {class: 'error-box', id: 'view-error'}, e.message || String(e)));
+      }
+      again();
     });
   }
   function titleOf(r) { return r.arg ? r.name + ' ' + r.arg : r.name; }
@@ -267,11 +285,11 @@
           h('td', {class: 'num'}, fmtNum(w.backlog)))), 'No workflow state seen yet.'),
         h('div', {class: 'cols'},
           h('div', null, h('h2', null, 'Message types'),
-            table('totals-types', ['Type', {t: 'Done', cls: 'num'}, {t: 'Failed', cls: 'num'},
-              {t: 'Dead-lettered', cls: 'num'}, {t: 'Mean', cls: 'num'}, {t: 'p95', cls: 'num'}],
+            table('totals-types', ['Type', ...['Done', 'Failed', 'Dead-lettered', 'Mean', 'p95', 'Backlog'].map(t => ({t: t, cls: 'num'}))],
             (totals.types || []).map(t => h('tr', null, h('td', null, mono(t.type)), h('td', {class: 'num'}, fmtNum(t.done)),
               h('td', {class: 'num'}, fmtNum(t.failed)), h('td', {class: 'num'}, fmtNum(t.dead_lettered)),
-              h('td', {class: 'num'}, fmtDuration(t.mean_ms)), h('td', {class: 'num'}, fmtDuration(t.p95_ms)))))),
+              h('td', {class: 'num'}, fmtDuration(t.mean_ms)), h('td', {class: 'num'}, fmtDuration(t.p95_ms)),
+              h('td', {class: 'num'}, fmtNum(t.backlog)))))),
           h('div', null, h('h2', null, 'Dead-letter groups'),
             table('totals-dlq', ['Group', {t: 'Dead letters', cls: 'num'}, {t: 'Redriven', cls: 'num'}, {t: 'Lag', cls: 'num'}],
               (groups.items || []).map(g => {
@@ -550,7 +568,7 @@
         'No step seen by this console.'));
       return i.status === 'running';
     };
-    if (await draw()) every(3000, () => draw().catch(() => {}));
+    await draw();
   };
 
   // ---- Dead letters ------------------------------------------------------------------------
@@ -636,13 +654,19 @@
     const payload = typeof d.payload === 'string' ? d.payload : JSON.stringify(d.payload);
     let pretty = null;
     try { pretty = JSON.stringify(JSON.parse(payload), null, 2); } catch (e) { pretty = null; }
-    const pre = h('pre', {class: 'json', id: 'payload', dataset: {shown: pretty === null ? 'raw' : 'pretty'}}, pretty === null ? payload : pretty);
+    const pre = h('pre', {class: 'json', id: 'payload'});
     const toggle = pretty === null ? null : h('button', {type: 'button', id: 'payload-toggle', onclick: () => {
-      const raw = pre.dataset.shown === 'pretty';
+      payloadRaw = !payloadRaw;
+      shown();
+    }});
+    // The choice outlives redraws: pretty-printed when the payload is JSON, unless asked otherwise.
+    const shown = () => {
+      const raw = payloadRaw || pretty === null;
       pre.dataset.shown = raw ? 'raw' : 'pretty';
       setText(pre, raw ? payload : pretty);
-      setText(toggle, raw ? 'Pretty-print' : 'Show as stored');
-    }}, 'Show as stored');
+      if (toggle) setText(toggle, raw ? 'Pretty-print' : 'Show as stored');
+    };
+    shown();
     show(
       head(h('h1', null, 'Dead letter ', mono(d.group + '/' + d.partition + '@' + d.offset, 'id'), ' ', d.redriven ? badge('redriven') : null),
         link('#/dead-letters' + q({group: d.group}), '‹ all of ' + d.group),

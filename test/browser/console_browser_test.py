@@ -272,8 +272,15 @@ class Page:
         return e[0].text if e else None
 
     def click(self, css):
-        wait_for(f"{css} to be clickable", lambda: (lambda e: e and e[0].is_enabled())(self.find(css)), 20)
-        self.find(css)[0].click()
+        """Clicks the first element matching `css` once it is there and enabled (again, when the
+        view redrew itself between finding it and clicking it)."""
+        def attempt():
+            e = self.find(css)
+            if not e or not e[0].is_enabled():
+                return False
+            e[0].click()
+            return True
+        wait_for(f"{css} to be clicked", attempt, 20)
 
     def set_token(self, value):
         self.js("const t = document.getElementById('token'); t.value = arguments[0];"
