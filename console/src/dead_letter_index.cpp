@@ -52,6 +52,7 @@ void DeadLetterIndex::Add(const std::string& group, const kafka::DeadLetterRecor
   ++g.reasons[e.reason];
   ++g.types[e.type.empty() ? std::string_view("(none)") : e.type];
   if (!e.workflow.empty()) ++g.workflows[e.workflow];
+  if (!e.type.empty() && !e.original_topic.empty()) g.type_topics[e.type].insert(e.original_topic);
   g.entries.push_back(std::move(e));
 }
 
@@ -287,11 +288,7 @@ std::map<std::string, std::set<std::string>> DeadLetterIndex::TopicsByType() con
   std::shared_lock lock(mu_);
   std::map<std::string, std::set<std::string>> out;
   for (const auto& [name, g] : groups_) {
-    for (const Entry& e : g.entries) {
-      if (e.type.empty() || e.original_topic.empty()) continue;
-      auto& topics = out[std::string(e.type)];
-      if (!topics.contains(std::string(e.original_topic))) topics.emplace(e.original_topic);
-    }
+    for (const auto& [type, topics] : g.type_topics) out[std::string(type)].insert(topics.begin(), topics.end());
   }
   return out;
 }

@@ -61,6 +61,7 @@ class DeadLetterIndex {
     std::map<std::string_view, std::size_t> reasons;
     // Kept as records arrive, like reasons: counting per request walked every dead letter.
     std::map<std::string_view, std::size_t> types, workflows;  // "(none)" for no type
+    std::map<std::string_view, std::set<std::string_view>> type_topics;  // type -> original topics
     std::size_t redriven = 0;
   };
   static bool Matches(const Entry& e, const kafka::DeadLetterFilter& f);

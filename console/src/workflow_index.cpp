@@ -52,6 +52,14 @@ std::optional<std::pair<double, std::int64_t>> Durations::MeanP95() const {
 
 WorkflowIndex::WorkflowIndex(Limits limits) : limits_(limits) {}
 
+void WorkflowIndex::CountType(const Entry& e, int delta) {
+  if (e.starter_type.empty()) return;
+  TypeCounts& t = type_counts_[e.starter_type];
+  auto add = [delta](std::size_t& n) { n = delta > 0 ? n + 1 : n - 1; };  // -1 only after a +1
+  add(t.by_status[e.status]);
+  if (!e.starter_topic.empty()) add(t.topics[e.starter_topic]);
+}
+
 std::string_view WorkflowIndex::Intern(std::string_view text) {
   if (text.empty()) return {};
   auto it = interned_.find(text);
@@ -76,7 +84,7 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
     auto w = workflows_.find(t->second);
     auto e = w->second.instances.find(std::string(*key));
     if (e == w->second.instances.end()) return;
-    if (!e->second.starter_type.empty()) --type_counts_[e->second.starter_type][e->second.status];
+    CountType(e->second, -1);
     w->second.by_status[e->second.status].erase({-e->second.updated_ms, e->second.id});
     w->second.instances.erase(e);
     return;
@@ -106,7 +114,7 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
   Entry& e = eit->second;
   if (!fresh) {
     wf.by_status[e.status].erase({-e.updated_ms, e.id});
-    if (!e.starter_type.empty()) --type_counts_[e.starter_type][e.status];
+    CountType(e, -1);
   }
   const Status before = fresh ? kStatuses : e.status;
   const int run_before = e.run;
@@ -156,7 +164,7 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
   while (e.steps.size() > limits_.steps) e.steps.pop_front();
 
   wf.by_status[e.status].insert({-e.updated_ms, e.id});
-  if (!e.starter_type.empty()) ++type_counts_[e.starter_type][e.status];
+  CountType(e, +1);
   if (e.status == kCompleted && (before != kCompleted || e.run != run_before) && e.finished_ms >= e.created_ms) {
     wf.durations.Add(e.finished_ms - e.created_ms);
     if (!e.starter_type.empty()) type_durations_[std::string(e.starter_type)].Add(e.finished_ms - e.created_ms);
@@ -471,12 +479,16 @@ std::map<std::string, WorkflowIndex::Counts> WorkflowIndex::ByWorkflow() const {
 std::map<std::string, WorkflowIndex::Counts> WorkflowIndex::ByType() const {
   std::shared_lock lock(mu_);
   std::map<std::string, Counts> out;
-  for (const auto& [type, n] : type_counts_) {
+  for (const auto& [type, t] : type_counts_) {
+    const auto& n = t.by_status;
     if (n[kRunning] + n[kCompleted] + n[kFailed] == 0) continue;  // every instance of it removed
     Counts& c = out[std::string(type)];
     c.running = n[kRunning];
     c.completed = n[kCompleted];
     c.failed = n[kFailed];
+    for (const auto& [topic, count] : t.topics) {
+      if (count > 0) c.topics.emplace(topic);
+    }
     if (auto d = type_durations_.find(type); d != type_durations_.end()) c.mean_p95 = d->second.MeanP95();
   }
   return out;

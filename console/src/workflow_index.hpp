@@ -129,7 +129,13 @@ class WorkflowIndex {
   std::map<std::string, Durations, std::less<>> type_durations_;
   // Instances per starting message type and status, kept as records arrive: ByType() walked
   // every instance per request, most of a /api/totals answer with 100,000 (bench/console.cpp).
-  std::map<std::string_view, std::array<std::size_t, kStatuses>> type_counts_;  // interned keys
+  struct TypeCounts {
+    std::array<std::size_t, kStatuses> by_status{};
+    std::map<std::string_view, std::size_t> topics;  // the runs' starting topics, interned
+  };
+  std::map<std::string_view, TypeCounts> type_counts_;  // interned keys
+  // Adds (+1) or removes (-1) an instance from type_counts_.
+  void CountType(const Entry& e, int delta);
   std::size_t bad_records_ = 0;
 };
 

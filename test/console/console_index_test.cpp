@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <string>
 #include <tuple>
 
@@ -216,6 +217,27 @@ TEST(ConsoleWorkflowIndex, TotalsCountDurationsOfCompletedRunsOnce) {
   EXPECT_EQ(index.ByType().at("video.EncodeVideo").completed, 2u);
 }
 
+TEST(ConsoleWorkflowIndex, TotalsByTypeFollowEachInstancesLatestStatusAndItsRemoval) {
+  WorkflowIndex index;
+  Log log;
+  log.Add(index, StateRecord("a", 1, "running", 2000));
+  log.Add(index, StateRecord("b", 1, "running", 2000));
+  log.Add(index, StateRecord("c", 1, "failed", 2000));
+  log.Add(index, StateRecord("a", 2, "completed", 3000));  // moves from running to completed
+  auto by_type = index.ByType().at("video.EncodeVideo");
+  EXPECT_EQ(by_type.running, 1u);
+  EXPECT_EQ(by_type.completed, 1u);
+  EXPECT_EQ(by_type.failed, 1u);
+  EXPECT_EQ(by_type.topics, (std::set<std::string>{"video.encode.in"}));  // where the runs began
+  index.Add("video.encode.state", 0, 10, std::string_view("c"), std::nullopt);  // its retention ended
+  index.Add("video.encode.state", 0, 11, std::string_view("b"), std::nullopt);
+  by_type = index.ByType().at("video.EncodeVideo");
+  EXPECT_EQ(by_type.running, 0u);
+  EXPECT_EQ(by_type.failed, 0u);
+  index.Add("video.encode.state", 0, 12, std::string_view("a"), std::nullopt);
+  EXPECT_FALSE(index.ByType().contains("video.EncodeVideo"));  // no instance of it left
+}
+
 TEST(ConsoleDurations, KeepTheLatestSamplesAndTakeTheNearestRankP95) {
   Durations d(100);
   for (int i = 1; i <= 100; ++i) d.Add(i);
@@ -363,6 +385,7 @@ TEST(ConsoleDeadLetterIndex, ListsNewestFirstFiltersPagesAndCounts) {
   EXPECT_EQ(*g.Find("reasons")->Find("rejected")->AsInt64(), 4);
   EXPECT_EQ(dlq.CountByType().at("A"), 5u);
   EXPECT_EQ(dlq.CountByWorkflow().at("shop.order"), 10u);
+  EXPECT_EQ(dlq.TopicsByType().at("B"), (std::set<std::string>{"orders"}));
 
   EXPECT_EQ(Json(dlq.List({{"group", "nope"}})).status, 404);
   EXPECT_EQ(Json(dlq.List({{"group", "shop"}, {"since_ms", "x"}})).Str("parameter"), "since_ms");
