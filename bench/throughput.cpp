@@ -8,6 +8,8 @@
 //   kbus-bench --delayed             the delayed messages mode instead: the scheduler's lateness and
 //                                    its load time and memory with many pending (bench/delayed.cpp)
 //   kbus-bench --lanes               the priority lanes mode instead (bench/lanes.cpp)
+//   kbus-bench --console             the console mode instead: its start-up time, memory and API
+//                                    latency with 100,000 instances and dead letters (bench/console.cpp)
 //   kbus-bench --quick               smoke test: 20,000 messages, 1 pair, then a 1 s latency run
 //                                    (ctest label "bench"; checks only that every record is seen)
 //
@@ -86,6 +88,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "console.hpp"
 #include "delayed.hpp"
 #include "encode_video.hpp"
 #include "kbus/context.hpp"
@@ -856,7 +859,9 @@ int main(int argc, char** argv) {
   bench::LatencyOptions lo;
   bench::DelayedOptions delayed_o;
   bench::LanesOptions lanes_o;
+  bench::ConsoleOptions console_o;
   bool quick = false;
+  bool console = false;
   bool latency = false;
   bool delayed = false;
   bool lanes = false;
@@ -926,6 +931,27 @@ int main(int argc, char** argv) {
       ("prefetch-ms", po::value(&delayed_o.prefetch_ms)->default_value(delayed_o.prefetch_ms),
        "delayed mode: the scheduler's prefetch; 0: its default (5 s)");
   desc.add(delayed_desc);
+  po::options_description console_desc("Console mode (bench/console.cpp)");
+  console_desc.add_options()
+      ("console", po::bool_switch(&console),
+       "the console mode instead: kbus console's start-up time and memory with many workflow instances and dead "
+       "letters against a plain librdkafka read, and its list endpoints' latency under concurrent clients; "
+       "--quick: a smoke run of it alone")
+      ("console-instances", po::value(&console_o.instances)->default_value(console_o.instances),
+       "console mode: workflow instances (state records)")
+      ("console-dead-letters", po::value(&console_o.dead_letters)->default_value(console_o.dead_letters),
+       "console mode: dead letters")
+      ("console-jobs", po::value(&console_o.jobs)->default_value(console_o.jobs),
+       "console mode: launcher jobs (at most one per instance)")
+      ("console-partitions", po::value(&console_o.partitions)->default_value(console_o.partitions),
+       "console mode: partitions of every topic (raised on the embedded broker as its retention needs)")
+      ("console-clients", po::value(&console_o.clients)->default_value(console_o.clients),
+       "console mode: concurrent HTTP clients")
+      ("console-seconds", po::value(&console_o.seconds)->default_value(console_o.seconds),
+       "console mode: seconds of requests per endpoint")
+      ("console-payload-bytes", po::value(&console_o.payload_bytes)->default_value(console_o.payload_bytes),
+       "console mode: JSON payload of each dead letter, about");
+  desc.add(console_desc);
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -966,6 +992,24 @@ int main(int argc, char** argv) {
                  "--load-messages >= 0, --load-pairs >= 1, --delayed-partitions >= 1, --payload-bytes >= 21, --prefetch-ms 0 or >= 100\n");
     return 2;
   }
+  console_o.brokers = o.brokers;
+  if (quick && console) {
+    if (vm["console-instances"].defaulted()) console_o.instances = 2000;
+    if (vm["console-dead-letters"].defaulted()) console_o.dead_letters = 2000;
+    if (vm["console-jobs"].defaulted()) console_o.jobs = 500;
+    if (vm["console-seconds"].defaulted()) console_o.seconds = 0.3;
+    // Fewer clients than the console's 16 HTTP threads: 50 keep-alive connections queue for a
+    // thread, for seconds on a loaded machine, which a smoke run need not wait out.
+    if (vm["console-clients"].defaulted()) console_o.clients = 8;
+  }
+  if (console_o.instances < 1 || console_o.dead_letters < 1 || console_o.jobs < 0 ||
+      console_o.jobs > console_o.instances || console_o.partitions < 1 || console_o.clients < 1 ||
+      !(console_o.seconds > 0) || console_o.payload_bytes < 0) {
+    std::fprintf(stderr, "kbus-bench: need --console-instances >= 1, --console-dead-letters >= 1, "
+                 "0 <= --console-jobs <= --console-instances, --console-partitions >= 1, --console-clients >= 1, "
+                 "--console-seconds > 0, --console-payload-bytes >= 0\n");
+    return 2;
+  }
   lanes_o.brokers = o.brokers;
   lanes_o.fetch_wait_ms = lo.fetch_wait_ms;
   o.scrape_interval = std::chrono::milliseconds(scrape_ms);
@@ -988,6 +1032,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    if (console) return bench::RunConsole(console_o);
     if (lanes) return bench::RunLanes(lanes_o);
     if (delayed) return bench::RunDelayed(delayed_o);
     if (latency) return bench::RunLatency(lo);
