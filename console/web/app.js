@@ -45,10 +45,12 @@
   }
   function table(id, heads, rows, emptyText) {
     const body = h('tbody', null, rows);
+    // A heading starting with '>' is a numeric column, right-aligned.
     const t = h('table', {id: id}, h('thead', null, h('tr', null, heads.map(x =>
-      typeof x === 'string' ? h('th', null, x) : h('th', {class: x.cls}, x.t)))), body);
+      x.startsWith('>') ? h('th', {class: 'num'}, x.slice(1)) : h('th', null, x)))), body);
     return h('div', {class: 'table-wrap'}, t, rows.length ? null : h('div', {class: 'empty'}, emptyText || 'Nothing here.'));
   }
+  const tdNum = (...kids) => h('td', {class: 'num'}, kids);
   function facts(pairs) {
     const slug = k => k.toLowerCase().replace(/[^a-z0-9]+/g, '-');
     return h('dl', {class: 'facts'}, pairs.filter(p => p).map(([k, v]) => [h('dt', null, k), h('dd', {dataset: {fact: slug(k)}}, v)]));
@@ -275,28 +277,28 @@
           card('total-workflows-failed', sum('failed'), 'workflows failed', sum('failed') ? 'bad' : '', '#/workflows'),
           card('total-dead-letters', dlq, 'dead letters not redriven', dlq ? 'bad' : '', '#/dead-letters')),
         h('h2', null, 'Workflows'),
-        table('totals-workflows', ['Workflow', {t: 'Running', cls: 'num'}, {t: 'Completed', cls: 'num'},
-          {t: 'Failed', cls: 'num'}, {t: 'Dead-lettered', cls: 'num'}, {t: 'Mean', cls: 'num'}, {t: 'p95', cls: 'num'},
-          {t: 'Backlog', cls: 'num'}], wfs.map(w => h('tr', {dataset: {workflow: w.name}},
+        table('totals-workflows', ['Workflow', '>Running', '>Completed',
+          '>Failed', '>Dead-lettered', '>Mean', '>p95',
+          '>Backlog'], wfs.map(w => h('tr', {dataset: {workflow: w.name}},
           h('td', null, link('#/workflow/' + encodeURIComponent(w.name), mono(w.name))),
-          h('td', {class: 'num'}, fmtNum(w.running)), h('td', {class: 'num'}, fmtNum(w.completed)),
-          h('td', {class: 'num'}, fmtNum(w.failed)), h('td', {class: 'num'}, fmtNum(w.dead_lettered)),
-          h('td', {class: 'num'}, fmtDuration(w.mean_ms)), h('td', {class: 'num'}, fmtDuration(w.p95_ms)),
-          h('td', {class: 'num'}, fmtNum(w.backlog)))), 'No workflow state seen yet.'),
+          tdNum(fmtNum(w.running)), tdNum(fmtNum(w.completed)),
+          tdNum(fmtNum(w.failed)), tdNum(fmtNum(w.dead_lettered)),
+          tdNum(fmtDuration(w.mean_ms)), tdNum(fmtDuration(w.p95_ms)),
+          tdNum(fmtNum(w.backlog)))), 'No workflow state seen yet.'),
         h('div', {class: 'cols'},
           h('div', null, h('h2', null, 'Message types'),
-            table('totals-types', ['Type', ...['Done', 'Failed', 'Dead-lettered', 'Mean', 'p95', 'Backlog'].map(t => ({t: t, cls: 'num'}))],
-            (totals.types || []).map(t => h('tr', null, h('td', null, mono(t.type)), h('td', {class: 'num'}, fmtNum(t.done)),
-              h('td', {class: 'num'}, fmtNum(t.failed)), h('td', {class: 'num'}, fmtNum(t.dead_lettered)),
-              h('td', {class: 'num'}, fmtDuration(t.mean_ms)), h('td', {class: 'num'}, fmtDuration(t.p95_ms)),
-              h('td', {class: 'num'}, fmtNum(t.backlog)))))),
+            table('totals-types', ['Type', '>Done', '>Failed', '>Dead-lettered', '>Mean', '>p95', '>Backlog'],
+            (totals.types || []).map(t => h('tr', null, h('td', null, mono(t.type)), tdNum(fmtNum(t.done)),
+              tdNum(fmtNum(t.failed)), tdNum(fmtNum(t.dead_lettered)),
+              tdNum(fmtDuration(t.mean_ms)), tdNum(fmtDuration(t.p95_ms)),
+              tdNum(fmtNum(t.backlog)))))),
           h('div', null, h('h2', null, 'Dead-letter groups'),
-            table('totals-dlq', ['Group', {t: 'Dead letters', cls: 'num'}, {t: 'Redriven', cls: 'num'}, {t: 'Lag', cls: 'num'}],
+            table('totals-dlq', ['Group', '>Dead letters', '>Redriven', '>Lag'],
               (groups.items || []).map(g => {
                 const lag = (totals.groups || []).find(x => x.group === g.group);
                 return h('tr', null, h('td', null, link('#/dead-letters' + q({group: g.group}), mono(g.group))),
-                  h('td', {class: 'num'}, fmtNum(g.count)), h('td', {class: 'num'}, fmtNum(g.redriven)),
-                  h('td', {class: 'num'}, lag ? fmtNum(lag.lag) : '—'));
+                  tdNum(fmtNum(g.count)), tdNum(fmtNum(g.redriven)),
+                  tdNum(lag ? fmtNum(lag.lag) : '—'));
               }), 'No dead-letter topic seen.'))),
         h('h2', null, 'Console'),
         facts([
@@ -309,8 +311,8 @@
           st.topics ? ['Dead-letter topics', mono((st.topics.dlq || []).join(', ') || '—')] : null,
           st.topics ? ['Schedules topic', mono(st.topics.schedules || '—')] : null,
         ]),
-        (st.readers || []).length ? [h('h2', null, 'Topics read'), table('readers', ['Topic', {t: 'Records', cls: 'num'}, 'Caught up', 'Error'],
-          st.readers.map(x => h('tr', null, h('td', null, mono(x.topic)), h('td', {class: 'num'}, fmtNum(x.records)),
+        (st.readers || []).length ? [h('h2', null, 'Topics read'), table('readers', ['Topic', '>Records', 'Caught up', 'Error'],
+          st.readers.map(x => h('tr', null, h('td', null, mono(x.topic)), tdNum(fmtNum(x.records)),
             h('td', null, x.caught_up ? 'yes' : badge('catching-up', 'no')), h('td', {class: 'wrap'}, x.error || ''))))] : null);
     };
     await draw();
@@ -344,7 +346,7 @@
   function runningRow(j) {
     const tr = h('tr', {class: 'job', dataset: {jobId: j.job_id, attempt: j.attempt, workflowId: j.workflow_id || ''}},
       h('td', null, link(jobHref(j), mono(j.job_id, 'id'))),
-      h('td', {class: 'num'}, String(j.attempt)),
+      tdNum(String(j.attempt)),
       h('td', null, mono(j.program || '')),
       h('td', {class: 'progress-cell'}, progress(j.percent),
         h('div', {class: 'progress-line'}, h('span', {class: 'message'}), h('span', {class: 'percent'}))),
@@ -375,13 +377,13 @@
   function finishedRow(j) {
     return h('tr', {class: 'job', dataset: {jobId: j.job_id, attempt: j.attempt, workflowId: j.workflow_id || '', outcome: j.outcome || ''}},
       h('td', null, link(jobHref(j), mono(j.job_id, 'id'))),
-      h('td', {class: 'num'}, String(j.attempt)),
+      tdNum(String(j.attempt)),
       h('td', null, mono(j.program || '')),
       outcomeCell(j),
-      h('td', {class: 'num'}, exitText(j)),
-      h('td', {class: 'num'}, fmtDuration(j.duration_ms)),
+      tdNum(exitText(j)),
+      tdNum(fmtDuration(j.duration_ms)),
       h('td', {class: 'host'}, mono(j.host || '')),
-      h('td', {class: 'num'}, time(j.exited_ms || j.updated_ms)),
+      tdNum(time(j.exited_ms || j.updated_ms)),
       h('td', {class: 'result'}, j.has_result ? link(jobHref(j), 'result', {class: 'result-link'}) : h('span', {class: 'muted'}, '—')),
       h('td', {class: 'clip error', title: j.error || null}, j.error || ''));
   }
@@ -419,8 +421,8 @@
       if (!live()) return;
       const items = fin.items || [];
       clear(finishedBox);
-      add(finishedBox, table('finished-jobs', ['Job', {t: 'Attempt', cls: 'num'}, 'Program', 'Outcome', {t: 'Exit', cls: 'num'},
-        {t: 'Duration', cls: 'num'}, 'Host', {t: 'Exited', cls: 'num'}, 'Result', 'Error'], items.map(finishedRow),
+      add(finishedBox, table('finished-jobs', ['Job', '>Attempt', 'Program', 'Outcome', '>Exit',
+        '>Duration', 'Host', '>Exited', 'Result', 'Error'], items.map(finishedRow),
       'No job has finished yet.'), pager(fin.total || 0, pg.offset, pg.limit, items.length,
         o => '#/jobs' + q({offset: o || null, limit: pg.limit === 50 ? null : pg.limit})));
     };
@@ -484,13 +486,13 @@
   // ---- Workflows ---------------------------------------------------------------------------
   views.workflows = async function (r, show) {
     const wfs = await api('/api/workflows');
-    const cnt = (w, s, cls) => h('td', {class: 'num'}, w[s] ? link('#/workflow/' + encodeURIComponent(w.name) + q({status: s}),
+    const cnt = (w, s, cls) => tdNum(w[s] ? link('#/workflow/' + encodeURIComponent(w.name) + q({status: s}),
       fmtNum(w[s]), {class: cls}) : '0');
     show(head(h('h1', null, 'Workflows')),
-      table('workflows', ['Workflow', {t: 'Running', cls: 'num'}, {t: 'Completed', cls: 'num'}, {t: 'Failed', cls: 'num'},
-        {t: 'Total', cls: 'num'}], (wfs.items || []).map(w => h('tr', {dataset: {workflow: w.name}},
+      table('workflows', ['Workflow', '>Running', '>Completed', '>Failed',
+        '>Total'], (wfs.items || []).map(w => h('tr', {dataset: {workflow: w.name}},
         h('td', null, link('#/workflow/' + encodeURIComponent(w.name), mono(w.name))),
-        cnt(w, 'running'), cnt(w, 'completed'), cnt(w, 'failed'), h('td', {class: 'num'}, fmtNum(w.total)))),
+        cnt(w, 'running'), cnt(w, 'completed'), cnt(w, 'failed'), tdNum(fmtNum(w.total)))),
       'No workflow state topic seen yet.'));
   };
 
@@ -509,16 +511,16 @@
         h('label', null, 'Per page', h('select', {id: 'limit', onchange: e => { location.hash = href(0, st, +e.target.value); }},
           [50, 100, 500].map(n => h('option', {value: n, selected: n === pg.limit}, String(n))))),
         h('span', {class: 'spacer'}), refreshButton()),
-      table('instances', ['Instance', 'Status', 'Phase', {t: 'Attempt', cls: 'num'}, {t: 'Run', cls: 'num'}, {t: 'Version', cls: 'num'},
-        {t: 'Timeouts', cls: 'num'}, {t: 'Created', cls: 'num'}, {t: 'Updated', cls: 'num'}, {t: 'Finished', cls: 'num'}, 'Result'],
+      table('instances', ['Instance', 'Status', 'Phase', '>Attempt', '>Run', '>Version',
+        '>Timeouts', '>Created', '>Updated', '>Finished', 'Result'],
       items.map(i => h('tr', {class: 'instance', dataset: {instanceId: i.id, status: i.status}},
         h('td', null, link('#/instance' + q({workflow: name, id: i.id}), mono(i.id, 'id'))),
         h('td', null, badge(i.status)), h('td', null, i.phase || '—'),
-        h('td', {class: 'num'}, i.attempt === null || i.attempt === undefined ? '—' : String(i.attempt)),
-        h('td', {class: 'num'}, fmtNum(i.run)), h('td', {class: 'num'}, fmtNum(i.version)),
-        h('td', {class: 'num'}, fmtNum(typeof i.timeouts === 'number' ? i.timeouts : (i.timeouts || []).length)),
-        h('td', {class: 'num'}, time(i.created_ms)), h('td', {class: 'num'}, time(i.updated_ms)),
-        h('td', {class: 'num'}, time(i.finished_ms)),
+        tdNum(i.attempt === null || i.attempt === undefined ? '—' : String(i.attempt)),
+        tdNum(fmtNum(i.run)), tdNum(fmtNum(i.version)),
+        tdNum(fmtNum(typeof i.timeouts === 'number' ? i.timeouts : (i.timeouts || []).length)),
+        tdNum(time(i.created_ms)), tdNum(time(i.updated_ms)),
+        tdNum(time(i.finished_ms)),
         h('td', null, i.has_result ? link('#/instance' + q({workflow: name, id: i.id}), 'result', {class: 'result-link'}) : '—'))),
       st ? 'No ' + st + ' instance.' : 'No instance yet.'),
       pager(list.total || 0, pg.offset, pg.limit, items.length, o => href(o)));
@@ -561,8 +563,8 @@
               : h('p', {class: 'muted'}, 'No history in the state.'))),
         h('h2', null, 'State'), jsonBlock('state', i.state === undefined ? null : i.state),
         h('h2', null, 'Steps'),
-        table('steps', [{t: 'Version', cls: 'num'}, {t: 'Updated', cls: 'num'}, 'Status', 'Message id', 'Sent'], (i.steps || []).map(s =>
-          h('tr', null, h('td', {class: 'num'}, fmtNum(s.version)), h('td', {class: 'num'}, time(s.updated_ms)),
+        table('steps', ['>Version', '>Updated', 'Status', 'Message id', 'Sent'], (i.steps || []).map(s =>
+          h('tr', null, tdNum(fmtNum(s.version)), tdNum(time(s.updated_ms)),
             h('td', null, badge(s.status)), h('td', null, mono(s.message_id || '—')),
             h('td', null, h('div', {class: 'chips'}, (s.sent || []).map(t => h('span', {class: 'chip mono'}, t)))))),
         'No step seen by this console.'));
@@ -586,10 +588,10 @@
     const pg = paging(r.params, 50);
     const href = (p) => '#/dead-letters' + q(Object.assign({group: group, reason: reason, type: type, offset: null,
       limit: pg.limit === 50 ? null : pg.limit}, p));
-    const groupTable = table('dead-letter-groups', ['Group', 'Topic', {t: 'Dead letters', cls: 'num'}, {t: 'Redriven', cls: 'num'}, 'Reasons'],
+    const groupTable = table('dead-letter-groups', ['Group', 'Topic', '>Dead letters', '>Redriven', 'Reasons'],
       groups.map(g => h('tr', {class: g.group === group ? 'selected' : null, dataset: {group: g.group}},
         h('td', null, link('#/dead-letters' + q({group: g.group}), mono(g.group), {class: g.group === group ? 'active' : null})),
-        h('td', null, mono(g.topic)), h('td', {class: 'num'}, fmtNum(g.count)), h('td', {class: 'num'}, fmtNum(g.redriven)),
+        h('td', null, mono(g.topic)), tdNum(fmtNum(g.count)), tdNum(fmtNum(g.redriven)),
         h('td', null, h('div', {class: 'chips'}, Object.entries(g.reasons || {}).map(([k, n]) =>
           link('#/dead-letters' + q({group: g.group, reason: k}), k + ' ' + fmtNum(n), {class: 'chip'})))))),
       'No dead-letter topic seen.');
@@ -635,13 +637,13 @@
           'Redrive all matching (' + fmtNum(list.total) + ')'),
         refreshButton()),
       confirmBox,
-      table('dead-letters', [{t: 'At', cls: 'num'}, 'Position', 'Type', 'Reason', 'Error', 'From topic', {t: 'Attempts', cls: 'num'}, '', ''],
+      table('dead-letters', ['>At', 'Position', 'Type', 'Reason', 'Error', 'From topic', '>Attempts', '', ''],
         items.map(d => h('tr', {class: 'dead-letter', dataset: {partition: d.partition, offset: d.offset, id: d.id || '', redriven: !!d.redriven}},
-          h('td', {class: 'num'}, link(dlHref(d), time(d.at_ms), {class: 'open', title: 'message ' + (d.id || '?')})),
+          tdNum(link(dlHref(d), time(d.at_ms), {class: 'open', title: 'message ' + (d.id || '?')})),
           h('td', null, mono(d.partition + '@' + d.offset)),
           h('td', null, mono(d.type || '—')), h('td', null, badge(d.reason === 'rejected' ? 'rejected' : 'warn', d.reason || '—')),
           h('td', {class: 'clip', title: d.error || null}, d.error || ''),
-          h('td', null, mono(d.original_topic || '—')), h('td', {class: 'num'}, fmtNum(d.attempts)),
+          h('td', null, mono(d.original_topic || '—')), tdNum(fmtNum(d.attempts)),
           h('td', {class: 'state'}, d.redriven ? badge('redriven') : null),
           h('td', null, h('button', {type: 'button', class: 'redrive', onclick: () => redriveOne(d).then(x => x && render())}, 'Redrive')))),
         reason || type ? 'No dead letter matches the filter.' : 'No dead letter in this group.'),
@@ -694,14 +696,14 @@
     const flip = s => act('/api/schedules/' + (s.paused ? 'resume' : 'pause'), {name: s.name},
       () => (s.paused ? 'Resumed ' : 'Paused ') + s.name + '.').then(x => x && render());
     show(head(h('h1', null, 'Schedules')),
-      table('schedules', ['Schedule', 'State', 'Calendar', 'Sends', {t: 'Next run', cls: 'num'}, '', {t: 'Fired', cls: 'num'},
+      table('schedules', ['Schedule', 'State', 'Calendar', 'Sends', '>Next run', '', '>Fired',
         'Last outcome', 'Note', ''], list.map(s =>
         h('tr', {class: 'schedule', dataset: {schedule: s.name, paused: !!s.paused}},
           h('td', null, mono(s.name)), h('td', null, s.paused ? badge('paused') : badge('active')),
           h('td', null, mono(s.calendar || s.description || '—')),
           h('td', null, s.type ? mono(s.type + (s.topic ? ' → ' + s.topic : '')) : '—'),
-          h('td', {class: 'num'}, s.paused ? '—' : time(s.next_ms)), h('td', {class: 'muted'}, s.paused ? '' : fmtRelative(s.next_ms)),
-          h('td', {class: 'num'}, fmtNum(s.fired)),
+          tdNum(s.paused ? '—' : time(s.next_ms)), h('td', {class: 'muted'}, s.paused ? '' : fmtRelative(s.next_ms)),
+          tdNum(fmtNum(s.fired)),
           h('td', null, s.last_outcome ? badge(s.last_outcome) : '—'),
           h('td', {class: 'wrap'}, s.note || ''),
           h('td', null, h('button', {type: 'button', class: s.paused ? 'resume' : 'pause', onclick: () => flip(s)},
