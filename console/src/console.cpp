@@ -63,6 +63,7 @@ struct Console::Impl {
   std::thread http_thread;
   std::atomic<bool> listening_ended{false};
   int port = 0;
+  socket_t listen_socket = INVALID_SOCKET;  // set while binding, on the constructor's thread
   std::int64_t started_ms = NowMs();
 
   // Readers, by topic; started by the discovery thread.
@@ -724,9 +725,10 @@ Console::Console(ConsoleConfig config) {
   http.set_read_timeout(10, 0);
   http.set_write_timeout(10, 0);
   http.set_payload_max_length(64 * 1024);
-  http.set_socket_options([](socket_t sock) {
+  http.set_socket_options([impl](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    impl->listen_socket = sock;
   });
   impl->Routes();
   const auto& c = impl->config;
@@ -744,6 +746,14 @@ Console::Console(ConsoleConfig config) {
                              ": choose a free port");
   }
   impl->port = bound;
+  // cpp-httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, built into Debian's
+  // library). Fifty clients connecting at once, or again after keep_alive_max_count answers,
+  // overflow it, and each dropped connection attempt costs its client a SYN retransmission:
+  // answers 1, 3 or 7 s late (bench/console.cpp). Listening again raises the backlog.
+  if (impl->listen_socket != INVALID_SOCKET && ::listen(impl->listen_socket, SOMAXCONN) != 0) {
+    Log(LogLevel::kWarn, "console: cannot raise the listen backlog; clients may wait to connect",
+        {{"error", std::string(std::strerror(errno))}});
+  }
   impl->http_thread = std::thread([impl] {
     impl->http.listen_after_bind();
     impl->listening_ended.store(true);
