@@ -50,6 +50,9 @@ void DeadLetterIndex::Add(const std::string& group, const kafka::DeadLetterRecor
     redriven_.erase(seen);
   }
   ++g.reasons[e.reason];
+  const auto position = static_cast<std::uint32_t>(g.entries.size());
+  g.by_reason[e.reason].push_back(position);
+  g.by_type[e.type].push_back(position);
   ++g.types[e.type.empty() ? std::string_view("(none)") : e.type];
   if (!e.workflow.empty()) ++g.workflows[e.workflow];
   if (!e.type.empty() && !e.original_topic.empty()) g.type_topics[e.type].insert(e.original_topic);
@@ -186,30 +189,46 @@ Answer DeadLetterIndex::List(const Params& params) const {
                                 DeadLetterTopic(group) + " (GET /api/dead-letter-groups lists them)");
   }
   const Group& g = it->second;
-  const bool all = filter->reasons.empty() && filter->types.empty() && !filter->since_ms && !filter->until_ms;
+  // The candidates: every dead letter, or the fewest that a reason or type filter allows.
+  const std::vector<std::uint32_t>* candidates = nullptr;
+  static const std::vector<std::uint32_t> kNone;
+  auto narrow = [&](const std::map<std::string_view, std::vector<std::uint32_t>>& index, const std::string& value) {
+    auto found = index.find(std::string_view(value));
+    const std::vector<std::uint32_t>* list = found == index.end() ? &kNone : &found->second;
+    if (!candidates || list->size() < candidates->size()) candidates = list;
+  };
+  if (!filter->reasons.empty()) narrow(g.by_reason, filter->reasons[0]);
+  if (!filter->types.empty()) narrow(g.by_type, filter->types[0]);
+  const std::size_t count = candidates ? candidates->size() : g.entries.size();
+  auto at = [&](std::size_t i) -> const Entry& {  // newest first
+    const std::size_t back = count - 1 - i;
+    return g.entries[candidates ? (*candidates)[back] : back];
+  };
+  // When the candidates are exactly the matches (no filter, or one of reason and type alone),
+  // the page is found by position and the total is their count; otherwise they are checked.
+  const bool both = !filter->reasons.empty() && !filter->types.empty();
+  const bool exact = !both && !filter->since_ms && !filter->until_ms;
   JsonWriter w(InvalidUtf8::kReplace);
   w.StartArray();
   std::size_t total = 0;
-  // Newest first. Without a filter the page is found by index; with one, by a scan.
-  for (auto e = g.entries.rbegin(); e != g.entries.rend(); ++e) {
-    if (all) {
-      const std::size_t skip = std::min(page->offset, g.entries.size());
-      e += static_cast<std::ptrdiff_t>(skip);
-      for (std::size_t n = 0; e != g.entries.rend() && n < page->limit; ++e, ++n) {
-        w.StartObject();
-        WriteEntry(w, group, *e);
-        w.EndObject();
-      }
-      total = g.entries.size();
-      break;
-    }
-    if (!Matches(*e, *filter)) continue;
-    if (total >= page->offset && total < page->offset + page->limit) {
+  if (exact) {
+    total = count;
+    for (std::size_t i = page->offset; i < count && i < page->offset + page->limit; ++i) {
       w.StartObject();
-      WriteEntry(w, group, *e);
+      WriteEntry(w, group, at(i));
       w.EndObject();
     }
-    ++total;
+  } else {
+    for (std::size_t i = 0; i < count; ++i) {
+      const Entry& e = at(i);
+      if (!Matches(e, *filter)) continue;
+      if (total >= page->offset && total < page->offset + page->limit) {
+        w.StartObject();
+        WriteEntry(w, group, e);
+        w.EndObject();
+      }
+      ++total;
+    }
   }
   w.EndArray();
   return {200, PageJson(w.View(), total, *page)};

@@ -62,6 +62,9 @@ class DeadLetterIndex {
     // Kept as records arrive, like reasons: counting per request walked every dead letter.
     std::map<std::string_view, std::size_t> types, workflows;  // "(none)" for no type
     std::map<std::string_view, std::set<std::string_view>> type_topics;  // type -> original topics
+    // Positions in `entries` by reason and by type, oldest first: a filtered page reads only
+    // the dead letters of that reason or type.
+    std::map<std::string_view, std::vector<std::uint32_t>> by_reason, by_type;
     std::size_t redriven = 0;
   };
   static bool Matches(const Entry& e, const kafka::DeadLetterFilter& f);

@@ -71,7 +71,10 @@ void JobIndex::Add(const std::string& topic, std::int32_t partition, std::int64_
     e.attempt = id.second;
     e.started_ms = timestamp_ms;
   }
-  if (e.exited) return;  // a late heartbeat or a redelivered event of an attempt that ended
+  // A late heartbeat or a redelivered event of an attempt that ended changes nothing; only the
+  // real exit of an attempt shown as superseded replaces that guess.
+  const bool superseded = e.exited && e.outcome == "superseded";
+  if (e.exited && !(superseded && kind == kExited)) return;
   e.topic = topic;
   e.key = std::string(key);
   if (auto wid = Find(headers, header::kWorkflowId); !wid.empty()) e.workflow_id = std::string(wid);
@@ -104,7 +107,13 @@ void JobIndex::Add(const std::string& topic, std::int32_t partition, std::int64_
       break;
   }
   if (kind == kExited) {
-    Finish(e, id);
+    if (!superseded) {
+      Finish(e, id);
+    } else if (e.outcome == "succeeded") {
+      ++succeeded_;  // already among the finished, where it stays
+    } else {
+      ++failed_;
+    }
     return;
   }
   if (e.running_key != e.started_ms) {
@@ -144,6 +153,9 @@ void JobIndex::WriteEntry(JsonWriter& w, const Entry& e, std::int64_t now_ms) co
   w.String(e.topic);
   w.Key("workflow_id");
   w.String(e.workflow_id);
+  // A workflow's jobs report on its input topic, NAME.in: NAME is the workflow.
+  w.Key("workflow");
+  w.String(e.topic.ends_with(".in") ? std::string_view(e.topic).substr(0, e.topic.size() - 3) : std::string_view());
   w.Key("state");
   w.String(e.exited ? "exited" : "running");
   w.Key("silent");
@@ -195,10 +207,12 @@ Answer JobIndex::Jobs(const Params& params, std::int64_t now_ms) const {
     for (const auto& [started, key] : running_) take(key);
   }
   if (state != "running") {
-    // Newest exit first; a key listed twice (a duplicate exit) is shown once, where it is newest.
-    std::set<JobKey> seen;
-    for (auto it = finished_.rbegin(); it != finished_.rend(); ++it) {
-      if (seen.insert(*it).second) take(*it);
+    // Newest exit first. An attempt finishes once (a later event of an exited attempt changes
+    // nothing), so each key is in finished_ once: the page is found by index.
+    const std::size_t skip = page->offset > total ? page->offset - total : 0;
+    total += finished_.size();
+    for (std::size_t i = skip; i < finished_.size() && chosen.size() < page->limit; ++i) {
+      if (auto it = jobs_.find(finished_[finished_.size() - 1 - i]); it != jobs_.end()) chosen.push_back(&it->second);
     }
   }
   JsonWriter w(InvalidUtf8::kReplace);
@@ -241,7 +255,7 @@ Answer JobIndex::Job(const Params& params, const RecordFetch& fetch, std::int64_
     }
   }
   std::string result_json, stderr_tail;
-  if (chosen->exited && chosen->offset >= 0) {
+  if (fetch && chosen->exited && chosen->offset >= 0) {
     if (auto record = fetch(chosen->topic, chosen->partition, chosen->offset); record.ok()) {
       JsonDocument doc;
       if (doc.Parse(*record).ok() && doc.Root().IsObject()) {

@@ -85,7 +85,7 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
     auto e = w->second.instances.find(std::string(*key));
     if (e == w->second.instances.end()) return;
     CountType(e->second, -1);
-    w->second.by_status[e->second.status].erase({-e->second.updated_ms, e->second.id});
+    Unorder(w->second, e->second);
     w->second.instances.erase(e);
     return;
   }
@@ -113,7 +113,7 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
   auto [eit, fresh] = wf.instances.try_emplace(id);
   Entry& e = eit->second;
   if (!fresh) {
-    wf.by_status[e.status].erase({-e.updated_ms, e.id});
+    Unorder(wf, e);
     CountType(e, -1);
   }
   const Status before = fresh ? kStatuses : e.status;
@@ -163,12 +163,22 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
   if (e.steps.empty() || e.steps.back().version < step.version) e.steps.push_back(std::move(step));
   while (e.steps.size() > limits_.steps) e.steps.pop_front();
 
-  wf.by_status[e.status].insert({-e.updated_ms, e.id});
+  Order(wf, e);
   CountType(e, +1);
   if (e.status == kCompleted && (before != kCompleted || e.run != run_before) && e.finished_ms >= e.created_ms) {
     wf.durations.Add(e.finished_ms - e.created_ms);
     if (!e.starter_type.empty()) type_durations_[std::string(e.starter_type)].Add(e.finished_ms - e.created_ms);
   }
+}
+
+void WorkflowIndex::Order(Workflow& wf, const Entry& e) {
+  wf.by_status[e.status].insert({-e.updated_ms, e.id});
+  wf.all.insert({-e.updated_ms, e.id});
+}
+
+void WorkflowIndex::Unorder(Workflow& wf, const Entry& e) {
+  wf.by_status[e.status].erase({-e.updated_ms, e.id});
+  wf.all.erase({-e.updated_ms, e.id});
 }
 
 void WorkflowIndex::WriteSummary(JsonWriter& w, const std::string& workflow, const Entry& e) {
@@ -275,28 +285,9 @@ Answer WorkflowIndex::Instances(const Params& params) const {
     w.Int64(e.timeouts);
     w.EndObject();
   };
-  if (wanted.size() == 1) {
-    const auto& set = wf->by_status[wanted[0]];
-    auto it = set.begin();
-    std::advance(it, std::min(page->offset, set.size()));
-    for (std::size_t n = 0; it != set.end() && n < page->limit; ++it, ++n) emit(it->second);
-  } else {
-    // Newest first across the three sets: merge them, skipping `offset`.
-    std::set<std::pair<std::int64_t, std::string>>::const_iterator its[kStatuses], ends[kStatuses];
-    for (int s = 0; s < kStatuses; ++s) {
-      its[s] = wf->by_status[s].begin();
-      ends[s] = wf->by_status[s].end();
-    }
-    for (std::size_t n = 0; n < page->offset + page->limit; ++n) {
-      int best = -1;
-      for (int s = 0; s < kStatuses; ++s) {
-        if (its[s] != ends[s] && (best < 0 || *its[s] < *its[best])) best = s;
-      }
-      if (best < 0) break;
-      if (n >= page->offset) emit(its[best]->second);
-      ++its[best];
-    }
-  }
+  const OrderedSet& set = wanted.size() == 1 ? wf->by_status[wanted[0]] : wf->all;
+  auto it = set.find_by_order(std::min(page->offset, set.size()));
+  for (std::size_t n = 0; it != set.end() && n < page->limit; ++it, ++n) emit(it->second);
   w.EndArray();
   return {200, PageJson(w.View(), total, *page)};
 }

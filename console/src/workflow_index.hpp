@@ -10,6 +10,8 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <ext/pb_ds/assoc_container.hpp>
+#include <ext/pb_ds/tree_policy.hpp>
 #include <functional>
 #include <map>
 #include <memory>
@@ -101,17 +103,26 @@ class WorkflowIndex {
     std::int64_t offset = -1;
     std::deque<Step> steps;
   };
+  using OrderedSet =
+      __gnu_pbds::tree<std::pair<std::int64_t, std::string>, __gnu_pbds::null_type,
+                       std::less<std::pair<std::int64_t, std::string>>, __gnu_pbds::rb_tree_tag,
+                       __gnu_pbds::tree_order_statistics_node_update>;
   struct Workflow {
     std::string name;
     std::string topic;
     std::unordered_map<std::string, Entry> instances;
-    // Newest update first: (-updated_ms, id), one set per status.
-    std::set<std::pair<std::int64_t, std::string>> by_status[kStatuses];
+    // Newest update first: (-updated_ms, id), one set per status and one of all, each able to
+    // find its n-th element in O(log n), so a page deep in a long list costs what the first does.
+    OrderedSet by_status[kStatuses];
+    OrderedSet all;
     Durations durations;
   };
 
   std::string_view Intern(std::string_view text);
   static std::string_view StatusName(Status s);
+  // Puts the entry in, or takes it out of, its workflow's ordered sets.
+  static void Order(Workflow& wf, const Entry& e);
+  static void Unorder(Workflow& wf, const Entry& e);
   static void WriteSummary(JsonWriter& w, const std::string& workflow, const Entry& e);
   const Workflow* Find(const Params& params, Answer* bad, std::string* name) const;
   // The instance the parameters workflow and id name, copied out; nullopt and *bad otherwise.

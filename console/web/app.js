@@ -389,6 +389,10 @@
   }
   views.jobs = async function (r, show, live, every) {
     const pg = paging(r.params, 50);
+    // Running jobs are paged too (100 a page): a thousand at once stay one click apart.
+    const runningLimit = 100;
+    const roffset = Math.max(0, parseInt(r.params.get('roffset') || '0', 10) || 0);
+    const runningPager = h('div');
     const runningBody = h('tbody');
     const runningEmpty = h('div', {class: 'empty'}, 'No job is running.');
     const runningCount = h('span', {class: 'muted', id: 'running-count'});
@@ -398,7 +402,7 @@
       h('thead', null, h('tr', null, ['Job', 'Attempt', 'Program', 'Progress', 'Elapsed', 'Host', 'Started', ''].map(t =>
         h('th', {class: t === 'Elapsed' || t === 'Started' || t === 'Attempt' ? 'num' : null}, t)))), runningBody), runningEmpty);
     const drawRunning = async () => {
-      const running = await api('/api/jobs?state=running&limit=500');
+      const running = await api('/api/jobs' + q({state: 'running', offset: roffset || null, limit: runningLimit}));
       if (!live()) return;
       const seen = new Set();
       let before = null;
@@ -413,8 +417,12 @@
       }
       for (const [k, tr] of rows) if (!seen.has(k)) { tr.remove(); rows.delete(k); }
       runningEmpty.hidden = rows.size > 0;
-      setText(runningCount, running.total > (running.items || []).length
-        ? '(' + fmtNum(running.total) + ', the oldest 500 shown)' : '(' + fmtNum(running.total || 0) + ')');
+      setText(runningCount, '(' + fmtNum(running.total || 0) + ')');
+      clear(runningPager);
+      if ((running.total || 0) > runningLimit || roffset > 0) {
+        add(runningPager, pager(running.total || 0, roffset, runningLimit, (running.items || []).length,
+          o => '#/jobs' + q({roffset: o || null, offset: pg.offset || null, limit: pg.limit === 50 ? null : pg.limit})));
+      }
     };
     const drawFinished = async () => {
       const fin = await api('/api/jobs' + q({state: 'finished', offset: pg.offset, limit: pg.limit}));
@@ -424,11 +432,11 @@
       add(finishedBox, table('finished-jobs', ['Job', '>Attempt', 'Program', 'Outcome', '>Exit',
         '>Duration', 'Host', '>Exited', 'Result', 'Error'], items.map(finishedRow),
       'No job has finished yet.'), pager(fin.total || 0, pg.offset, pg.limit, items.length,
-        o => '#/jobs' + q({offset: o || null, limit: pg.limit === 50 ? null : pg.limit})));
+        o => '#/jobs' + q({roffset: roffset || null, offset: o || null, limit: pg.limit === 50 ? null : pg.limit})));
     };
     await Promise.all([drawRunning(), drawFinished()]);
     show(h('h1', null, 'Jobs'),
-      h('h2', null, 'Running ', runningCount), runningTable,
+      h('h2', null, 'Running ', runningCount), runningTable, runningPager,
       h('h2', null, 'Finished'), finishedBox);
     // Once a second, as the launcher's progress events come in; a failed poll keeps the rows
     // (the banner says why) and the next one tries again.

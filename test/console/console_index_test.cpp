@@ -316,6 +316,11 @@ TEST(ConsoleJobIndex, ALaterAttemptSupersedesOneThatNeverReportedItsExit) {
   EXPECT_EQ(one.Str("outcome"), "superseded");
   EXPECT_EQ(one.root().Find("attempts")->Size(), 2u);
   EXPECT_EQ(jobs.Totals().failed, 0u);  // not counted as a failure: nobody said it failed
+  // Its real exit, when it comes, replaces the guess.
+  Event(jobs, "kbus.ProcessExited", R"({"job_id":"j","attempt":1,"outcome":"cancelled","error":"lost"})", 9600);
+  EXPECT_EQ(Json(jobs.Job({{"id", "j"}, {"attempt", "1"}}, nullptr, 9700)).Str("outcome"), "cancelled");
+  EXPECT_EQ(jobs.Totals().failed, 1u);
+  EXPECT_EQ(Json(jobs.Jobs({{"state", "finished"}}, 9700)).Int("total"), 1);
 }
 
 TEST(ConsoleJobIndex, ShowsSilenceKeepsABoundOfFinishedJobsAndIgnoresOtherRecords) {
