@@ -161,7 +161,7 @@ void WorkflowIndex::Add(const std::string& topic, std::int32_t partition, std::i
   }
   if (e.run != run_before) e.steps.clear();  // a new run's steps start over
   if (e.steps.empty() || e.steps.back().version < step.version) e.steps.push_back(std::move(step));
-  while (e.steps.size() > limits_.steps) e.steps.pop_front();
+  if (e.steps.size() > limits_.steps) e.steps.erase(e.steps.begin(), e.steps.end() - static_cast<std::ptrdiff_t>(limits_.steps));
 
   Order(wf, e);
   CountType(e, +1);

@@ -9,7 +9,6 @@
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <ext/pb_ds/assoc_container.hpp>
 #include <ext/pb_ds/tree_policy.hpp>
 #include <functional>
@@ -101,7 +100,8 @@ class WorkflowIndex {
     std::string_view starter_topic;  // interned
     std::int32_t partition = -1;
     std::int64_t offset = -1;
-    std::deque<Step> steps;
+    // Oldest first, at most Limits::steps. A vector: a deque takes a 512-byte block for one step.
+    std::vector<Step> steps;
   };
   using OrderedSet =
       __gnu_pbds::tree<std::pair<std::int64_t, std::string>, __gnu_pbds::null_type,
