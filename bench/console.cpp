@@ -85,6 +85,7 @@
 #include "kbus/log.hpp"
 #include "kbus/uuid.hpp"
 #include "kbus/workflows/delegated_command.hpp"
+#include "process_stats.hpp"
 #include "raw_client.hpp"
 
 namespace bench {
@@ -108,31 +109,6 @@ std::int64_t NowMs() {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-double Percentile(std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return -1;
-  const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
-  return sorted[std::min(sorted.size(), std::max<std::size_t>(rank, 1)) - 1];
-}
-
-// kB from a "Name:   123 kB" line of /proc/self/status; -1 when absent.
-std::int64_t StatusKb(const char* name) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const std::string prefix = std::string(name) + ":";
-  while (std::getline(in, line)) {
-    if (line.rfind(prefix, 0) != 0) continue;
-    std::int64_t kb = -1;
-    std::sscanf(line.c_str() + prefix.size(), "%ld", &kb);
-    return kb;
-  }
-  return -1;
-}
-
-// Bytes malloc has handed out and not had back, mmapped chunks included (all arenas).
-std::int64_t HeapInUse() {
-  const struct mallinfo2 mi = mallinfo2();
-  return static_cast<std::int64_t>(mi.uordblks + mi.hblkhd);
-}
 
 double CpuSeconds() {
   rusage u{};
@@ -802,8 +778,8 @@ Load Hammer(int port, std::string label, std::string path, int clients, double s
   }
   std::sort(all.begin(), all.end());
   out.requests = static_cast<std::int64_t>(all.size());
-  out.p50 = Percentile(all, 0.50);
-  out.p99 = Percentile(all, 0.99);
+  out.p50 = SortedPercentile(all, 0.50);
+  out.p99 = SortedPercentile(all, 0.99);
   out.max = all.empty() ? -1 : all.back();
   out.mean_bytes = all.empty() ? 0 : static_cast<double>(total_bytes) / static_cast<double>(all.size());
   return out;

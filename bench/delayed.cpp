@@ -86,6 +86,7 @@
 #include "kbus/log.hpp"
 #include "kbus/message.hpp"
 #include "kbus/schedules/scheduler.hpp"
+#include "process_stats.hpp"
 #include "raw_client.hpp"
 
 namespace bench {
@@ -133,33 +134,11 @@ std::optional<std::int64_t> ParseI64(std::string_view text) {
 }
 
 double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return -1;
   std::sort(v.begin(), v.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
-  return v[std::min(v.size(), std::max<std::size_t>(rank, 1)) - 1];
+  return SortedPercentile(v, p);
 }
 
 double Median(std::vector<double> v) { return Percentile(std::move(v), 0.5); }
-
-// kB from a "Name:   123 kB" line of /proc/self/status; -1 when absent.
-std::int64_t StatusKb(const char* name) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const std::string prefix = std::string(name) + ":";
-  while (std::getline(in, line)) {
-    if (line.rfind(prefix, 0) != 0) continue;
-    std::int64_t kb = -1;
-    std::sscanf(line.c_str() + prefix.size(), "%ld", &kb);
-    return kb;
-  }
-  return -1;
-}
-
-// Bytes malloc has handed out and not had back, mmapped chunks included (all arenas).
-std::int64_t HeapInUse() {
-  const struct mallinfo2 mi = mallinfo2();
-  return static_cast<std::int64_t>(mi.uordblks + mi.hblkhd);
-}
 
 struct Env {
   DelayedOptions o;
