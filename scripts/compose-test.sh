@@ -364,6 +364,11 @@ redriven=$(console POST /api/dead-letters/redrive "$redrive" "$KBUS_CONSOLE_TOKE
 [[ $redriven == 200* ]] || fail "console: redrive with the token: $redriven"
 second_run() { console GET '/api/instance?workflow=video.encode&id=broken-1' | grep -q '"run":2'; }
 wait_for 60 "broken-1, redriven from the console, started its second run" second_run
+# Handled to its end (its attempts fail again), before the next steps kill and restart things.
+second_run_failed() {
+  console GET '/api/instance?workflow=video.encode&id=broken-1' | grep '"run":2' | grep -q '"status":"failed"'
+}
+wait_for 120 "broken-1's second run ended (failed again, the upload is still corrupt)" second_run_failed
 page=$(console GET /)
 [[ $page == 200* ]] && grep -q 'app.js' <<<"$page" || fail "console: the page did not load"
 say "   the console answered on 127.0.0.1:$KBUS_CONSOLE_PORT; broken-1 redriven: $redriven"
