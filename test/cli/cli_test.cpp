@@ -720,6 +720,10 @@ TEST(KbusConsole, ServesUntilSigtermOnLoopbackAndNeverPrintsItsToken) {
   EXPECT_EQ(status.exit_code, 0) << status.Describe();
   EXPECT_NE(status.out.find(R"("read_only":false)"), std::string::npos) << status.out;
   EXPECT_EQ(status.out.find(token), std::string::npos);
+  // A second console on the same port is refused, naming it: exit 1, no crash.
+  const ProcessResult second = Kbus({"console", "--brokers", Bootstrap(), "--port", std::to_string(port)});
+  EXPECT_EQ(second.exit_code, 1) << second.Describe();
+  EXPECT_NE(second.err.find("--port " + std::to_string(port)), std::string::npos) << second.Describe();
   console.Kill(SIGTERM);
   const ProcessResult r = console.Wait(seconds(15));
   EXPECT_FALSE(r.timed_out) << r.Describe();
