@@ -362,12 +362,11 @@ refused=$(console POST /api/dead-letters/redrive "$redrive")
 [[ $refused == 401* ]] || fail "console: a redrive without the token was not refused: $refused"
 redriven=$(console POST /api/dead-letters/redrive "$redrive" "$KBUS_CONSOLE_TOKEN")
 [[ $redriven == 200* ]] || fail "console: redrive with the token: $redriven"
-second_run() { console GET '/api/instance?workflow=video.encode&id=broken-1' | grep -q '"run":2'; }
+broken_1() { console GET '/api/instance?workflow=video.encode&id=broken-1'; }
+second_run() { grep -q '"run":2' <<<"$(broken_1)"; }
 wait_for 60 "broken-1, redriven from the console, started its second run" second_run
 # Handled to its end (its attempts fail again), before the next steps kill and restart things.
-second_run_failed() {
-  console GET '/api/instance?workflow=video.encode&id=broken-1' | grep '"run":2' | grep -q '"status":"failed"'
-}
+second_run_failed() { local b; b=$(broken_1); grep -q '"run":2' <<<"$b" && grep -q '"status":"failed"' <<<"$b"; }
 wait_for 120 "broken-1's second run ended (failed again, the upload is still corrupt)" second_run_failed
 page=$(console GET /)
 [[ $page == 200* ]] && grep -q 'app.js' <<<"$page" || fail "console: the page did not load"

@@ -209,7 +209,16 @@ TEST(ConsoleApi, ShowsJobsWorkflowsResultsAndDeadLettersOfARunningVideoSystem) {
   EXPECT_EQ(redriven.Int("redriven"), 1);
   EXPECT_TRUE(api.WaitUntil("/api/instance?workflow=" + wf + "&id=clip-3", [](const Json& j) { return j.Int("run") == 2; }))
       << api.Get("/api/instance?workflow=" + wf + "&id=clip-3").body;
-  EXPECT_TRUE(*api.Get("/api/dead-letters?group=" + stack.group).Items().At(0).Find("redriven")->AsBool());
+  // ... and run to its end: its three attempts fail again (the upload is still broken).
+  EXPECT_TRUE(api.WaitUntil("/api/instance?workflow=" + wf + "&id=clip-3", [](const Json& j) {
+    return j.Int("run") == 2 && j.Str("status") == "failed" && j.Int("attempt") == 3;
+  })) << api.Get("/api/instance?workflow=" + wf + "&id=clip-3").body;
+  // The redriven one is marked; run 2's own dead letter, newest, is not.
+  Json after = api.Get("/api/dead-letters?group=" + stack.group);
+  ASSERT_EQ(after.Int("total"), 2) << after.body;
+  EXPECT_FALSE(*after.Items().At(0).Find("redriven")->AsBool());
+  EXPECT_TRUE(*after.Items().At(1).Find("redriven")->AsBool());
+  EXPECT_EQ(after.Items().At(1).Find("offset")->AsInt64(), d.Find("offset")->AsInt64());
 
   // Cancel: a CancelProcess for the job on the launcher's control topic, keyed as its launch.
   Json cancel = api.Post("/api/jobs/cancel", R"({"job_id":"clip-2","attempt":3,"reason":"operator"})");

@@ -356,8 +356,17 @@ TEST(Workflow, AFinishedInstanceIsRemovedAfterItsRetention) {
 
 TEST(Workflow, DeadLetterSendsTheStarterToTheDlqWithItsHeadersAndFailsTheRun) {
   WorkflowTestKit<Order> kit(OrderWorkflow());
+  // The payment service's reply, named after the ChargeCard it answers (as a launcher names
+  // its events after the launch).
+  auto reply_to = [&](const kbus::OutgoingRecord& charge, bool ok) {
+    std::vector<kbus::HeaderView> views;
+    for (const auto& h : charge.headers) views.push_back({h.name, h.value});
+    const kbus::Envelope parent = kbus::ParseEnvelope(views);
+    return kbus::BuildRecord("shop.CardCharged", kbus::MessageKind::kEvent, "shop.events",
+                             R"({"order_id":"o-1","ok":)" + std::string(ok ? "true" : "false") + "}", {}, &parent, 0);
+  };
   kit.Send(PlaceOrder{"o-1", 30});
-  kit.Send(CardCharged{"o-1", false});
+  kit.Append(reply_to(kit.Records("shop.payments").at(0), false));
   EXPECT_EQ(kit.Status("o-1"), "failed");
   ASSERT_EQ(kit.DeadLetters().size(), 1u);
   const auto& dlq = kit.DeadLetters()[0];
@@ -377,12 +386,24 @@ TEST(Workflow, DeadLetterSendsTheStarterToTheDlqWithItsHeadersAndFailsTheRun) {
   EXPECT_EQ(kit.Stats().failed, 1u);
 
   // A redriven copy of the command is a new message: it starts a new run.
+  const std::string command_id(*starter.FindHeader(kbus::header::kId));  // before appends move it
   kbus::OutgoingRecord redriven = dlq;
   redriven.topic = "shop.order.in";
   redriven.headers.push_back({std::string(kbus::header::kRedriveOf), "test.dlq:0:0"});
   kit.Append(redriven);
   EXPECT_EQ(kit.Status("o-1"), "running");
   EXPECT_EQ(kit.Instance("o-1")->run, 2);
+
+  // Run 2 goes on to its end. Its ChargeCard is not run 1's (a copy keeps its message id, but
+  // what run 2 sends is named after the redrive), so a reply named after it, as a launcher
+  // names its events, is not taken for run 1's reply and dropped.
+  const auto& charges = kit.Records("shop.payments");
+  ASSERT_EQ(charges.size(), 2u);
+  EXPECT_NE(charges[0].FindHeader(kbus::header::kId), charges[1].FindHeader(kbus::header::kId));
+  EXPECT_EQ(charges[1].FindHeader(kbus::header::kCausationId), command_id)
+      << "the cause is still the command, by its own id";
+  kit.Append(reply_to(charges[1], true));
+  EXPECT_EQ(kit.State("o-1")->phase, "shipping") << "run 2's reply was handled";
 }
 
 TEST(Workflow, AThrowingHandlerLeavesTheStateAsItWasAndIsRetried) {

@@ -710,7 +710,15 @@ struct WorkflowHost::Impl {
     }
 
     const std::string before = next.state_json;
-    WorkflowContext wctx(id, ctx.envelope(), now, next.run, next.timeouts, 0);
+    // What a step sends is named after the message it handles (id = f(message id, position)),
+    // so a handler that runs twice sends the same ids. A redriven copy keeps the id of the
+    // message it copies, though, and a new run it starts would send the very ids its failed run
+    // sent; their replies would carry the old replies' ids, which the instance remembers as
+    // processed, and be dropped (a redriven DelegatedCommand waited for ever for its first
+    // attempt). Named after the dedupe id, which includes the redrive, they are new.
+    Envelope named = ctx.envelope();
+    named.message_id = message_id;
+    WorkflowContext wctx(id, named, now, next.run, next.timeouts, 0);
     if (run != nullptr) {
       // A handler's exception propagates: the bus retries the message, nothing was written.
       Status s = (*run)(payload, next.state_json, wctx, fired ? &*fired : nullptr);
@@ -735,6 +743,10 @@ struct WorkflowHost::Impl {
     if (!message_id.empty()) next.Remember(message_id, spec.options.remembered_messages);
     next.last_message = message_id;
     next.outbox = std::move(wctx.outgoing());
+    if (named.message_id != ctx.envelope().message_id) {
+      // The cause is still the message itself, by its own id.
+      for (OutgoingRecord& r : next.outbox) r.SetHeader(header::kCausationId, ctx.envelope().message_id);
+    }
     next.timeouts = std::move(wctx.timeouts());
     std::uint64_t started = fresh ? 1 : 0, completed = 0, failed = 0;
     if (wctx.ending() != WorkflowContext::Ending::kNone) {
