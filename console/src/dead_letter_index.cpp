@@ -49,11 +49,9 @@ void DeadLetterIndex::Add(const std::string& group, const kafka::DeadLetterRecor
     ++g.redriven;
     redriven_.erase(seen);
   }
-  ++g.reasons[e.reason];
   const auto position = static_cast<std::uint32_t>(g.entries.size());
   g.by_reason[e.reason].push_back(position);
   g.by_type[e.type].push_back(position);
-  ++g.types[e.type.empty() ? std::string_view("(none)") : e.type];
   if (!e.workflow.empty()) ++g.workflows[e.workflow];
   if (!e.type.empty() && !e.original_topic.empty()) g.type_topics[e.type].insert(e.original_topic);
   g.entries.push_back(std::move(e));
@@ -137,9 +135,9 @@ Answer DeadLetterIndex::Groups() const {
     w.Uint64(g.redriven);
     w.Key("reasons");
     w.StartObject();
-    for (const auto& [reason, n] : g.reasons) {
+    for (const auto& [reason, positions] : g.by_reason) {
       w.Key(reason.empty() ? std::string_view("(none)") : reason);
-      w.Uint64(n);
+      w.Uint64(positions.size());
     }
     w.EndObject();
     w.EndObject();
@@ -298,7 +296,9 @@ std::map<std::string, std::size_t> DeadLetterIndex::CountByType() const {
   std::shared_lock lock(mu_);
   std::map<std::string, std::size_t> out;
   for (const auto& [name, g] : groups_) {
-    for (const auto& [type, n] : g.types) out[std::string(type)] += n;
+    for (const auto& [type, positions] : g.by_type) {
+      out[std::string(type.empty() ? std::string_view("(none)") : type)] += positions.size();
+    }
   }
   return out;
 }

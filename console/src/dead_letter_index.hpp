@@ -58,13 +58,12 @@ class DeadLetterIndex {
   struct Group {
     std::string topic;
     std::vector<Entry> entries;  // in arrival order
-    std::map<std::string_view, std::size_t> reasons;
-    // Kept as records arrive, like reasons: counting per request walked every dead letter.
-    std::map<std::string_view, std::size_t> types, workflows;  // "(none)" for no type
-    std::map<std::string_view, std::set<std::string_view>> type_topics;  // type -> original topics
     // Positions in `entries` by reason and by type, oldest first: a filtered page reads only
-    // the dead letters of that reason or type.
+    // the dead letters of that reason or type, and their sizes are the counts per reason and
+    // per type (kept as records arrive: counting per request walked every dead letter).
     std::map<std::string_view, std::vector<std::uint32_t>> by_reason, by_type;
+    std::map<std::string_view, std::size_t> workflows;
+    std::map<std::string_view, std::set<std::string_view>> type_topics;  // type -> original topics
     std::size_t redriven = 0;
   };
   static bool Matches(const Entry& e, const kafka::DeadLetterFilter& f);
