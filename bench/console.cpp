@@ -85,6 +85,7 @@
 #include "kbus/log.hpp"
 #include "kbus/uuid.hpp"
 #include "kbus/workflows/delegated_command.hpp"
+#include "bench_topics.hpp"
 #include "process_stats.hpp"
 #include "raw_client.hpp"
 
@@ -425,15 +426,7 @@ struct Fill {
 };
 
 void CreateTopic(const Env& env, const std::string& name, int partitions, bool compact) {
-  kbus::Status s = kbus::Ok();
-  if (env.embedded) {
-    s = env.embedded->CreateTopic(name, partitions);
-  } else {
-    kbus::kafka::TopicSpec spec{.name = name, .partitions = partitions};
-    if (compact) spec.configs = {{"cleanup.policy", "compact"}};
-    s = kbus::kafka::CreateTopics(kbus::kafka::ClientConfig{.brokers = env.brokers}, {spec});
-  }
-  if (!s.ok()) throw std::runtime_error("cannot create " + name + ": " + s.error().ToString());
+  CreateBenchTopic(env.embedded, env.brokers, name, partitions, compact);
 }
 
 // The partitions a topic of `count` records like those of `make` needs; on a real broker, as given.

@@ -86,6 +86,7 @@
 #include "kbus/log.hpp"
 #include "kbus/message.hpp"
 #include "kbus/schedules/scheduler.hpp"
+#include "bench_topics.hpp"
 #include "process_stats.hpp"
 #include "raw_client.hpp"
 
@@ -156,15 +157,7 @@ void Problem(std::string what) {
 }
 
 void CreateTopic(const Env& env, const std::string& name, bool compact, int partitions) {
-  kbus::Status s = kbus::Ok();
-  if (env.embedded) {
-    s = env.embedded->CreateTopic(name, partitions);
-  } else {
-    kbus::kafka::TopicSpec spec{.name = name, .partitions = partitions};
-    if (compact) spec.configs = {{"cleanup.policy", "compact"}};
-    s = kbus::kafka::CreateTopics(kbus::kafka::ClientConfig{.brokers = env.brokers}, {spec});
-  }
-  if (!s.ok()) throw std::runtime_error("cannot create " + name + ": " + s.error().ToString());
+  CreateBenchTopic(env.embedded, env.brokers, name, partitions, compact);
 }
 
 Reminder MakeReminder(std::int64_t seq, int payload_bytes) {
