@@ -213,7 +213,12 @@ TEST(ConsoleApi, ShowsJobsWorkflowsResultsAndDeadLettersOfARunningVideoSystem) {
   EXPECT_TRUE(api.WaitUntil("/api/instance?workflow=" + wf + "&id=clip-3", [](const Json& j) {
     return j.Int("run") == 2 && j.Str("status") == "failed" && j.Int("attempt") == 3;
   })) << api.Get("/api/instance?workflow=" + wf + "&id=clip-3").body;
-  // The redriven one is marked; run 2's own dead letter, newest, is not.
+  // The redriven one is marked; run 2's own dead letter, newest, is not. The console follows
+  // the state and dead-letter topics with separate readers, so run 2's failed state may be
+  // seen before its dead letter: wait for the letter rather than assume the order.
+  EXPECT_TRUE(api.WaitUntil("/api/dead-letters?group=" + stack.group,
+                            [](const Json& j) { return j.Int("total") == 2; }))
+      << api.Get("/api/dead-letters?group=" + stack.group).body;
   Json after = api.Get("/api/dead-letters?group=" + stack.group);
   ASSERT_EQ(after.Int("total"), 2) << after.body;
   EXPECT_FALSE(*after.Items().At(0).Find("redriven")->AsBool());
