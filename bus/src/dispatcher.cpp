@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <exception>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "json_parse.hpp"
 #include "kbus/dead_letter.hpp"
@@ -47,12 +50,29 @@ DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt,
     return DeadLetterResult({}, reason::kUnknownType,
                             "the record has no kbus-type header, so no handler can be chosen");
   }
-  const HandlerRegistry::Route* route = registry_.Find(envelope.type);
+  const HandlerRegistry::Route* route = registry_.Find(envelope.type, record.topic);
+  std::string_view topic = record.topic;
+  if (route == nullptr) {
+    // A record in a retry tier is routed as where it was first read: the tier is no route's
+    // topic. (Looked up only here: most types have one route, found whatever the topic.)
+    if (auto origin = record.FindHeader(header::kRetryTopic)) {
+      topic = *origin;
+      route = registry_.Find(envelope.type, topic);
+    }
+  }
   if (route == nullptr) {
     if (!is_command) return SkipResult(envelope.type);
+    const std::vector<std::string> elsewhere = registry_.TopicsOf(envelope.type);
+    if (elsewhere.empty()) {
+      return DeadLetterResult(envelope.type, reason::kUnknownType,
+                              "no handler for type '" + std::string(envelope.type) + "' in this group");
+    }
+    std::string topics;
+    for (const std::string& t : elsewhere) topics += (topics.empty() ? "'" : ", '") + t + "'";
     return DeadLetterResult(envelope.type, reason::kUnknownType,
-                            "no handler for type '" + std::string(envelope.type) +
-                                "' in this group");
+                            "no handler for type '" + std::string(envelope.type) + "' on topic '" +
+                                std::string(topic) + "' in this group: it has handlers only on topics " +
+                                topics + " (send it to one of those)");
   }
 
   // Outgoing messages inherit these (Context): bytes that are not UTF-8 would go on to other

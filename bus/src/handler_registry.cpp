@@ -4,8 +4,29 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace kbus {
+
+namespace {
+
+// The topics a route reads: its lanes' when it has lanes (its `topic` is then the first), else
+// its topic.
+std::vector<std::string> ReadTopics(const HandlerRegistry::Route& route) {
+  if (route.lanes.empty()) return {route.topic};
+  std::vector<std::string> out;
+  out.reserve(route.lanes.size());
+  for (const Lane& lane : route.lanes) out.push_back(lane.topic);
+  return out;
+}
+
+bool Reads(const HandlerRegistry::Route& route, std::string_view topic) {
+  if (route.lanes.empty()) return route.topic == topic;
+  return std::any_of(route.lanes.begin(), route.lanes.end(), [&](const Lane& l) { return l.topic == topic; });
+}
+
+}  // namespace
 
 void HandlerRegistry::Add(Route route) {
   if (route.type.empty()) throw std::logic_error("kbus: a message type name must not be empty");
@@ -28,9 +49,15 @@ void HandlerRegistry::Add(Route route) {
                            "must be >= 1, backoffs non-negative with initial <= max, the "
                            "visibility timeout and retry tiers positive");
   }
-  if (routes_.contains(route.type)) {
-    throw std::logic_error("kbus: message type '" + route.type +
-                           "' already has a handler; register each type once per group");
+  if (auto same = routes_.find(route.type); same != routes_.end()) {
+    for (const Route& other : same->second) {
+      for (const std::string& topic : ReadTopics(route)) {
+        if (Reads(other, topic)) {
+          throw std::logic_error("kbus: message type '" + route.type + "' already has a handler on topic '" + topic +
+                                 "'; register each type once per topic in a group");
+        }
+      }
+    }
   }
   std::set<std::string, std::less<>> seen;
   for (const Lane& lane : route.lanes) {
@@ -49,26 +76,52 @@ void HandlerRegistry::Add(Route route) {
     for (const Lane& lane : route.lanes) command_topics_.insert(lane.topic);
   }
   std::string key = route.type;
-  routes_.emplace(std::move(key), std::move(route));
+  routes_[std::move(key)].push_back(std::move(route));
+  ++size_;
+}
+
+const HandlerRegistry::Route* HandlerRegistry::Find(std::string_view type, std::string_view topic) const {
+  auto it = routes_.find(type);
+  if (it == routes_.end()) return nullptr;
+  const std::deque<Route>& routes = it->second;
+  // The common case, one route per type, costs no topic comparison: it is the answer anyway.
+  if (routes.size() == 1) return &routes.front();
+  for (const Route& route : routes) {
+    if (Reads(route, topic)) return &route;
+  }
+  return nullptr;
 }
 
 const HandlerRegistry::Route* HandlerRegistry::Find(std::string_view type) const {
   auto it = routes_.find(type);
-  return it == routes_.end() ? nullptr : &it->second;
+  return it == routes_.end() || it->second.size() != 1 ? nullptr : &it->second.front();
+}
+
+std::vector<std::string> HandlerRegistry::TopicsOf(std::string_view type) const {
+  std::set<std::string> topics;
+  if (auto it = routes_.find(type); it != routes_.end()) {
+    for (const Route& route : it->second) {
+      for (const std::string& topic : ReadTopics(route)) topics.insert(topic);
+    }
+  }
+  return {topics.begin(), topics.end()};
 }
 
 std::vector<const HandlerRegistry::Route*> HandlerRegistry::Routes() const {
   std::vector<const Route*> out;
-  out.reserve(routes_.size());
-  for (const auto& [type, route] : routes_) out.push_back(&route);
+  out.reserve(size_);
+  for (const auto& [type, routes] : routes_) {
+    for (const Route& route : routes) out.push_back(&route);
+  }
   return out;
 }
 
 std::vector<std::string> HandlerRegistry::Topics() const {
   std::set<std::string> topics;
-  for (const auto& [type, route] : routes_) {
-    topics.insert(route.topic);
-    for (const Lane& lane : route.lanes) topics.insert(lane.topic);
+  for (const auto& [type, routes] : routes_) {
+    for (const Route& route : routes) {
+      for (const std::string& topic : ReadTopics(route)) topics.insert(topic);
+    }
   }
   return {topics.begin(), topics.end()};
 }

@@ -179,6 +179,41 @@ TEST_F(DispatcherTest, DeadLettersAnUnknownCommandType) {
   EXPECT_THAT(r.error, HasSubstr("test.Unhandled"));
 }
 
+TEST_F(DispatcherTest, RoutesATypeByTheTopicItWasReadFrom) {
+  std::string ran;
+  registry.Handle<VideoEncoded>([&](const VideoEncoded&, kbus::Context&) { ran = "a"; }, {.topic = "a.in"});
+  registry.Handle<VideoEncoded>([&](const VideoEncoded&, kbus::Context&) { ran = "b"; }, {.topic = "b.in"});
+  FakeRecord rec = RecordOf(VideoEncoded{"v"}, {.topic = "b.in"});
+  ASSERT_EQ(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kAck);
+  EXPECT_EQ(ran, "b");
+  rec.topic = "a.in";
+  ASSERT_EQ(dispatcher.Dispatch(rec.View(), 1).kind, DispatchResult::Kind::kAck);
+  EXPECT_EQ(ran, "a");
+
+  // A copy in a retry tier goes to the route of the topic it was first read from.
+  ran.clear();
+  rec.topic = "g.retry.5s";
+  rec.headers.push_back({std::string(kbus::header::kRetryTopic), "b.in"});
+  ASSERT_EQ(dispatcher.Dispatch(rec.View(), 2).kind, DispatchResult::Kind::kAck);
+  EXPECT_EQ(ran, "b");
+}
+
+TEST_F(DispatcherTest, ATypeWithSeveralRoutesNoneOnTheTopicIsUnknownThereNamingItsTopics) {
+  registry.Handle<EncodeVideo>([](const EncodeVideo&, kbus::Context&) {}, {.topic = "a.in"});
+  registry.Handle<EncodeVideo>([](const EncodeVideo&, kbus::Context&) {}, {.topic = "b.in"});
+  registry.Handle<VideoEncoded>([](const VideoEncoded&, kbus::Context&) {}, {.topic = "a.in"});
+  registry.Handle<VideoEncoded>([](const VideoEncoded&, kbus::Context&) {}, {.topic = "b.in"});
+  FakeRecord command = RecordOf(EncodeVideo{.video_id = "v1"}, {.topic = "c.in"});
+  DispatchResult r = dispatcher.Dispatch(command.View(), 1);
+  EXPECT_EQ(r.kind, DispatchResult::Kind::kDeadLetter);
+  EXPECT_EQ(r.reason, "unknown-type");
+  EXPECT_THAT(r.error, HasSubstr("no handler for type 'test.EncodeVideo' on topic 'c.in'"));
+  EXPECT_THAT(r.error, HasSubstr("has handlers only on topics 'a.in', 'b.in'"));
+  // An event is skipped there, as an event type nobody here handles is.
+  FakeRecord event = RecordOf(VideoEncoded{"v"}, {.topic = "c.in"});
+  EXPECT_EQ(dispatcher.Dispatch(event.View(), 1).kind, DispatchResult::Kind::kSkip);
+}
+
 TEST_F(DispatcherTest, SkipsAnEventTypeThisGroupDoesNotHandle) {
   registry.Handle<EncodeVideo>([](const EncodeVideo&, kbus::Context&) {});
   FakeRecord rec = RecordOf(VideoEncoded{"v"});

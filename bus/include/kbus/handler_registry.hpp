@@ -1,12 +1,16 @@
 #pragma once
-// HandlerRegistry: which handler runs for which message type. Handlers are registered at
-// start-up, keyed by the stable type name; registering a type twice is a programming error and
-// throws std::logic_error at once rather than silently picking one.
+// HandlerRegistry: which handler runs for which message type read from which topic. Handlers
+// are registered at start-up as routes keyed by the stable type name and the topic they read
+// (each lane's topic counts): one type may have routes on several topics (two workflows that
+// both take the launcher's events, each on its own input topic), but registering the same type
+// on the same topic twice is a programming error and throws std::logic_error at once rather than
+// silently picking one.
 //
 // Thread safety: register everything before a worker starts; lookups are then read-only and
 // safe from any thread.
 
 #include <chrono>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <map>
@@ -86,7 +90,8 @@ class HandlerRegistry {
 
   // Registers `fn` for messages of type T. `fn` is callable as
   //   Outcome(const T&, Context&)   or   void(const T&, Context&)   (void means Ack).
-  // Throws std::logic_error when T's type name already has a handler, when the policy is
+  // Throws std::logic_error when T's type name already has a handler on one of the topics this
+  // route reads (its topic, or any of its lanes), when the policy is
   // impossible (max_deliveries < 1, a negative backoff, initial above max), or when the lanes
   // are (both `topic` and `lanes` set, a lane without a topic, a weight below 1, a topic listed
   // twice, or a topic that another type's lanes weigh differently).
@@ -118,9 +123,18 @@ class HandlerRegistry {
   // (workflow hosts, bridges). The same checks and errors as Handle.
   void AddRoute(Route route) { Add(std::move(route)); }
 
-  // The route for a type name, or nullptr.
+  // The route for a record of `type` read from `topic` (pass a retry tier's copy's original
+  // topic, kbus-retry-original-topic): the type's route on that topic; failing that, the type's
+  // only route, whatever the topic (a workflow's re-keyed copies arrive on its input topic, not
+  // on the route's). nullptr when the type has no route, or several and none on `topic`
+  // (TopicsOf names theirs).
+  const Route* Find(std::string_view type, std::string_view topic) const;
+  // The type's only route, or nullptr when it has none or several: for code that knows no
+  // topic. Prefer Find(type, topic).
   const Route* Find(std::string_view type) const;
-  // Every registered route, ordered by type name.
+  // The topics the routes of `type` read (lanes included), sorted; empty for an unknown type.
+  std::vector<std::string> TopicsOf(std::string_view type) const;
+  // Every registered route, ordered by type name, then in the order they were registered.
   std::vector<const Route*> Routes() const;
   // Every topic a handler is registered on (lanes included), sorted and without repeats.
   std::vector<std::string> Topics() const;
@@ -129,12 +143,15 @@ class HandlerRegistry {
   // True when some command handler reads `topic`: unknown types there are dead-lettered, while
   // on a topic with only event handlers they are skipped (other groups may want them).
   bool IsCommandTopic(std::string_view topic) const;
-  std::size_t size() const { return routes_.size(); }
+  // The number of routes (a type registered on two topics counts twice).
+  std::size_t size() const { return size_; }
 
  private:
   void Add(Route route);
 
-  std::map<std::string, Route, std::less<>> routes_;
+  // By type, in the order registered; a deque, so that a Route* stays valid as more are added.
+  std::map<std::string, std::deque<Route>, std::less<>> routes_;
+  std::size_t size_ = 0;
   std::set<std::string, std::less<>> command_topics_;
   std::map<std::string, int, std::less<>> lane_weights_;  // by topic
 };

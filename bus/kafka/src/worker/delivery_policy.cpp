@@ -46,9 +46,20 @@ const DeliveryPolicy* DeliveryPolicies::Of(std::string_view type) const {
   return route == nullptr ? nullptr : &route->policy;
 }
 
+const DeliveryPolicy* DeliveryPolicies::Of(std::string_view type, std::string_view topic) const {
+  const HandlerRegistry::Route* route = type.empty() ? nullptr : handlers_.Find(type, topic);
+  return route == nullptr ? nullptr : &route->policy;
+}
+
 const DeliveryPolicy* DeliveryPolicies::Of(const rd_kafka_message_t& m) const {
   auto type = HeaderOf(m, header::kType);
-  return type ? Of(*type) : nullptr;
+  if (!type) return nullptr;
+  // As the dispatcher routes it (Dispatcher::Dispatch): a retry tier's copy by its origin.
+  const HandlerRegistry::Route* route = handlers_.Find(*type, rd_kafka_topic_name(m.rkt));
+  if (route == nullptr) {
+    if (auto origin = HeaderOf(m, header::kRetryTopic)) route = handlers_.Find(*type, *origin);
+  }
+  return route == nullptr ? nullptr : &route->policy;
 }
 
 int DeliveryPolicies::MaxDeliveries(const DeliveryPolicy* policy) const {

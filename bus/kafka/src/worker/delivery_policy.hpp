@@ -26,10 +26,16 @@ class DeliveryPolicies {
  public:
   DeliveryPolicies(const WorkerConfig& config, const HandlerRegistry& handlers);
 
-  // The policy of a message type, or nullptr for the worker's settings. Looked up only on the
-  // paths that decide about a failure, never per handled record.
-  const DeliveryPolicy* Of(std::string_view type) const;
+  // The policy of a message type read from a topic (HandlerRegistry::Find(type, topic)), or
+  // nullptr for the worker's settings. Looked up only on the paths that decide about a failure,
+  // never per handled record.
+  const DeliveryPolicy* Of(std::string_view type, std::string_view topic) const;
+  // The same for a record: its type, and the topic it was first read from (a retry tier's copy
+  // names it in kbus-retry-original-topic).
   const DeliveryPolicy* Of(const rd_kafka_message_t& m) const;
+  // The policy of a type that has one route; nullptr (the worker's settings) for a type with
+  // routes on several topics, whose policies may differ: prefer Of(m).
+  const DeliveryPolicy* Of(std::string_view type) const;
 
   int MaxDeliveries(const DeliveryPolicy* policy) const;
   std::chrono::milliseconds VisibilityTimeout(const rd_kafka_message_t& m) const;

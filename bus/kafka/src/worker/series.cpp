@@ -24,6 +24,8 @@ Series::Series(metrics::Registry& r, const std::string& g, const HandlerRegistry
     t.duration = &duration_family.With({g, type});
     return t;
   };
+  // Per type, not per route: a type read on several topics (two workflows' launcher events)
+  // counts in one series, and the label's values stay the registered types.
   for (const auto* route : handlers.Routes()) type_series_.emplace(route->type, series_of(route->type));
   unknown_type_ = &type_series_.emplace(std::string(kUnknownType), series_of(kUnknownType)).first->second;
   for (auto& [name, t] : type_series_) {
