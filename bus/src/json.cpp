@@ -320,7 +320,8 @@ enum class Refusal { kNone, kInvalidUtf8, kTooDeep };
 template <class Inner>
 class CheckingHandler {
  public:
-  explicit CheckingHandler(Inner& inner) : inner_(inner) {}
+  // `depth`: the levels the text is nested inside (a raw value written into a writer).
+  explicit CheckingHandler(Inner& inner, int depth = 0) : inner_(inner), depth_(depth) {}
 
   bool Null() { return inner_.Null(); }
   bool Bool(bool b) { return inner_.Bool(b); }
@@ -503,6 +504,35 @@ Status ValidateJson(std::string_view text) {
   const rapidjson::ParseResult result = Read(text, checking);
   if (result.IsError()) return ParseError(text, result, checking.refusal());
   return Ok();
+}
+
+void JsonWriter::CheckedRawValue(std::string_view json) {
+  std::string why;
+  if (json.empty()) {
+    why = "is not JSON: the text is empty";
+  } else {
+    rapidjson::BaseReaderHandler<> ignore;
+    CheckingHandler<rapidjson::BaseReaderHandler<>> checking(ignore, impl_->depth);
+    const rapidjson::ParseResult result = Read(json, checking);
+    if (result.IsError()) {
+      // The same words as the writer's own refusals, so a path names them all alike.
+      if (checking.refusal() == Refusal::kTooDeep) {
+        why = "nests deeper than " + std::to_string(kMaxJsonDepth) + " levels of objects and arrays";
+      } else if (checking.refusal() == Refusal::kInvalidUtf8 ||
+                 result.Code() == rapidjson::kParseErrorStringUnicodeSurrogateInvalid) {
+        why = "is not valid UTF-8";
+      } else {
+        why = "is not valid JSON (at byte " + std::to_string(result.Offset()) +
+              "): " + rapidjson::GetParseError_En(result.Code());
+      }
+    }
+  }
+  if (!why.empty()) {
+    impl_->Fail(std::move(why));
+    impl_->writer.Null();
+    return;
+  }
+  impl_->writer.RawValue(json.data(), json.size(), rapidjson::kObjectType);
 }
 
 namespace detail {

@@ -1,6 +1,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "kbus/codec.hpp"
 #include "kbus/testing/matchers.hpp"
 #include "test_messages.hpp"
@@ -318,6 +324,165 @@ TEST(JsonWriter, RefusesNestingPastTheLimitAndBadUtf8ButReplacesItForPeople) {
   lenient.EndObject();
   EXPECT_TRUE(lenient.ok());
   EXPECT_EQ(lenient.Take(), "{\"k\xef\xbf\xbd\":\"a\xef\xbf\xbd\"}");
+}
+
+}  // namespace
+
+// ---- Raw JSON members, kOmitDefault, deques and headers ----------------------------------------
+
+namespace {
+
+// A job record in the shape of a workflow's state record: JSON text held as strings, members
+// added later, a bounded history and record headers.
+struct Job {
+  std::string id;
+  std::string state;       // JSON text
+  std::string result;      // JSON text, "" for none
+  std::int64_t expires_ms = 0;
+  int run = 1;
+  std::deque<std::string> seen;
+  std::vector<kbus::Header> headers;
+};
+
+}  // namespace
+
+template <>
+struct kbus::JsonTraits<Job> {
+  static constexpr auto kFields =
+      kbus::Fields(kbus::Field("id", &Job::id), kbus::RawJsonField("state", &Job::state),
+                   kbus::RawJsonField("result", &Job::result, kbus::kOmitDefault),
+                   kbus::Field("expires_ms", &Job::expires_ms, kbus::kOmitDefault),
+                   kbus::Field("run", &Job::run, kbus::kOmitDefault), kbus::Field("seen", &Job::seen),
+                   kbus::Field("headers", &Job::headers));
+};
+
+namespace {
+
+Job FullJob() {
+  Job j;
+  j.id = "j-1";
+  j.state = R"({"phase":"encode","tries":[1,2.5,null],"note":"caf\u00e9 \"x\"","ok":true})";
+  j.result = R"(["out.mp4",100])";
+  j.expires_ms = 1767312012000;
+  j.run = 3;
+  j.seen = {"m-1", "m-2"};
+  j.headers = {{"kbus-type", "video.EncodeVideo"}, {"kbus-type", "again"}, {"empty", ""}};
+  return j;
+}
+
+TEST(CodecRawJson, WritesTheTextVerbatimAsAValueAndReadsBackItsCompactText) {
+  const std::string json = ToJson(FullJob());
+  EXPECT_EQ(json, R"({"id":"j-1","state":{"phase":"encode","tries":[1,2.5,null],"note":"caf\u00e9 \"x\"","ok":true},)"
+                  R"("result":["out.mp4",100],"expires_ms":1767312012000,"run":3,"seen":["m-1","m-2"],)"
+                  R"("headers":[["kbus-type","video.EncodeVideo"],["kbus-type","again"],["empty",""]]})");
+  auto back = FromJson<Job>(json);
+  ASSERT_THAT(back, IsOk());
+  // The parser resolves escapes: the compact text says the same in RapidJSON's spelling.
+  EXPECT_EQ(back->state, "{\"phase\":\"encode\",\"tries\":[1,2.5,null],\"note\":\"caf\xc3\xa9 \\\"x\\\"\",\"ok\":true}");
+  EXPECT_EQ(back->result, FullJob().result);
+  EXPECT_EQ(back->expires_ms, 1767312012000);
+  EXPECT_EQ(back->run, 3);
+  EXPECT_EQ(back->seen, FullJob().seen);
+  EXPECT_EQ(back->headers, FullJob().headers) << "repeated names and empty values kept, in order";
+
+  // Any JSON value, including scalars and a spaced-out one, which is kept as given.
+  for (const std::string raw : {"null", "0", "\"s\"", "[]", "{ \"a\" : [ 1 ] }"}) {
+    Job j = FullJob();
+    j.state = raw;
+    const std::string text = ToJson(j);
+    EXPECT_THAT(text, HasSubstr("\"state\":" + raw + ",")) << raw;
+    EXPECT_THAT(FromJson<Job>(text), IsOk()) << raw;
+  }
+  EXPECT_EQ(FromJson<Job>(R"({"id":"j","state":{ "a" : [ 1 ] },"seen":[],"headers":[]})")->state,
+            R"({"a":[1]})");
+}
+
+TEST(CodecRawJson, LeavesOutDefaultMembersAndReadsThemBackAsDefaults) {
+  Job j = FullJob();
+  j.result.clear();
+  j.expires_ms = 0;
+  j.run = 1;  // the in-class default, not int's
+  EXPECT_EQ(ToJson(j), R"({"id":"j-1","state":{"phase":"encode","tries":[1,2.5,null],"note":"caf\u00e9 \"x\"",)"
+                       R"("ok":true},"seen":["m-1","m-2"],"headers":[["kbus-type","video.EncodeVideo"],)"
+                       R"(["kbus-type","again"],["empty",""]]})");
+  auto back = FromJson<Job>(R"({"id":"j","state":{},"seen":[],"headers":[]})");
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(back->result, "");
+  EXPECT_EQ(back->expires_ms, 0);
+  EXPECT_EQ(back->run, 1);
+  // Null reads as missing, for a raw member as for the others.
+  back = FromJson<Job>(R"({"id":"j","state":null,"result":null,"expires_ms":null,"seen":[],"headers":[]})");
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(back->state, "null") << "a required raw member holds whatever value is there";
+  EXPECT_EQ(back->result, "");
+  EXPECT_EQ(back->expires_ms, 0);
+}
+
+TEST(CodecRawJson, RefusesToEncodeTextThatIsNotOneJsonValueNamingTheField) {
+  for (const auto& [raw, why] : std::vector<std::pair<std::string, std::string>>{
+           {"", "field 'state' is not JSON: the text is empty"},
+           {"{\"a\":", "field 'state' is not valid JSON (at byte 5)"},
+           {"{} {}", "field 'state' is not valid JSON (at byte 3)"},
+           {"[1,]", "field 'state' is not valid JSON"},
+           {"'single'", "field 'state' is not valid JSON"},
+           {"{\"a\":\"\xff\"}", "field 'state' is not valid UTF-8"},
+           {R"(["\ud800"])", "field 'state' is not valid UTF-8"},
+       }) {
+    Job j = FullJob();
+    j.state = raw;
+    EXPECT_THAT(EncodeJson(j), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("cannot encode as JSON: " + why)))
+        << raw;
+    // The writer keeps the text readable: null in the refused value's place (and, as after any
+    // refused value, the struct's later fields left out).
+    JsonWriter w;
+    kbus::WriteJson(j, w);
+    EXPECT_FALSE(w.ok());
+    EXPECT_EQ(w.View(), R"({"id":"j-1","state":null})");
+    EXPECT_THAT(kbus::ValidateJson(w.View()), IsOk()) << w.View();
+  }
+  Job j = FullJob();
+  j.result = "nope";
+  EXPECT_THAT(EncodeJson(j), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("field 'result' is not valid JSON")));
+}
+
+TEST(CodecRawJson, CountsTheLevelsAroundTheValueTowardsTheDepthLimit) {
+  const auto nested = [](int levels) {
+    return std::string(static_cast<std::size_t>(levels), '[') + std::string(static_cast<std::size_t>(levels), ']');
+  };
+  // The record is level 1, so its state may nest one level less than a document of its own.
+  Job j = FullJob();
+  j.state = nested(kMaxJsonDepth - 1);
+  auto json = EncodeJson(j);
+  ASSERT_THAT(json, IsOk());
+  auto back = FromJson<Job>(*json);
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(back->state, j.state);
+  j.state = nested(kMaxJsonDepth);
+  EXPECT_THAT(EncodeJson(j), ErrorIs(ErrorCode::kInvalidArgument,
+                                     HasSubstr("field 'state' nests deeper than 128 levels")));
+  // Deep enough to overflow a recursive checker's stack: refused all the same.
+  j.state = nested(150'000);
+  EXPECT_THAT(EncodeJson(j), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("nests deeper")));
+}
+
+TEST(CodecHeaders, AreNameValuePairsOfStringsAndAnythingElseIsADecodeErrorNamingThePair) {
+  for (const std::string bad : {R"(["a"])", R"(["a","b","c"])", R"([1,"b"])", R"({"a":"b"})", R"("a")"}) {
+    EXPECT_THAT(FromJson<Job>(R"({"id":"j","state":{},"seen":[],"headers":[["ok","1"],)" + bad + "]}"),
+                ErrorIs(ErrorCode::kDecode, HasSubstr("field 'headers[1]' has the wrong type or value: expected a "
+                                                      "[name, value] pair of strings")))
+        << bad;
+  }
+  Job j = FullJob();
+  j.headers[1].value = "\xff";
+  EXPECT_THAT(EncodeJson(j), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("field 'headers[1]' is not valid UTF-8")));
+}
+
+TEST(CodecDeque, ReadsAndWritesLikeAVector) {
+  auto back = FromJson<Job>(R"({"id":"j","state":{},"seen":["a","b","c"],"headers":[]})");
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(back->seen, (std::deque<std::string>{"a", "b", "c"}));
+  EXPECT_THAT(FromJson<Job>(R"({"id":"j","state":{},"seen":["a",2],"headers":[]})"),
+              ErrorIs(ErrorCode::kDecode, HasSubstr("field 'seen[1]' has the wrong type or value: expected a string")));
 }
 
 }  // namespace

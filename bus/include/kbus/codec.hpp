@@ -7,8 +7,20 @@
 //   - or a hand-written pair:  static void Encode(const T&, kbus::JsonWriter&);
 //                              static kbus::Result<T> Decode(const kbus::JsonValue&);
 // Field types: std::string, bool, integers, floating point, std::chrono durations (integer
-// milliseconds on the wire), std::vector, std::map<std::string, X>, std::optional, and structs
-// that are themselves JSON-capable. Unknown members are ignored, so producers may add fields.
+// milliseconds on the wire), std::vector, std::deque, std::map<std::string, X>, std::optional,
+// kbus::Header (a [name, value] pair of strings), and structs that are themselves JSON-capable.
+// Unknown members are ignored, so producers may add fields.
+// A std::string member that holds JSON text is listed as kbus::RawJsonField("state", &T::state):
+// written verbatim as the member's value (not as a string; hold compact text, whitespace is
+// kept), read back as the value's compact text. Encoding refuses text that is not exactly one
+// JSON value within the rules below, the levels around it counting towards kMaxJsonDepth, and
+// names the field ("field 'state' is not valid JSON (at byte 3): ...").
+// Presence (the third argument of Field and RawJsonField): kRequired, the default, is always
+// written and must be there; kOptional is always written and may be missing or null (the member
+// keeps its default); kOmitDefault is left out while the member equals its default (that of a
+// value-initialised T, so in-class initialisers count) and read like kOptional: for members
+// added later, so records without them stay as they were. An empty std::optional is left out
+// whatever its presence.
 // Decoding never throws: a missing or mistyped field is an Error naming the field's path.
 // Strings must be valid UTF-8 and nesting stays within kMaxJsonDepth (json.hpp), both ways:
 // decoding refuses other input as a decode error naming the field, and encoding refuses such a
@@ -27,7 +39,10 @@
 #include <type_traits>
 #include <vector>
 
+#include <deque>
+
 #include "kbus/json.hpp"
+#include "kbus/record.hpp"
 #include "kbus/result.hpp"
 
 namespace kbus {
@@ -38,21 +53,70 @@ struct JsonTraits {};  // specialise for plain structs
 template <class T>
 struct MessageTraits {};  // specialise for messages (message.hpp explains the members)
 
+// A record header as a [name, value] pair of strings (Kafka allows repeated names, so headers
+// are a list of pairs rather than an object).
+template <>
+struct JsonTraits<Header> {
+  static void Encode(const Header& h, JsonWriter& w) {
+    w.StartArray();
+    w.String(h.name);
+    w.String(h.value);
+    w.EndArray();
+  }
+  static Result<Header> Decode(const JsonValue& v) {
+    if (v.IsArray() && v.Size() == 2) {
+      const auto name = v.At(0).AsString();
+      const auto value = v.At(1).AsString();
+      if (name && value) return Header{std::string(*name), std::string(*value)};
+    }
+    return Error(ErrorCode::kDecode, "expected a [name, value] pair of strings");
+  }
+};
+
 enum class Presence { kRequired, kOptional };
 inline constexpr Presence kRequired = Presence::kRequired;
 inline constexpr Presence kOptional = Presence::kOptional;  // missing: the member keeps its default
+// Written only when it differs from its default; read like kOptional. A type of its own, so
+// that only these members' types need an operator==.
+struct OmitDefault {};
+inline constexpr OmitDefault kOmitDefault{};
 
-template <class S, class M>
+template <class S, class M, bool OmitsDefault = false>
 struct FieldDef {
   std::string_view name;
   M S::*member;
   Presence presence;
+  static constexpr bool kOmitsDefault = OmitsDefault;
 };
 
 template <class S, class M>
 constexpr FieldDef<S, M> Field(std::string_view name, M S::*member,
                                Presence presence = kRequired) {
   return {name, member, presence};
+}
+template <class S, class M>
+constexpr FieldDef<S, M, true> Field(std::string_view name, M S::*member, OmitDefault) {
+  return {name, member, kOptional};
+}
+
+// A std::string member holding one JSON value, written as that value (see above).
+template <class S, bool OmitsDefault = false>
+struct RawJsonFieldDef {
+  std::string_view name;
+  std::string S::*member;
+  Presence presence;
+  static constexpr bool kOmitsDefault = OmitsDefault;
+};
+
+template <class S>
+constexpr RawJsonFieldDef<S> RawJsonField(std::string_view name, std::string S::*member,
+                                          Presence presence = kRequired) {
+  return {name, member, presence};
+}
+template <class S>
+constexpr RawJsonFieldDef<S, true> RawJsonField(std::string_view name, std::string S::*member,
+                                                OmitDefault) {
+  return {name, member, kOptional};
 }
 
 template <class... F>
@@ -83,9 +147,22 @@ template <class T>
 concept JsonStruct = IsCodecTraits<JsonTraits<T>, T> || IsCodecTraits<MessageTraits<T>, T>;
 
 template <class T>
-struct IsVector : std::false_type {};
+struct IsSequence : std::false_type {};
 template <class T, class A>
-struct IsVector<std::vector<T, A>> : std::true_type {};
+struct IsSequence<std::vector<T, A>> : std::true_type {};
+template <class T, class A>
+struct IsSequence<std::deque<T, A>> : std::true_type {};
+template <class F>
+struct IsRawJsonField : std::false_type {};
+template <class S, bool OmitsDefault>
+struct IsRawJsonField<RawJsonFieldDef<S, OmitsDefault>> : std::true_type {};
+
+// The value kOmitDefault compares with: one default-constructed T per type, made on first use.
+template <class T>
+const T& DefaultOf() {
+  static const T value{};
+  return value;
+}
 template <class T>
 struct IsStringMap : std::false_type {};
 template <class V, class C, class A>
@@ -125,11 +202,20 @@ void EncodeStruct(const T& value, JsonWriter& w) {
           auto one = [&](const auto& fd) {
             if (!w.ok()) return;  // a refused value: the text is dropped, its path is named
             const auto& member = value.*(fd.member);
-            if constexpr (IsOptional<std::remove_cvref_t<decltype(member)>>::value) {
+            using M = std::remove_cvref_t<decltype(member)>;
+            if constexpr (IsOptional<M>::value) {
               if (!member) return;  // absent optionals are left out, not written as null
             }
+            if constexpr (std::remove_cvref_t<decltype(fd)>::kOmitsDefault) {
+              static_assert(std::equality_comparable<M>, "kOmitDefault needs a member type with ==");
+              if (member == DefaultOf<T>().*(fd.member)) return;
+            }
             w.Key(fd.name);
-            EncodeValue(member, w);
+            if constexpr (IsRawJsonField<std::remove_cvref_t<decltype(fd)>>::value) {
+              w.CheckedRawValue(member);
+            } else {
+              EncodeValue(member, w);
+            }
             if (!w.ok()) [[unlikely]] w.PrefixErrorPath(fd.name);
           };
           (one(field), ...);
@@ -156,7 +242,7 @@ bool DecodeStruct(const JsonValue& v, T& out, DecodeFailure& f) {
           auto one = [&](const auto& fd) {
             if (!ok) return;
             auto member = v.Find(fd.name, &cursor);
-            if (!member || (fd.presence == kOptional && member->IsNull())) {
+            if (!member || (fd.presence != kRequired && member->IsNull())) {
               if (fd.presence == kRequired) {
                 f.path = std::string(fd.name);
                 f.what = "is missing";
@@ -164,7 +250,10 @@ bool DecodeStruct(const JsonValue& v, T& out, DecodeFailure& f) {
               }
               return;
             }
-            if (!DecodeValue(*member, out.*(fd.member), f)) {
+            if constexpr (IsRawJsonField<std::remove_cvref_t<decltype(fd)>>::value) {
+              // Parsed within kbus's rules, so its compact text is too.
+              out.*(fd.member) = member->ToJson();
+            } else if (!DecodeValue(*member, out.*(fd.member), f)) {
               f.Prefix(fd.name);
               ok = false;
             }
@@ -204,7 +293,7 @@ void EncodeValue(const M& value, JsonWriter& w) {
     } else {
       w.Null();
     }
-  } else if constexpr (IsVector<M>::value) {
+  } else if constexpr (IsSequence<M>::value) {
     w.StartArray();
     std::size_t i = 0;
     for (const auto& item : value) {
@@ -277,10 +366,10 @@ bool DecodeValue(const JsonValue& v, M& out, DecodeFailure& f) {
     typename M::value_type inner{};
     if (!DecodeValue(v, inner, f)) return false;
     out = std::move(inner);
-  } else if constexpr (IsVector<M>::value) {
+  } else if constexpr (IsSequence<M>::value) {
     if (!v.IsArray()) return f.what = MistypeMessage("an array", v), false;
     out.clear();
-    out.reserve(v.Size());
+    if constexpr (requires { out.reserve(std::size_t{}); }) out.reserve(v.Size());
     for (std::size_t i = 0; i < v.Size(); ++i) {
       typename M::value_type item{};
       if (!DecodeValue(v.At(i), item, f)) {

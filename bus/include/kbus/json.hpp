@@ -70,6 +70,11 @@ class JsonWriter {
   // Writes `json` verbatim as one value, unchecked: the caller vouches that it is exactly one
   // valid JSON value, and compact if the output must stay on one line.
   void RawValue(std::string_view json);
+  // Writes `json` verbatim as one value after checking it as JsonDocument::Parse would, with
+  // the levels it is written inside counted towards kMaxJsonDepth. Text that is not exactly one
+  // such value is refused like a bad string: ok() turns false, naming what was wrong, and null
+  // is written in its place so the calls' structure stays whole. Whitespace is kept as given.
+  void CheckedRawValue(std::string_view json);
 
   // The text written so far. Valid until the next call on this writer.
   std::string_view View() const;
