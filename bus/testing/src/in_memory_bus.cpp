@@ -11,13 +11,19 @@ InMemoryBus::InMemoryBus(const HandlerRegistry& handlers, InMemoryOptions option
   topics_[DeadLetterTopic(options_.group)];
 }
 
+namespace {
+// Where a record is delivered: its own partition, or the only one when the partitioner chooses.
+std::int32_t DeliveryPartition(const OutgoingRecord& r) { return r.partition < 0 ? 0 : r.partition; }
+}  // namespace
+
 void InMemoryBus::Append(OutgoingRecord record) {
   auto& topic = topics_[record.topic];
-  topic.push_back(std::move(record));
-  const auto& topic_name = topic.back().topic;
+  topic.offsets.push_back(topic.next_offsets[DeliveryPartition(record)]++);
+  topic.records.push_back(std::move(record));
+  const auto& topic_name = topic.records.back().topic;
   const auto subscribed = handlers_.Topics();
   if (std::find(subscribed.begin(), subscribed.end(), topic_name) != subscribed.end()) {
-    pending_.push_back({topic_name, topic.size() - 1, 0});
+    pending_.push_back({topic_name, topic.records.size() - 1, 0});
   }
 }
 
@@ -28,15 +34,16 @@ std::size_t InMemoryBus::RunUntilIdle(std::size_t max_deliveries) {
     pending_.pop_front();
     ++runs;
     // Copy: the handler may append to the same topic, which can move the stored record.
-    const OutgoingRecord stored = topics_[item.topic][item.index];
+    const Topic& topic = topics_[item.topic];
+    const OutgoingRecord stored = topic.records[item.index];
     std::vector<HeaderView> headers;
     for (const auto& h : stored.headers) headers.push_back({h.name, h.value});
     InboundRecord in;
     in.topic = stored.topic;
-    in.partition = 0;
-    in.offset = static_cast<std::int64_t>(item.index);
+    in.partition = DeliveryPartition(stored);
+    in.offset = topic.offsets[item.index];
     in.key = stored.key;
-    in.payload = stored.payload;
+    if (!stored.tombstone) in.payload = stored.payload;  // a null value, as the worker sees it
     in.headers = headers;
     ++item.attempts;
     DispatchResult r = dispatcher_.Dispatch(in, item.attempts);
@@ -49,7 +56,7 @@ std::size_t InMemoryBus::RunUntilIdle(std::size_t max_deliveries) {
         ++skipped_;
         break;
       case DispatchResult::Kind::kRetry: {
-        const HandlerRegistry::Route* route = handlers_.Find(r.type);
+        const HandlerRegistry::Route* route = handlers_.Find(r.type, in.topic);  // as the worker: per topic
         const int max_deliveries = route != nullptr && route->policy.max_deliveries
                                        ? *route->policy.max_deliveries
                                        : options_.max_deliveries;
@@ -72,7 +79,7 @@ std::size_t InMemoryBus::RunUntilIdle(std::size_t max_deliveries) {
 const std::vector<OutgoingRecord>& InMemoryBus::Records(std::string_view topic) const {
   static const std::vector<OutgoingRecord> kEmpty;
   auto it = topics_.find(topic);
-  return it == topics_.end() ? kEmpty : it->second;
+  return it == topics_.end() ? kEmpty : it->second.records;
 }
 
 const std::vector<OutgoingRecord>& InMemoryBus::DeadLetters() const {

@@ -4,9 +4,17 @@
 // so decode errors, unknown types, retries and dead letters behave the same way. Retries run at
 // once (no waiting): tests check decisions, not timing.
 //
+// Records are kept as sent, `partition` and `tombstone` included, so a test sees what a handler
+// asked for. They are delivered on their partition, with offsets counted per partition; where
+// the partitioner would choose (partition -1) the bus has one partition, 0. A tombstone is
+// delivered with a null payload, as the Kafka worker delivers one, so it never reaches a
+// handler: without a kbus-type header it is skipped on an event topic and dead-lettered as
+// unknown-type on a command topic, with one it is a decode error. Messages<T>() leaves it out.
+//
 // Thread safety: none; one test thread.
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <string>
@@ -40,7 +48,8 @@ class InMemoryBus {
   // Dispatches records on handled topics until none is left; returns how many deliveries ran.
   std::size_t RunUntilIdle(std::size_t max_deliveries = 1'000'000);
 
-  // Everything appended to a topic, in order (handled records stay in their topic).
+  // Everything appended to a topic, in order, as it was sent (handled records stay in their
+  // topic).
   const std::vector<OutgoingRecord>& Records(std::string_view topic) const;
   const std::vector<OutgoingRecord>& DeadLetters() const;
 
@@ -49,7 +58,7 @@ class InMemoryBus {
   std::vector<T> Messages(std::string_view topic = MessageTraits<T>::kTopic) const {
     std::vector<T> out;
     for (const auto& r : Records(topic)) {
-      if (r.FindHeader(header::kType) != MessageTraits<T>::kType) continue;
+      if (r.tombstone || r.FindHeader(header::kType) != MessageTraits<T>::kType) continue;
       if (auto decoded = FromJson<T>(r.payload); decoded.ok()) out.push_back(std::move(*decoded));
     }
     return out;
@@ -64,11 +73,16 @@ class InMemoryBus {
     std::size_t index;
     int attempts = 0;
   };
+  struct Topic {
+    std::vector<OutgoingRecord> records;
+    std::vector<std::int64_t> offsets;                  // records[i]'s offset in its partition
+    std::map<std::int32_t, std::int64_t> next_offsets;  // per partition
+  };
 
   const HandlerRegistry& handlers_;
   InMemoryOptions options_;
   Dispatcher dispatcher_;
-  std::map<std::string, std::vector<OutgoingRecord>, std::less<>> topics_;
+  std::map<std::string, Topic, std::less<>> topics_;
   std::deque<Pending> pending_;
   std::size_t handled_ = 0;
   std::size_t skipped_ = 0;
