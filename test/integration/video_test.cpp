@@ -7,9 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 
@@ -18,75 +16,15 @@
 #include "kbus/dead_letter.hpp"
 #include "kbus/kafka/admin.hpp"
 #include "services.hpp"
+#include "video_endings.hpp"
 #include "video_stack.hpp"
 
 namespace {
 
 using kbus::test::TestBroker;
 using video_test::Stack;
+using video_test::VideoEndings;
 using namespace std::chrono_literals;
-
-// How each video ended, as a separate group sees the results.
-class Outcomes {
- public:
-  explicit Outcomes(const Stack& stack) {
-    kbus::HandlerOptions on_events;
-    on_events.topic = stack.events_topic;
-    handlers_.Handle<video::VideoEncoded>([this](const video::VideoEncoded& e, kbus::Context&) {
-      Add(e.video_id, "encoded:" + std::to_string(e.attempts));
-    }, on_events);
-    handlers_.Handle<video::VideoEncodingFailed>([this](const video::VideoEncodingFailed& e, kbus::Context&) {
-      std::lock_guard lock(mu_);
-      ++failed_events_[e.video_id];
-    }, on_events);
-    kbus::HandlerOptions on_dlq;
-    on_dlq.topic = stack.dlq;
-    handlers_.Handle<video::EncodeVideo>(
-        [this](const video::EncodeVideo& v, kbus::Context& ctx) {
-          const auto reason = ctx.record().FindHeader(kbus::header::kDlqReason).value_or("");
-          const auto attempts = ctx.record().FindHeader(kbus::header::kDlqAttempts).value_or("");
-          const auto outcome = ctx.record().FindHeader("kbus-dlq-outcome").value_or("");
-          Add(v.video_id, "dlq:" + std::string(reason) + ":" + std::string(attempts) + ":" + std::string(outcome));
-        },
-        on_dlq);
-    worker_ = std::make_unique<it::RunningWorker>(it::WorkerConfigFor(TestBroker::UniqueName("video-obs")), handlers_);
-  }
-
-  // Waits until `n` videos ended (or the timeout), and returns every ending seen per video.
-  std::map<std::string, std::vector<std::string>> Wait(std::size_t n, std::chrono::seconds timeout) {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return ended_.size() >= n; });
-    return ended_;
-  }
-  // Lets late duplicates arrive: waits until nothing new came for `quiet`.
-  std::map<std::string, std::vector<std::string>> Settle(std::chrono::milliseconds quiet) {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      const std::size_t before = events_;
-      if (!cv_.wait_for(lock, quiet, [&] { return events_ != before; })) return ended_;
-    }
-  }
-  int FailedEvents(const std::string& id) {
-    std::lock_guard lock(mu_);
-    return failed_events_[id];
-  }
-
- private:
-  void Add(const std::string& id, std::string what) {
-    std::lock_guard lock(mu_);
-    ended_[id].push_back(std::move(what));
-    ++events_;
-    cv_.notify_all();
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, std::vector<std::string>> ended_;
-  std::map<std::string, int> failed_events_;
-  std::size_t events_ = 0;
-  kbus::HandlerRegistry handlers_;
-  std::unique_ptr<it::RunningWorker> worker_;
-};
 
 video::EncodeSettings Quick(int attempts) {
   video::EncodeSettings s;
@@ -103,20 +41,20 @@ video::EncodeSettings Quick(int attempts) {
 TEST(VideoEncoding, TheDemosThreeJobsEndAsDescribed) {
   Stack stack(Quick(3), 4);
   const std::string p = TestBroker::UniqueName("v") + "-";
-  Outcomes outcomes(stack);
+  VideoEndings observer(stack.events_topic, stack.dlq);
   stack.Send({p + "ok", "holiday.mp4", 720});
   stack.Send({p + "flaky", "flaky-2-interview.mp4", 720});
   stack.Send({p + "broken", "broken-upload.mp4", 720});
 
-  auto ended = outcomes.Wait(3, 120s);
+  auto ended = observer.Wait(3, 120s);
   ASSERT_EQ(ended.size(), 3u);
   EXPECT_EQ(ended[p + "ok"], std::vector<std::string>{"encoded:1"});
   EXPECT_EQ(ended[p + "flaky"], std::vector<std::string>{"encoded:3"}) << "failed twice, then encoded";
   EXPECT_EQ(ended[p + "broken"], std::vector<std::string>{"dlq:attempts-exhausted:3:failed"});
   // Published with the dead letter, on another topic: it may arrive after it.
-  EXPECT_TRUE(kbus::test::WaitFor([&] { return outcomes.FailedEvents(p + "broken") >= 1; }))
+  EXPECT_TRUE(kbus::test::WaitFor([&] { return observer.FailedEvents(p + "broken") >= 1; }))
       << "VideoEncodingFailed published";
-  EXPECT_EQ(outcomes.FailedEvents(p + "broken"), 1) << "VideoEncodingFailed published once";
+  EXPECT_EQ(observer.FailedEvents(p + "broken"), 1) << "VideoEncodingFailed published once";
   // The fake encoder's result line is each finished job's result, for the console to serve.
   auto ok = stack.encoder->host().Instance(p + "ok");
   ASSERT_TRUE(ok.has_value());
@@ -137,7 +75,7 @@ TEST(VideoEncoding, TwoHundredConcurrentWorkflowsWithMixedOutcomesEachEndExactly
   s.fake_seconds = 0.1;
   Stack stack(s, 16);
   const std::string p = TestBroker::UniqueName("m") + "-";
-  Outcomes outcomes(stack);
+  VideoEndings observer(stack.events_topic, stack.dlq);
   std::map<std::string, std::string> expected;
   for (int i = 0; i < 200; ++i) {
     const std::string id = p + std::to_string(i);
@@ -155,9 +93,10 @@ TEST(VideoEncoding, TwoHundredConcurrentWorkflowsWithMixedOutcomesEachEndExactly
         expected[id] = "dlq:attempts-exhausted:2:failed";
     }
   }
-  outcomes.Wait(200, 300s);
-  const auto ended = outcomes.Settle(2s);
+  observer.Wait(200, 300s);
+  const auto ended = observer.Settle(2s);
   ASSERT_EQ(ended.size(), 200u) << "every workflow ended";
+  EXPECT_EQ(observer.RepeatedEndings(), 0) << "nothing crashed, so no ending was sent twice";
   int wrong = 0;
   for (const auto& [id, endings] : ended) {
     if (endings != std::vector<std::string>{expected[id]}) {

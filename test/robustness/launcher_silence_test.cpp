@@ -49,8 +49,8 @@ TEST(LauncherSilence, KillingTheLauncherMidJobIsSeenAsSilenceAndTheNextAttemptRu
       << "attempt 2 never started";
   const pid_t second_child = static_cast<pid_t>(watch.PidOf(second));
   EXPECT_EQ(rb::ParentOf(rb::ParentOf(second_child)), next->pid()) << "attempt 2 runs under the new launcher";
-  EXPECT_EQ(watch.Await([&] { return watch.ended() >= 1; }, 60s, {host.get(), next.get()}), "");
-  const auto endings = watch.Settle(2s);
+  EXPECT_EQ(watch.Await([&] { return watch.endings().Ended() >= 1; }, 60s, {host.get(), next.get()}), "");
+  const auto endings = watch.endings().Settle(2s);
   ASSERT_TRUE(endings.contains(id));
   EXPECT_EQ(endings.at(id), std::vector<std::string>{"encoded:2"});
   // The killed launcher reported nothing. If it had not committed the launch yet, the new one

@@ -35,7 +35,7 @@ TEST(WorkflowKill, KillingTheHostTwiceWhile100WorkflowsRunEndsEachExactlyOnce) {
   for (int i = 0; i < 100; ++i) {
     const std::string id = s.tag + "-" + std::to_string(i);
     static constexpr const char* kSources[] = {"ok.mp4", "flaky-1.mp4", "broken.mp4"};
-    static constexpr const char* kEndings[] = {"encoded:1", "encoded:2", "dlq:attempts-exhausted:2"};
+    static constexpr const char* kEndings[] = {"encoded:1", "encoded:2", "dlq:attempts-exhausted:2:failed"};
     ASSERT_TRUE(producer.Send(video::EncodeVideo{id, kSources[i % 3], 720}, {.topic = s.commands}).ok());
     expected[id] = kEndings[i % 3];
   }
@@ -46,7 +46,7 @@ TEST(WorkflowKill, KillingTheHostTwiceWhile100WorkflowsRunEndsEachExactlyOnce) {
   const auto started = std::chrono::steady_clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
   auto kill_and_restart = [&](const char* when) {
-    const std::size_t ended = watch.Ended();
+    const std::size_t ended = watch.endings().Ended();
     EXPECT_LT(ended, expected.size()) << "everything ended before the kill " << when;
     // What the crash leaves to be delivered again: the inputs not committed yet.
     const auto committed = rb::Committed(TestBroker::Get().bootstrap(), s.group, s.name + ".in", 4);
@@ -63,14 +63,14 @@ TEST(WorkflowKill, KillingTheHostTwiceWhile100WorkflowsRunEndsEachExactlyOnce) {
   ASSERT_EQ(watch.Await([&] { return watch.total_launches() >= 20; }, 60s, {host.get()}), "")
       << "waiting for 20 launches, saw " << watch.Launches();
   kill_and_restart("after 20 launches");
-  ASSERT_EQ(watch.Await([&] { return watch.ended() >= 15; }, 90s, {host.get()}), "")
-      << "waiting for the restarted host to end 15 workflows, " << watch.Ended() << " ended";
+  ASSERT_EQ(watch.Await([&] { return watch.endings().Ended() >= 15; }, 90s, {host.get()}), "")
+      << "waiting for the restarted host to end 15 workflows, " << watch.endings().Ended() << " ended";
   kill_and_restart("after 15 endings");
 
   const std::string waited =
-      watch.Await([&] { return watch.ended() >= expected.size(); }, 90s, {host.get(), launcher.get()});
-  EXPECT_EQ(waited, "") << watch.Ended() << " of " << expected.size() << " workflows ended";
-  const auto endings = watch.Settle(3s);
+      watch.Await([&] { return watch.endings().Ended() >= expected.size(); }, 90s, {host.get(), launcher.get()});
+  EXPECT_EQ(waited, "") << watch.endings().Ended() << " of " << expected.size() << " workflows ended";
+  const auto endings = watch.endings().Settle(3s);
   std::printf("all ended after %.1f s\n", seconds());
   int wrong = 0;
   for (const auto& [id, want] : expected) {
@@ -89,9 +89,9 @@ TEST(WorkflowKill, KillingTheHostTwiceWhile100WorkflowsRunEndsEachExactlyOnce) {
   // drops the copies by id, as the watch did.
   const auto [pairs, copies] = watch.RepeatedLaunches();
   std::printf("launches %d: %d (job, attempt) pairs sent more than once, %d extra copies; %d endings sent again\n",
-              watch.Launches(), pairs, copies, watch.RepeatedEndings());
+              watch.Launches(), pairs, copies, watch.endings().RepeatedEndings());
   RecordProperty("repeated_launch_copies", copies);
-  RecordProperty("repeated_endings", watch.RepeatedEndings());
+  RecordProperty("repeated_endings", watch.endings().RepeatedEndings());
   EXPECT_EQ(watch.StartedTwice(), 0) << "a repeated launch ran an attempt twice";
 
   EXPECT_EQ(host->Stop(SIGTERM, 30s), 0);

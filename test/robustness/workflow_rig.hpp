@@ -1,12 +1,12 @@
 #pragma once
 // The video-encoding workflow as an operator runs it, for the workflow robustness suites
 // (workflow_kill_test.cpp, launcher_silence_test.cpp): a `video-encoding` host process and
-// `kbus-launcher` processes on topics of one test, and a Watch, a consumer group of the test
-// process that records what crosses those topics: launches, cancels, starts, and how each video
-// ended.
+// `kbus-launcher` processes on topics of one test, and a Watch, consumer groups of the test
+// process that record what crosses those topics: launches, cancels, starts, and how each video
+// ended (video_test::VideoEndings, test/integration/video_endings.hpp).
 //
 // Thread safety: Rig on the test's thread; Watch's accessors from any thread (its handlers run
-// on its worker's threads).
+// on its workers' threads).
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -28,6 +28,7 @@
 #include "kbus/handlers/launcher_messages.hpp"
 #include "messages.hpp"
 #include "rb_support.hpp"
+#include "video_endings.hpp"
 
 namespace wfrb {
 
@@ -79,12 +80,11 @@ struct Rig {
   }
 };
 
-// What a separate group sees: launches per (job, attempt), cancels, starts (with the pid the
-// launcher reported), exits, and each video's distinct endings ("encoded:<attempts>", or
-// "dlq:<reason>:<attempts>" for its dead-letter record), telling copies apart by message id.
+// What separate groups see: launches per (job, attempt), cancels, starts (with the pid the
+// launcher reported), exits, and how each video ended (endings()).
 class Watch {
  public:
-  explicit Watch(const Rig& s) {
+  explicit Watch(const Rig& s) : endings_(s.events, s.dlq) {
     using kbus::handlers::CancelProcess;
     using kbus::handlers::LaunchProcess;
     using kbus::handlers::ProcessExited;
@@ -124,28 +124,15 @@ class Watch {
     // re-keyed commands) is not the watcher's business.
     handlers_.Handle<kbus::handlers::ProcessHeartbeat>([](const auto&, kbus::Context&) {}, on_input);
     handlers_.Handle<kbus::handlers::ProcessProgress>([](const auto&, kbus::Context&) {}, on_input);
+    handlers_.Handle<video::EncodeVideo>([](const auto&, kbus::Context&) {}, on_input);
     handlers_.AddRoute({s.name + ".timeout", kbus::MessageKind::kCommand, s.name + ".in",
                         [](const kbus::JsonValue&, kbus::Context&) { return kbus::Ack(); }, {}});
-    handlers_.Handle<video::VideoEncoded>(
-        [this](const video::VideoEncoded& e, kbus::Context& ctx) {
-          End(e.video_id, ctx, "encoded:" + std::to_string(e.attempts));
-        },
-        {.topic = s.events});
-    handlers_.Handle<video::VideoEncodingFailed>([](const auto&, kbus::Context&) {}, {.topic = s.events});
-    handlers_.Handle<video::EncodeVideo>(
-        [this, dlq = s.dlq](const video::EncodeVideo& v, kbus::Context& ctx) {
-          if (ctx.record().topic != dlq) return;  // the copy re-keyed into the input topic
-          End(v.video_id, ctx,
-              "dlq:" + std::string(ctx.record().FindHeader(kbus::header::kDlqReason).value_or("")) + ":" +
-                  std::string(ctx.record().FindHeader(kbus::header::kDlqAttempts).value_or("")));
-        },
-        {.topic = s.dlq});
     worker_ = std::make_unique<it::RunningWorker>(it::WorkerConfigFor(TestBroker::UniqueName("wfk-watch")), handlers_);
   }
 
-  // Waits until `pred` holds (checked under the watch's lock), `timeout` passes, or one of
-  // `alive` exits: a host that died on its own would otherwise be waited for until the deadline.
-  // Returns "" when `pred` held, else what went wrong.
+  // Waits until `pred` holds (checked under the watch's lock, and at least every 250 ms),
+  // `timeout` passes, or one of `alive` exits: a host that died on its own would otherwise be
+  // waited for until the deadline. Returns "" when `pred` held, else what went wrong.
   template <class Pred>
   std::string Await(Pred pred, std::chrono::seconds timeout, std::vector<rb::Process*> alive = {}) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -160,9 +147,9 @@ class Watch {
     }
   }
 
-  // Accessors for Await's predicates: call them only there (the lock is held).
+  // Accessors for Await's predicates: call them only there (the lock is held). endings()
+  // takes a lock of its own and may be called anywhere.
   int total_launches() const { return total_launches_; }
-  std::size_t ended() const { return endings_.size(); }
   bool Started(const std::string& launch) const { return started_.contains(launch); }
   bool Cancelled(const std::string& launch) const {
     return std::find(cancels_.begin(), cancels_.end(), launch) != cancels_.end();
@@ -187,15 +174,6 @@ class Watch {
     std::lock_guard lock(mu_);
     return total_launches_;
   }
-  std::size_t Ended() {
-    std::lock_guard lock(mu_);
-    return endings_.size();
-  }
-  // Copies of an ending already seen (same message id, same content).
-  int RepeatedEndings() {
-    std::lock_guard lock(mu_);
-    return repeated_endings_;
-  }
   // (job, attempt) pairs sent more than once, and the copies beyond the first.
   std::pair<int, int> RepeatedLaunches() {
     std::lock_guard lock(mu_);
@@ -206,33 +184,10 @@ class Watch {
     }
     return out;
   }
-  // Waits until nothing new ended for `quiet` (late copies would show up), then every ending
-  // per video.
-  std::map<std::string, std::vector<std::string>> Settle(std::chrono::milliseconds quiet) {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      const std::size_t before = events_;
-      if (!cv_.wait_for(lock, quiet, [&] { return events_ != before; })) return endings_;
-    }
-  }
+  // How each video ended.
+  video_test::VideoEndings& endings() { return endings_; }
 
  private:
-  // An ending sent again (the host died after sending it, before committing what caused it)
-  // carries the message id of the first copy: a receiver drops it, and so does the watch, after
-  // counting it. A copy that says something else is kept, as a second ending.
-  void End(const std::string& video, const kbus::Context& ctx, std::string what) {
-    const std::string message_id(ctx.record().FindHeader(kbus::header::kId).value_or(""));
-    std::lock_guard lock(mu_);
-    auto [it, first] = ending_ids_.emplace(message_id, what);
-    if (!first && !message_id.empty() && it->second == what) {
-      ++repeated_endings_;
-    } else {
-      endings_[video].push_back(std::move(what));
-    }
-    ++events_;
-    cv_.notify_all();
-  }
-
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, int> launches_;
@@ -241,12 +196,9 @@ class Watch {
   std::map<std::string, std::int64_t> started_;
   int started_twice_ = 0;
   std::map<std::string, std::vector<std::string>> exits_;
-  std::map<std::string, std::vector<std::string>> endings_;  // distinct endings per video
-  std::map<std::string, std::string> ending_ids_;             // message id -> what it said
-  int repeated_endings_ = 0;
-  std::size_t events_ = 0;
   kbus::HandlerRegistry handlers_;
   std::unique_ptr<it::RunningWorker> worker_;
+  video_test::VideoEndings endings_;  // its own group, started first
 };
 
 // The last state record of workflow `id` on the state topic (its JSON), or "" when there is none.
