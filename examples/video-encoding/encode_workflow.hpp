@@ -79,6 +79,14 @@ inline std::string CheckEncode(const EncodeVideo& v, const EncodeSettings& s) {
   return {};
 }
 
+// Whether the fake encoder's attempt fails, as the source's name plays it: "broken..." always,
+// "flaky-N..." its first N attempts, anything else never.
+inline bool FakeAttemptFails(const std::string& source, int attempt) {
+  if (source.starts_with("broken")) return true;
+  if (source.starts_with("flaky-")) return attempt <= std::atoi(source.c_str() + 6);
+  return false;
+}
+
 // The program and arguments of one attempt. ffmpeg's input and output are `file:` URLs: a
 // source beginning with '-' is not an option, and one naming another protocol (pipe:, http:,
 // concat:) is a file of that name. The allow-list adds ffmpeg's fixed arguments before these
@@ -95,13 +103,7 @@ inline kbus::workflows::LaunchSpec EncoderLaunch(const EncodeVideo& v, int attem
       "fake-encoder",
       {"--seconds", std::to_string(s.fake_seconds), "--steps", "4", "--output", v.video_id + ".mp4"},
       {}};
-  int fails = 0;
-  if (v.source.starts_with("broken")) {
-    fails = attempt;
-  } else if (v.source.starts_with("flaky-")) {
-    fails = std::atoi(v.source.c_str() + 6);
-  }
-  if (attempt <= fails) {
+  if (FakeAttemptFails(v.source, attempt)) {
     spec.args.insert(spec.args.end(), {"--exit-code", "1", "--stderr", v.source + ": invalid data found"});
   }
   return spec;

@@ -1,5 +1,6 @@
 #pragma once
-// The video service's messages: one long command, and what became of it.
+// The video service's messages: two long commands (an encoding, a thumbnail), and what became
+// of them.
 
 #include <string>
 
@@ -32,6 +33,28 @@ struct VideoEncodingFailed {
   std::string video_id;
   int attempts = 0;
   std::string outcome;  // the last attempt's: failed, timed_out, lost, ...
+  std::string error;
+};
+
+// Make a still of `source`, `height` lines tall, from `at_seconds` into it. Handled by
+// ThumbnailWorkflow, a second delegated workflow in the same worker (thumbnail_workflow.hpp).
+struct MakeThumbnail {
+  std::string video_id;
+  std::string source;
+  int height = 180;
+  double at_seconds = 1;
+};
+
+struct ThumbnailMade {
+  std::string video_id;
+  int attempts = 0;
+  std::string output;  // the image, as the launcher wrote it ("" for the fake encoder)
+};
+
+struct ThumbnailFailed {
+  std::string video_id;
+  int attempts = 0;
+  std::string outcome;  // the last attempt's
   std::string error;
 };
 
@@ -74,4 +97,38 @@ template <>
 struct kbus::JsonTraits<video::EncodeResult> {
   using T = video::EncodeResult;
   static constexpr auto kFields = kbus::Fields(kbus::Field("output", &T::output), kbus::Field("height", &T::height));
+};
+
+template <>
+struct kbus::MessageTraits<video::MakeThumbnail> {
+  using T = video::MakeThumbnail;
+  static constexpr std::string_view kType = "video.MakeThumbnail";
+  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kCommand;
+  static constexpr std::string_view kTopic = "video.commands";
+  static constexpr auto kFields =
+      kbus::Fields(kbus::Field("video_id", &T::video_id), kbus::Field("source", &T::source),
+                   kbus::Field("height", &T::height, kbus::kOptional),
+                   kbus::Field("at_seconds", &T::at_seconds, kbus::kOptional));
+};
+
+template <>
+struct kbus::MessageTraits<video::ThumbnailMade> {
+  using T = video::ThumbnailMade;
+  static constexpr std::string_view kType = "video.ThumbnailMade";
+  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kEvent;
+  static constexpr std::string_view kTopic = "video.events";
+  static constexpr auto kFields =
+      kbus::Fields(kbus::Field("video_id", &T::video_id), kbus::Field("attempts", &T::attempts),
+                   kbus::Field("output", &T::output, kbus::kOptional));
+};
+
+template <>
+struct kbus::MessageTraits<video::ThumbnailFailed> {
+  using T = video::ThumbnailFailed;
+  static constexpr std::string_view kType = "video.ThumbnailFailed";
+  static constexpr kbus::MessageKind kKind = kbus::MessageKind::kEvent;
+  static constexpr std::string_view kTopic = "video.events";
+  static constexpr auto kFields = kbus::Fields(
+      kbus::Field("video_id", &T::video_id), kbus::Field("attempts", &T::attempts),
+      kbus::Field("outcome", &T::outcome), kbus::Field("error", &T::error, kbus::kOptional));
 };

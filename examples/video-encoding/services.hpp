@@ -1,7 +1,7 @@
 #pragma once
 // The video service's processes as classes, so that the demo and the tests run exactly what
-// the binaries run: EncodeService hosts EncodeVideoWorkflow in a worker group; LauncherService
-// is what kbus-launcher runs (the same Launcher, in this process).
+// the binaries run: EncodeService hosts EncodeVideoWorkflow (and ThumbnailWorkflow) in one
+// worker group; LauncherService is what kbus-launcher runs (the same Launcher, in this process).
 //
 // Each reports to one metrics registry and health board with its worker (the config's, or its
 // own), so the worker's --http-port serves the workflow's or the launcher's metrics and probe
@@ -12,11 +12,12 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
-#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "encode_workflow.hpp"
+#include "thumbnail_workflow.hpp"
 #include "kbus/handlers/launcher.hpp"
 #include "kbus/handlers/producer_sink.hpp"
 #include "kbus/kafka/producer.hpp"
@@ -35,35 +36,60 @@ inline kbus::kafka::ProducerConfig EventProducerConfig(const kbus::kafka::Client
 
 class EncodeService {
  public:
-  EncodeService(kbus::kafka::WorkerConfig config, EncodeSettings settings)
+  // Hosts EncodeVideoWorkflow, and with `thumbnails` ThumbnailWorkflow too, in one worker of
+  // `config.group`: the two take the launcher's events each on its own input topic.
+  EncodeService(kbus::kafka::WorkerConfig config, EncodeSettings settings,
+                std::optional<ThumbnailSettings> thumbnails = std::nullopt)
       : metrics_(config.metrics ? config.metrics : std::make_shared<kbus::metrics::Registry>()),
         health_(config.health ? config.health : std::make_shared<kbus::health::Board>()),
-        workflow_(EncodeVideoWorkflow(std::move(settings))),
-        state_(config.client, workflow_.options().state_topic),
-        store_(state_),
         producer_(EventProducerConfig(config.client)),
-        host_(workflow_, HostConfig(config), store_) {
-    host_.Register(handlers_);
-    host_.ReportTo(*metrics_, *health_);
-    kbus::workflows::Attach(host_, config);
+        encode_(EncodeVideoWorkflow(settings), config, HostConfig(config)) {
+    if (thumbnails) {
+      thumbnail_ = std::make_unique<Hosted>(ThumbnailWorkflow(settings, std::move(*thumbnails)), config,
+                                            HostConfig(config));
+    }
+    for (Hosted* h : {&encode_, thumbnail_.get()}) {
+      if (h == nullptr) continue;
+      h->host.Register(handlers_);
+      h->host.ReportTo(*metrics_, *health_);
+      kbus::workflows::Attach(h->host, config);
+    }
     config.metrics = metrics_;
     config.health = health_;
     worker_ = std::make_unique<kbus::kafka::Worker>(config, handlers_);
   }
 
   void Run() {
-    host_.Start();
+    encode_.host.Start();
+    if (thumbnail_) thumbnail_->host.Start();
     worker_->Run();
-    host_.Stop();
+    if (thumbnail_) thumbnail_->host.Stop();
+    encode_.host.Stop();
   }
   void Stop() noexcept { worker_->Stop(); }
 
-  kbus::workflows::WorkflowHost& host() { return host_; }
+  kbus::workflows::WorkflowHost& host() { return encode_.host; }
+  // The thumbnail workflow's host, or nullptr when this service hosts none.
+  kbus::workflows::WorkflowHost* thumbnail_host() { return thumbnail_ ? &thumbnail_->host : nullptr; }
   kbus::kafka::Worker& worker() { return *worker_; }
   kbus::health::Board& health() { return *health_; }
-  const std::string& input_topic() const { return workflow_.options().input_topic; }
+  const std::string& input_topic() const { return encode_.workflow.options().input_topic; }
 
  private:
+  // One workflow with its state store and host.
+  struct Hosted {
+    Hosted(kbus::workflows::Workflow<kbus::workflows::DelegatedState> wf, const kbus::kafka::WorkerConfig& config,
+           kbus::workflows::HostConfig host_config)
+        : workflow(std::move(wf)),
+          state(config.client, workflow.options().state_topic),
+          store(state),
+          host(workflow, std::move(host_config), store) {}
+    kbus::workflows::Workflow<kbus::workflows::DelegatedState> workflow;
+    kbus::kafka::StateTopic state;
+    kbus::workflows::KafkaStateStore store;
+    kbus::workflows::WorkflowHost host;
+  };
+
   kbus::workflows::HostConfig HostConfig(const kbus::kafka::WorkerConfig& config) {
     kbus::workflows::HostConfig h;
     h.group = config.group;
@@ -72,14 +98,12 @@ class EncodeService {
     return h;
   }
 
-  // First: the host and the worker report here until they are gone.
+  // First: the hosts and the worker report here until they are gone.
   std::shared_ptr<kbus::metrics::Registry> metrics_;
   std::shared_ptr<kbus::health::Board> health_;
-  kbus::workflows::Workflow<kbus::workflows::DelegatedState> workflow_;
-  kbus::kafka::StateTopic state_;
-  kbus::workflows::KafkaStateStore store_;
-  kbus::kafka::Producer producer_;
-  kbus::workflows::WorkflowHost host_;
+  kbus::kafka::Producer producer_;  // the hosts' timeouts; outlives them
+  Hosted encode_;
+  std::unique_ptr<Hosted> thumbnail_;
   kbus::HandlerRegistry handlers_;
   std::unique_ptr<kbus::kafka::Worker> worker_;
 };
