@@ -34,6 +34,7 @@
 // 0.6 MiB per partition) is checked to still start at offset 0.
 
 #include <librdkafka/rdkafka.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -42,6 +43,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -56,6 +58,7 @@
 #include "kbus/log.hpp"
 #include "kbus/workflows/host.hpp"
 #include "kbus/workflows/kafka.hpp"
+#include "process_stats.hpp"
 #include "raw_client.hpp"
 
 namespace {
@@ -70,6 +73,7 @@ struct Tick {
 struct Tock {
   std::string id;
   int n = 0;
+  std::int64_t t0_us = 0;  // when its step began (system clock, µs): for the step latency
 };
 struct Counter {
   int count = 0;
@@ -90,7 +94,8 @@ struct kbus::MessageTraits<Tock> {
   static constexpr std::string_view kType = "bench.Tock";
   static constexpr kbus::MessageKind kKind = kbus::MessageKind::kCommand;
   static constexpr std::string_view kTopic = "bench.tocks";
-  static constexpr auto kFields = kbus::Fields(kbus::Field("id", &Tock::id), kbus::Field("n", &Tock::n));
+  static constexpr auto kFields = kbus::Fields(kbus::Field("id", &Tock::id), kbus::Field("n", &Tock::n),
+                                             kbus::Field("t0_us", &Tock::t0_us));
 };
 template <>
 struct kbus::JsonTraits<Counter> {
@@ -126,7 +131,53 @@ struct RunResult {
   double seconds = 0;
   double steps_per_s = 0;
   std::uint64_t state_writes = 0;
+  double cpu_us_per_step = 0;  // the whole process's CPU (the embedded broker's included)
+  double p50_ms = -1, p99_ms = -1;  // step latency; -1 where not measured
 };
+
+std::int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// CPU time the process used so far (user + system), seconds.
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// The step latency of the output records of a run, read back once it is over: from the moment a
+// step began (the output's t0_us) to the moment its output was produced (the record's
+// CreateTime, set when the producer takes it, so after the state record was acknowledged), for
+// steps begun at or after `since_us`. Millisecond resolution: the broker's timestamps are ms.
+void ReadLatencies(const std::string& bootstrap, const std::string& out, std::int64_t since_us, RunResult& r) {
+  RdKafkaPtr probe = raw::NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", bootstrap}});
+  const std::int64_t total = Watermarks(probe.get(), out, 4).second;
+  RdKafkaPtr consumer = raw::NewClient(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstrap},
+                                                            {"group.id", "bench-latency"},
+                                                            {"enable.auto.commit", "false"}});
+  raw::Assign(consumer.get(), out, 4, RD_KAFKA_OFFSET_BEGINNING);
+  std::vector<double> ms;
+  const auto deadline = Clock::now() + 60s;
+  for (std::int64_t seen = 0; seen < total && Clock::now() < deadline;) {
+    RdMessagePtr m(rd_kafka_consumer_poll(consumer.get(), 100));
+    if (!m || m->err) continue;
+    ++seen;
+    const std::string_view v(static_cast<const char*>(m->payload), m->len);
+    const auto at = v.find("\"t0_us\":");
+    if (at == std::string_view::npos) continue;
+    const std::int64_t t0 = std::strtoll(v.data() + at + 8, nullptr, 10);
+    if (t0 < since_us) continue;
+    const std::int64_t produced_us = rd_kafka_message_timestamp(m.get(), nullptr) * 1000;
+    ms.push_back(static_cast<double>(std::max<std::int64_t>(0, produced_us - t0)) / 1000.0);
+  }
+  rd_kafka_consumer_close(consumer.get());
+  std::sort(ms.begin(), ms.end());
+  r.p50_ms = bench::SortedPercentile(ms, 0.5);
+  r.p99_ms = bench::SortedPercentile(ms, 0.99);
+}
 
 // The raw loops' consumer: what a Worker with these settings gets (a fresh group, 10 ms fetch
 // waits, a 6 s session), offsets stored by the loop and auto-committed every 500 ms.
@@ -170,14 +221,18 @@ RunResult RunRaw(const std::string& bootstrap, const std::string& input, int run
   raw::OffsetStore store;
 
   const std::string value(state_bytes, 's');
-  const std::string tock = R"({"id":"x","n":1})";
+  const std::string tock = R"({"id":"x","n":1,"t0_us":1767225600000000})";  // the size of kbus's
   std::int64_t seen = 0;
   Clock::time_point first{};
+  double cpu0 = 0;
   while (seen < steps) {
     RdMessagePtr m(rd_kafka_consumer_poll(consumer.get(), 100));
     rd_kafka_poll(producer.get(), 0);
     if (!m || m->err) continue;
-    if (seen == steps / 10) first = Clock::now();
+    if (seen == steps / 10) {
+      first = Clock::now();
+      cpu0 = CpuSeconds();
+    }
     const std::string_view key(static_cast<const char*>(m->key), m->key_len);
     raw::Produce(producer.get(), state.c_str(), m->partition, key, value);
     raw::Produce(producer.get(), out.c_str(), RD_KAFKA_PARTITION_UA, key, tock);
@@ -188,9 +243,11 @@ RunResult RunRaw(const std::string& bootstrap, const std::string& input, int run
   }
   raw::Flush(producer.get(), 60s);
   const double s = std::chrono::duration<double>(Clock::now() - first).count();
+  const double cpu = CpuSeconds() - cpu0;
   store.Clear();
   raw::Close(consumer.get());
-  return {s, static_cast<double>(steps - steps / 10) / s, static_cast<std::uint64_t>(steps)};
+  const auto measured = static_cast<double>(steps - steps / 10);
+  return {s, measured / s, static_cast<std::uint64_t>(steps), cpu * 1e6 / measured};
 }
 
 // (a2) The same records with kbus's ordering, by hand: 16 threads (as many as the host's
@@ -232,7 +289,6 @@ RunResult RunRawOrdered(const std::string& bootstrap, const std::string& input, 
   std::vector<Queue> queues(kThreads);
   std::atomic<std::int64_t> finished{0};
   const std::string value(state_bytes, 's');
-  const std::string tock = R"({"id":"x","n":1})";
   std::vector<std::thread> workers;
   for (int i = 0; i < kThreads; ++i) {
     workers.emplace_back([&, i] {
@@ -246,13 +302,15 @@ RunResult RunRawOrdered(const std::string& bootstrap, const std::string& input, 
           queues[i].items.pop_front();
         }
         Waiter w;
+        const std::int64_t t0 = NowUs();
         const std::string_view key(static_cast<const char*>(m->key), m->key_len);
         raw::Produce(producer.get(), state.c_str(), m->partition, key, value, {}, &w);
         {
           std::unique_lock lock(w.mu);
           w.cv.wait(lock, [&] { return w.done; });
         }
-        raw::Produce(producer.get(), out.c_str(), RD_KAFKA_PARTITION_UA, key, tock);
+        raw::Produce(producer.get(), out.c_str(), RD_KAFKA_PARTITION_UA, key,
+                     R"({"id":"x","n":1,"t0_us":)" + std::to_string(t0) + "}");
         m.reset();
         ++finished;
       }
@@ -280,9 +338,12 @@ RunResult RunRawOrdered(const std::string& bootstrap, const std::string& input, 
   Clock::time_point first{};
   while (finished.load() < steps / 10) std::this_thread::sleep_for(100us);
   first = Clock::now();
+  const std::int64_t first_us = NowUs();
+  const double cpu0 = CpuSeconds();
   while (finished.load() < steps) std::this_thread::sleep_for(100us);
   raw::Flush(producer.get(), 60s);
   const double s = std::chrono::duration<double>(Clock::now() - first).count();
+  const double cpu = CpuSeconds() - cpu0;
   reader.join();
   stop = true;
   for (auto& q : queues) q.cv.notify_all();
@@ -290,7 +351,10 @@ RunResult RunRawOrdered(const std::string& bootstrap, const std::string& input, 
   poller.join();
   store.Clear();
   raw::Close(consumer.get());
-  return {s, static_cast<double>(steps - steps / 10) / s, static_cast<std::uint64_t>(steps)};
+  const auto measured = static_cast<double>(steps - steps / 10);
+  RunResult r{s, measured / s, static_cast<std::uint64_t>(steps), cpu * 1e6 / measured};
+  ReadLatencies(bootstrap, out, first_us, r);
+  return r;
 }
 
 kbus::workflows::Workflow<Counter> CounterWorkflow(const std::string& name, const std::string& input,
@@ -303,7 +367,7 @@ kbus::workflows::Workflow<Counter> CounterWorkflow(const std::string& name, cons
                      [out](const Tick& t, Counter& c, kbus::workflows::WorkflowContext& ctx) {
                        ++c.count;
                        c.last = t.n;
-                       ctx.Send(Tock{t.id, t.n}, {.topic = out});
+                       ctx.Send(Tock{t.id, t.n, NowUs()}, {.topic = out});
                      });
   return wf;
 }
@@ -338,8 +402,11 @@ RunResult RunKbus(const std::string& bootstrap, const std::string& input, int ru
   std::thread runner([&] { worker.Run(); });
   while (host.Stats().handled < static_cast<std::uint64_t>(steps / 10)) std::this_thread::sleep_for(200us);
   const auto first = Clock::now();
+  const std::int64_t first_us = NowUs();
+  const double cpu0 = CpuSeconds();
   while (Watermarks(admin.get(), out, 4).second < steps) std::this_thread::sleep_for(2ms);
   const double s = std::chrono::duration<double>(Clock::now() - first).count();
+  const double cpu = CpuSeconds() - cpu0;
   const auto stats = host.Stats();
   // The mean size of the state records kbus wrote, for the raw loop's records.
   if (stats.state_writes > 0) *state_bytes = stats.state_bytes / stats.state_writes;
@@ -349,7 +416,10 @@ RunResult RunKbus(const std::string& bootstrap, const std::string& input, int ru
   if (stats.handled < static_cast<std::uint64_t>(steps)) {
     throw std::runtime_error("kbus handled " + std::to_string(stats.handled) + " of " + std::to_string(steps));
   }
-  return {s, static_cast<double>(steps - steps / 10) / s, stats.state_writes};
+  const auto measured = static_cast<double>(steps - steps / 10);
+  RunResult r{s, measured / s, stats.state_writes, cpu * 1e6 / measured};
+  ReadLatencies(bootstrap, out, first_us, r);
+  return r;
 }
 
 }  // namespace
@@ -415,9 +485,9 @@ int main(int argc, char** argv) {
 
   std::printf("%d workflows x %d steps = %lld steps per run, %d partitions, embedded broker\n", workflows, steps_each,
               static_cast<long long>(steps), kPartitions);
-  std::printf("pair side     seconds     steps/s   state writes/step  state record bytes\n");
+  std::printf("pair side     seconds     steps/s  state writes/step  state bytes  CPU us/step  step p50 ms  p99 ms\n");
   std::size_t state_bytes = 2048;  // then the mean kbus wrote
-  std::vector<double> ratios, ordered_ratios;
+  std::vector<double> ratios, ordered_ratios, b_p99;
   int run = 0;
   for (int pair = 1; pair <= pairs; ++pair) {
     RunResult a, a2, b;
@@ -429,9 +499,15 @@ int main(int argc, char** argv) {
                                   : RunKbus(broker.bootstrap(), input, run, steps, &state_bytes);
       ++run;
       (side == 'a' ? a : side == 'o' ? a2 : b) = r;
-      std::printf("%-4d %-7s %8.3f %11.0f %10.2f %19zu\n", pair,
+      std::printf("%-4d %-7s %8.3f %11.0f %18.2f %12zu %12.1f", pair,
                   side == 'a' ? "a raw" : side == 'o' ? "a2 raw" : "b kbus", r.seconds, r.steps_per_s,
-                  static_cast<double>(r.state_writes) / static_cast<double>(steps), state_bytes);
+                  static_cast<double>(r.state_writes) / static_cast<double>(steps), state_bytes, r.cpu_us_per_step);
+      if (r.p50_ms >= 0) {
+        std::printf(" %12.1f %7.1f\n", r.p50_ms, r.p99_ms);
+      } else {
+        std::printf(" %12s %7s\n", "-", "-");
+      }
+      if (side == 'b') b_p99.push_back(r.p99_ms);
     }
     ratios.push_back(b.steps_per_s / a.steps_per_s);
     ordered_ratios.push_back(b.steps_per_s / a2.steps_per_s);
@@ -439,7 +515,8 @@ int main(int argc, char** argv) {
   }
   std::sort(ratios.begin(), ratios.end());
   std::sort(ordered_ratios.begin(), ordered_ratios.end());
-  std::printf("RESULT workflow steps b/a median=%.3f b/a2 median=%.3f\n", ratios[ratios.size() / 2],
-              ordered_ratios[ordered_ratios.size() / 2]);
+  std::sort(b_p99.begin(), b_p99.end());
+  std::printf("RESULT workflow steps b/a median=%.3f b/a2 median=%.3f step p99 median=%.1f ms\n",
+              ratios[ratios.size() / 2], ordered_ratios[ordered_ratios.size() / 2], b_p99[b_p99.size() / 2]);
   return 0;
 }

@@ -110,6 +110,8 @@ DispatchResult Dispatcher::Dispatch(const InboundRecord& record, int attempt,
       case Outcome::Kind::kAck:
         r.kind = DispatchResult::Kind::kAck;
         r.outgoing = ctx.TakeOutgoing();
+        r.write_ahead = ctx.TakeWriteAhead();
+        r.verdict = ctx.TakeVerdict();
         break;
       case Outcome::Kind::kRetry:
         r.kind = DispatchResult::Kind::kRetry;

@@ -539,6 +539,8 @@ TEST(WorkerFlags, AWorkerRefusesBadSettingsNamingTheFlagOrVariable) {
   expect({}, {"KBUS_RETRY_TIER=5"}, {"KBUS_RETRY_TIER", "'5'"});
   expect({"--visibility-timeout-ms", "0"}, {}, {"--visibility-timeout-ms"});
   expect({"--local-attempts", "0"}, {}, {"--local-attempts"});
+  expect({"--producer-linger-ms", "1001"}, {}, {"--producer-linger-ms", "0 and 1000"});
+  expect({}, {"KBUS_PRODUCER_LINGER_MS=-2"}, {"KBUS_PRODUCER_LINGER_MS"});
 }
 
 // The workflow host's own flags (the robustness suites drive it with them) are checked before

@@ -100,9 +100,13 @@ TEST(VideoOperations, MetricsAndReadinessOfTheWorkflowHostAndTheLauncherTellWhat
 
   // Two encoded (one after a retry), one dead-lettered after its second attempt.
   const std::string w = "{workflow=\"" + s.name + "\"";
+  // The gauges follow the instances in memory, the run counters the state records the broker
+  // acknowledged, a moment later: wait for both.
   ASSERT_TRUE(WaitFor([&] {
     return Scrape(encoder_port, "kbus_workflow_instances" + w + ",status=\"completed\"}") == 2 &&
-           Scrape(encoder_port, "kbus_workflow_instances" + w + ",status=\"failed\"}") == 1;
+           Scrape(encoder_port, "kbus_workflow_instances" + w + ",status=\"failed\"}") == 1 &&
+           Scrape(encoder_port, "kbus_workflow_runs_total" + w + ",result=\"failed\"}") >= 1 &&
+           Scrape(encoder_port, "kbus_workflow_runs_total" + w + ",result=\"completed\"}") >= 2;
   }, 120s)) << kbus::ops::Get("127.0.0.1", encoder_port, "/metrics").body;
   EXPECT_EQ(Scrape(encoder_port, "kbus_workflow_instances" + w + ",status=\"running\"}"), 0);
   EXPECT_EQ(Scrape(encoder_port, "kbus_workflow_runs_total" + w + ",result=\"started\"}"), 3);

@@ -56,6 +56,14 @@ TEST(WorkerConfig, PoolOrderingVisibilityAndTiersAreChecked) {
   c.visibility_timeout = std::chrono::milliseconds(0);
   EXPECT_THAT(kbus::kafka::Validate(c), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--visibility-timeout-ms")));
   c = Valid();
+  EXPECT_FALSE(c.producer_linger);  // the worker's 1 ms
+  c.producer_linger = std::chrono::milliseconds(1001);
+  EXPECT_THAT(kbus::kafka::Validate(c), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--producer-linger-ms")));
+  c.producer_linger = std::chrono::milliseconds(-1);
+  EXPECT_THAT(kbus::kafka::Validate(c), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--producer-linger-ms")));
+  c.producer_linger = std::chrono::milliseconds(0);
+  EXPECT_TRUE(kbus::kafka::Validate(c).ok());
+  c = Valid();
   c.retry_tiers = {std::chrono::seconds(10), std::chrono::milliseconds(0)};
   EXPECT_THAT(kbus::kafka::Validate(c), ErrorIs(ErrorCode::kInvalidArgument, HasSubstr("--retry-tier")));
   c = Valid();

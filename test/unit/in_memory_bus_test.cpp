@@ -147,6 +147,39 @@ TEST(InMemoryBus, ShowsTheRecordsAHandlerSentWithTheirPartitionAndTombstone) {
   EXPECT_EQ(pending[0].key, "m-1");
 }
 
+// Context::WriteAhead: the record is stored before the handler's messages, its verdict says
+// so before they leave, and a handler that fails stores and tells nothing.
+TEST(InMemoryBus, StoresWriteAheadRecordsFirstAndTellsTheHandler) {
+  kbus::HandlerRegistry handlers;
+  std::vector<std::string> seen;  // what the verdict found stored, in order
+  kbus::testing::InMemoryBus* bus_ptr = nullptr;
+  handlers.Handle<kbus_test::EncodeVideo>([&](const kbus_test::EncodeVideo& v, kbus::Context& ctx) {
+    if (v.height == 0) {
+      ctx.WriteAhead({.topic = "test.state", .key = v.video_id, .payload = "{\"never\":1}"});
+      ctx.OnWriteAheadVerdict([&](const kbus::Status&) { seen.push_back("verdict of a failed run"); });
+      return kbus::DeadLetter("no height");
+    }
+    ctx.Publish(kbus_test::VideoEncoded{v.video_id});
+    ctx.WriteAhead({.topic = "test.state", .key = v.video_id, .payload = "{\"step\":1}"});
+    ctx.OnWriteAheadVerdict([&](const kbus::Status& s) {
+      seen.push_back(std::string(s.ok() ? "ok" : "error") + " states=" +
+                     std::to_string(bus_ptr->Records("test.state").size()) +
+                     " events=" + std::to_string(bus_ptr->Records("test.events").size()));
+    });
+    return kbus::Ack();
+  });
+  kbus::testing::InMemoryBus bus(handlers);
+  bus_ptr = &bus;
+  bus.Send(kbus_test::EncodeVideo{.video_id = "v", .height = 720});
+  bus.Send(kbus_test::EncodeVideo{.video_id = "w", .height = 0});
+  bus.RunUntilIdle();
+  EXPECT_THAT(seen, testing::ElementsAre("ok states=1 events=0"));
+  ASSERT_EQ(bus.Records("test.state").size(), 1u);
+  EXPECT_EQ(bus.Records("test.state")[0].payload, "{\"step\":1}");
+  EXPECT_EQ(bus.Records("test.events").size(), 1u);
+  EXPECT_EQ(bus.DeadLetters().size(), 1u);
+}
+
 TEST(InMemoryBus, DeliversATombstoneAsTheWorkerDoesSoItNeverReachesAHandler) {
   kbus::HandlerRegistry handlers;
   int calls = 0;

@@ -799,41 +799,113 @@ struct WorkflowHost::Impl {
     // An abandoned delivery (its visibility timeout passed) must not write: the worker may be
     // delivering the message again already.
     if (ctx.Cancelled()) return Retry(std::chrono::milliseconds(0), "the delivery was abandoned before its state write");
-    const auto write_began = std::chrono::steady_clock::now();
-    if (Status s = store.Write(number, id, encoded); !s.ok()) {
-      if (Meters* m = M()) m->write_errors->Inc();
-      return Retry(std::chrono::milliseconds(500), "the workflow state was not written: " + s.error().message());
-    }
-    if (Meters* m = M()) {
-      m->write_seconds->Observe(SecondsSince(write_began));
-      if (started > 0) m->runs[0]->Inc();
-      if (completed > 0) m->runs[1]->Inc();
-      if (failed > 0) m->runs[2]->Inc();
+    const Written written{started, completed, failed, encoded.size(), std::chrono::steady_clock::now()};
+    // A store the worker writes to (Kafka): the record goes with the step's result, and no
+    // thread waits for the broker. The worker holds the instance's next message, and this
+    // step's messages, until the record is acknowledged, so the instance in memory may run
+    // ahead of the store only while nothing can act on it; when the write fails for good, the
+    // verdict puts the stored version back.
+    std::optional<OutgoingRecord> ahead = store.WriteAheadRecord(number, id, encoded);
+    if (!ahead) {
+      if (Status s = store.Write(number, id, encoded); !s.ok()) {
+        if (Meters* m = M()) m->write_errors->Inc();
+        return Retry(std::chrono::milliseconds(500), "the workflow state was not written: " + s.error().message());
+      }
     }
     for (const OutgoingRecord& r : next.outbox) ctx.AddOutgoing(r);
+    const std::uint64_t version = next.version;
+    Install(*p, id, current, std::move(next));
+    if (!ahead) {
+      Stored(written);
+      return Ack();
+    }
+    ctx.WriteAhead(std::move(*ahead));
+    ctx.OnWriteAheadVerdict([this, p, id, version, previous = std::move(current), written](const Status& s) {
+      if (s.ok()) {
+        Stored(written);
+      } else {
+        RollBack(p, id, version, previous, s);
+      }
+    });
+    return Ack();
+  }
+
+  // What a step wrote, counted once the store has it.
+  struct Written {
+    std::uint64_t started = 0, completed = 0, failed = 0;
+    std::size_t bytes = 0;
+    std::chrono::steady_clock::time_point began;
+  };
+
+  void Stored(const Written& w) {
+    if (Meters* m = M()) {
+      m->write_seconds->Observe(SecondsSince(w.began));
+      if (w.started > 0) m->runs[0]->Inc();
+      if (w.completed > 0) m->runs[1]->Inc();
+      if (w.failed > 0) m->runs[2]->Inc();
+    }
+    std::lock_guard lock(mu);
+    ++stats.state_writes;
+    stats.state_bytes += w.bytes;
+    stats.started += w.started;
+    stats.completed += w.completed;
+    stats.failed += w.failed;
+  }
+
+  // Makes `next` the instance in memory, in place of `current`, with its timers.
+  void Install(Partition& p, const std::string& id, const std::optional<Record>& current, Record next) {
     {
       std::lock_guard lock(mu);
       if (current) {
         for (const Timeout& t : current->timeouts) {
-          p->timers.erase(TimerKey{t.due_ms, id, t.id});
+          p.timers.erase(TimerKey{t.due_ms, id, t.id});
           const bool kept = std::any_of(next.timeouts.begin(), next.timeouts.end(),
                                         [&](const Timeout& n) { return n.id == t.id; });
-          if (!kept) p->fired.erase({id, t.id});  // fired or cancelled: forget its firing
+          if (!kept) p.fired.erase({id, t.id});  // fired or cancelled: forget its firing
         }
       }
-      for (const Timeout& t : next.timeouts) p->timers.insert(TimerKey{t.due_ms, id, t.id});
-      if (auto held = p->instances.find(id); held != p->instances.end()) Track(*p, held->second, -1);
-      Track(*p, next, +1);
-      if (!current) ++stats.instances;
-      p->instances.insert_or_assign(id, std::move(next));
-      ++stats.state_writes;
-      stats.state_bytes += encoded.size();
-      stats.started += started;
-      stats.completed += completed;
-      stats.failed += failed;
+      for (const Timeout& t : next.timeouts) p.timers.insert(TimerKey{t.due_ms, id, t.id});
+      if (auto held = p.instances.find(id); held != p.instances.end()) {
+        Track(p, held->second, -1);
+      } else {
+        ++stats.instances;
+      }
+      Track(p, next, +1);
+      p.instances.insert_or_assign(id, std::move(next));
     }
     timer_cv.notify_all();
-    return Ack();
+  }
+
+  // A step's state record was not stored (the worker gave up on it, or dropped the result): the
+  // instance goes back to what the store holds, `previous`, unless something newer replaced it
+  // meanwhile or the partition went away (its instances are reloaded by the next owner).
+  void RollBack(const PartitionPtr& p, const std::string& id, std::uint64_t version,
+                const std::optional<Record>& previous, const Status& why) {
+    {
+      std::lock_guard lock(mu);
+      if (p->revoked) return;
+      auto it = p->instances.find(id);
+      if (it == p->instances.end() || it->second.version != version) return;
+      for (const Timeout& t : it->second.timeouts) {
+        p->timers.erase(TimerKey{t.due_ms, id, t.id});
+        p->fired.erase({id, t.id});
+      }
+      Track(*p, it->second, -1);
+      if (previous) {
+        for (const Timeout& t : previous->timeouts) p->timers.insert(TimerKey{t.due_ms, id, t.id});
+        Track(*p, *previous, +1);
+        it->second = *previous;
+      } else {
+        p->instances.erase(it);
+        --stats.instances;
+      }
+    }
+    if (Meters* m = M()) m->write_errors->Inc();
+    Log(LogLevel::kWarn, "workflow state not stored, the instance is back at its stored version",
+        {{"workflow", spec.name}, {"workflow_id", id}, {"partition", p->number},
+         {"stored_version", previous ? static_cast<std::int64_t>(previous->version) : 0},
+         {"error", why.ok() ? std::string() : why.error().message()}});
+    timer_cv.notify_all();
   }
 
   Outcome Expire(const PartitionPtr& p, const Record& current, Context&) {
@@ -1028,7 +1100,14 @@ void WorkflowHost::Register(HandlerRegistry& registry) {
           return impl->Tallied(route, [&](StepResult& result) { return impl->OnMessage(*s, payload, ctx, result); });
         },
         impl->spec.options.policy});
-    // Re-keyed copies arrive on the input topic: the route's topic is only for subscription.
+    // Re-keyed copies arrive on the input topic: registered there too, they find this route even
+    // when another workflow in the same registry handles the type on a topic of its own.
+    if (step.topic != impl->spec.options.input_topic) {
+      HandlerRegistry::Route copy = *registry.Find(step.type, step.topic);
+      copy.topic = impl->spec.options.input_topic;
+      copy.lanes.clear();
+      registry.AddRoute(std::move(copy));
+    }
   }
   registry.AddRoute(HandlerRegistry::Route{
       impl->timeout_type, MessageKind::kCommand, impl->spec.options.input_topic,

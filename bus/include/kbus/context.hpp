@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +20,7 @@
 #include "kbus/envelope.hpp"
 #include "kbus/message.hpp"
 #include "kbus/record.hpp"
+#include "kbus/result.hpp"
 #include "kbus/slots.hpp"
 
 namespace kbus {
@@ -176,6 +178,26 @@ class Context {
   std::size_t outgoing_count() const { return outgoing_.size(); }
   std::vector<OutgoingRecord> TakeOutgoing() { return std::move(outgoing_); }
 
+  // A record the broker must acknowledge before this handler's outgoing messages leave (a
+  // workflow's state record: the messages a step sends may leave only once its state is
+  // stored). Sent only if the handler returns Ack, like the rest. The worker sends these,
+  // without a handler thread waiting; once all are acknowledged the outgoing messages follow,
+  // then the offset may be committed. The next message of the same ordering key runs only after
+  // that acknowledgement; other keys do not wait.
+  //
+  // `verdict`, set once per delivery, is called at most once, and only if the handler returned
+  // Ack: with Ok when every write-ahead record was acknowledged; with an error when the worker
+  // gave up on them (sent in vain for the type's max deliveries, the message then dead-lettered
+  // as "publish-error") or discarded the result (the delivery was abandoned, or its partition
+  // given away, before the result was served). It is not called when the partition is given
+  // away or the worker stops while the records are on their way: the next owner redelivers the
+  // message. It runs on the worker's poll thread (the in-memory bus: the caller's thread)
+  // before the key's next message starts, so it must be quick and must not call the worker.
+  void WriteAhead(OutgoingRecord record) { write_ahead_.push_back(std::move(record)); }
+  void OnWriteAheadVerdict(std::function<void(const Status&)> verdict) { verdict_ = std::move(verdict); }
+  std::vector<OutgoingRecord> TakeWriteAhead() { return std::move(write_ahead_); }
+  std::function<void(const Status&)> TakeVerdict() { return std::move(verdict_); }
+
  private:
   void Add(OutgoingRecord r) { outgoing_.push_back(std::move(r)); }
 
@@ -185,6 +207,8 @@ class Context {
   Visibility* visibility_;
   SlotHold* slot_;
   std::vector<OutgoingRecord> outgoing_;
+  std::vector<OutgoingRecord> write_ahead_;
+  std::function<void(const Status&)> verdict_;
 };
 
 }  // namespace kbus

@@ -7,6 +7,7 @@
 // Thread safety: Dispatch is const and may run on several threads at once.
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,10 @@ struct DispatchResult {
   std::chrono::milliseconds retry_after{0};
   std::string_view type;  // the kbus-type header, if any
   std::vector<OutgoingRecord> outgoing;
+  // For kAck: records to be acknowledged before `outgoing` is sent, and what to tell the handler
+  // about them (Context::WriteAhead).
+  std::vector<OutgoingRecord> write_ahead;
+  std::function<void(const Status&)> verdict;
 };
 
 class Dispatcher {

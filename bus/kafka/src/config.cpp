@@ -36,6 +36,10 @@ Status Validate(const WorkerConfig& c) {
   if (c.commit_interval <= std::chrono::milliseconds(0)) {
     return Invalid("--commit-interval-ms must be positive");
   }
+  if (c.producer_linger && (*c.producer_linger < std::chrono::milliseconds(0) ||
+                            *c.producer_linger > std::chrono::milliseconds(1000))) {
+    return Invalid("--producer-linger-ms must be between 0 and 1000");
+  }
   if (c.retry_backoff_initial < std::chrono::milliseconds(0) ||
       c.retry_backoff_max < c.retry_backoff_initial) {
     return Invalid("retry backoff: initial must be >= 0 and <= max");

@@ -138,9 +138,9 @@ struct Worker::Impl {
     pc.client.client_id = config.client.client_id + "-out";
     pc.background_poll = false;  // delivery reports are served by Run()'s loop, on this thread
     pc.reports_ready = [queue = consumer.queue()] { rd_kafka_queue_yield(queue); };  // ... at once
-    // A message waits at most 1 ms for others to share its request: under load requests fill
-    // anyway, and at low load the 5 ms default was most of a hop's latency.
-    pc.linger = std::chrono::milliseconds(1);
+    // By default a message waits at most 1 ms for others to share its request: at low load the
+    // producer's 5 ms was most of a hop's latency (WorkerConfig::producer_linger).
+    pc.linger = config.producer_linger.value_or(std::chrono::milliseconds(1));
     outbox.Open(pc);
     pool.Start();
     std::string joined;

@@ -50,6 +50,9 @@ std::size_t InMemoryBus::RunUntilIdle(std::size_t max_deliveries) {
     switch (r.kind) {
       case DispatchResult::Kind::kAck:
         ++handled_;
+        // Write-ahead records are stored at once (an in-memory append cannot fail), then the rest.
+        for (auto& out : r.write_ahead) Append(std::move(out));
+        if (r.verdict) r.verdict(Ok());
         for (auto& out : r.outgoing) Append(std::move(out));
         break;
       case DispatchResult::Kind::kSkip:

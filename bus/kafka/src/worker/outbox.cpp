@@ -30,21 +30,33 @@ Outbox::~Outbox() {
   if (warm_up_.joinable()) warm_up_.join();
 }
 
-void Outbox::SendAll(Partition& p, Entry& e, std::vector<OutgoingRecord> outgoing) {
+void Outbox::SendAll(Partition& p, Entry& e, std::vector<OutgoingRecord> outgoing,
+                     std::vector<OutgoingRecord> write_ahead, std::function<void(const Status&)> verdict) {
   e.outgoing = std::move(outgoing);
+  e.write_ahead = std::move(write_ahead);
+  e.verdict = std::move(verdict);
   e.send_rounds = 0;
   SendOutgoing(p, e);
 }
 
-// Sends (again) the messages the handler produced. A round that fails is sent again whole, with
-// the same message ids, so consumers can drop what arrived twice.
+// Sends (again) the messages the handler produced: its write-ahead records while there are
+// some, then the rest. A round that fails is sent again whole, with the same message ids, so
+// consumers can drop what arrived twice.
 void Outbox::SendOutgoing(Partition& p, Entry& e) {
   e.state = Entry::State::kSending;
   e.copy = Entry::Copy::kOutgoing;
   e.send_failed = false;
-  e.pending_sends = static_cast<int>(e.outgoing.size());
-  for (const auto& rec : e.outgoing) Send(p, e, rec);
+  const std::vector<OutgoingRecord>& round = e.write_ahead.empty() ? e.outgoing : e.write_ahead;
+  e.pending_sends = static_cast<int>(round.size());
+  for (const auto& rec : round) Send(p, e, rec);
   if (e.pending_sends == 0) SendsFinished(p, e);  // every send was refused at once
+}
+
+void Outbox::Verdict(Entry& e, const Status& s) {
+  if (!e.verdict) return;
+  auto verdict = std::move(e.verdict);
+  e.verdict = nullptr;
+  verdict(s);
 }
 
 void Outbox::SendDeadLetter(Partition& p, Entry& e) {
@@ -126,6 +138,18 @@ void Outbox::OnSent(std::uint64_t epoch, std::int64_t offset, const Status& s) {
 // Every send of `e` has its verdict.
 void Outbox::SendsFinished(Partition& p, Entry& e) {
   if (!e.send_failed) {
+    if (e.copy == Entry::Copy::kOutgoing && !e.write_ahead.empty()) {
+      // The write-ahead records are stored: the handler learns it, the key's next record may
+      // run, and the rest leaves (in order, so the key need not wait for it).
+      e.write_ahead.clear();
+      e.send_rounds = 0;
+      Verdict(e, Ok());
+      book_.ReleaseKey(p, e);
+      if (!e.outgoing.empty()) {
+        SendOutgoing(p, e);
+        return;
+      }
+    }
     if (e.copy == Entry::Copy::kDeadLetter) {
       Counters::Count(counters_.dead_lettered);
       series_.TypeFor(HeaderOf(*e.msg, header::kType)).dead_lettered->Inc();
@@ -137,21 +161,33 @@ void Outbox::SendsFinished(Partition& p, Entry& e) {
     return;
   }
   const DeliveryPolicy* policy = policies_.Of(*e.msg);
+  const bool ahead = e.copy == Entry::Copy::kOutgoing && !e.write_ahead.empty();
   if (e.copy == Entry::Copy::kOutgoing && ++e.send_rounds >= policies_.MaxDeliveries(policy)) {
     // The handler did its part; its messages cannot be sent. Never commit past them.
-    Log(LogLevel::kError, "outgoing messages could not be sent, dead-lettering the record",
+    Log(LogLevel::kError,
+        ahead ? "write-ahead records could not be stored, dead-lettering the record"
+              : "outgoing messages could not be sent, dead-lettering the record",
         {{"topic", p.topic}, {"partition", p.partition}, {"offset", e.offset}, {"rounds", e.send_rounds},
          {"error", e.error}});
     e.outgoing.clear();
     e.reason = reason::kPublishError;
-    e.error = "the handler succeeded, but its outgoing messages could not be sent in " +
+    e.error = (ahead ? "the handler succeeded, but its write-ahead records (such as a workflow's state) could not "
+                       "be stored in "
+                     : "the handler succeeded, but its outgoing messages could not be sent in ") +
               std::to_string(e.send_rounds) + " rounds: " + e.error;
+    if (ahead) {
+      e.write_ahead.clear();
+      Verdict(e, Error(ErrorCode::kTransport, e.error));
+      book_.ReleaseKey(p, e);
+    }
     SendDeadLetter(p, e);
     return;
   }
   // Sent again when due: a copy, or the handler's messages, without running the handler again.
   Log(LogLevel::kError,
-      e.copy == Entry::Copy::kOutgoing ? "outgoing send failed, will send again" : "copy send failed, will send again",
+      ahead                                ? "write-ahead send failed, will send again"
+      : e.copy == Entry::Copy::kOutgoing ? "outgoing send failed, will send again"
+                                         : "copy send failed, will send again",
       {{"topic", p.topic}, {"partition", p.partition}, {"offset", e.offset}, {"error", e.error}});
   // At least kMinSendRetry apart: after a permanent produce error librdkafka refuses the topic
   // until its next metadata refresh, about a second, and rounds inside that would be wasted.

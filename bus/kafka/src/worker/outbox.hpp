@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,8 +40,10 @@ class Outbox {
   // The producer has learned the cluster's topics: part of the worker's readiness. Any thread.
   bool warm() const { return warm_.load(std::memory_order_relaxed); }
 
-  // The handler succeeded with these messages to send.
-  void SendAll(Partition& p, Entry& e, std::vector<OutgoingRecord> outgoing);
+  // The handler succeeded with these messages to send. With `write_ahead` records, those are
+  // sent first, and `outgoing` once they are acknowledged; `e` keeps its key until then.
+  void SendAll(Partition& p, Entry& e, std::vector<OutgoingRecord> outgoing,
+               std::vector<OutgoingRecord> write_ahead = {}, std::function<void(const Status&)> verdict = {});
   // Sends the dead-letter copy of `e`, with e.reason and e.error.
   void SendDeadLetter(Partition& p, Entry& e);
   // Sends again what is due for a waiting record (its outgoing messages, or its copy).
@@ -63,6 +66,8 @@ class Outbox {
   void Send(Partition& p, Entry& e, const OutgoingRecord& rec);
   void OnSent(std::uint64_t epoch, std::int64_t offset, const Status& s);
   void SendsFinished(Partition& p, Entry& e);
+  // Tells the handler how its write-ahead records ended, once.
+  static void Verdict(Entry& e, const Status& s);
 
   const WorkerConfig& config_;
   PartitionBook& book_;

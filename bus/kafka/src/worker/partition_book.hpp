@@ -59,6 +59,9 @@ struct Entry {
   bool send_failed = false;
   Copy copy = Copy::kNone;
   std::vector<OutgoingRecord> outgoing;  // kept until acknowledged, to be sent again
+  // Sent and acknowledged before `outgoing` (Context::WriteAhead); the key is held meanwhile.
+  std::vector<OutgoingRecord> write_ahead;
+  std::function<void(const Status&)> verdict;  // told how `write_ahead` ended
   int send_rounds = 0;                   // failed rounds of sending `outgoing`
   std::string tier_topic;
   std::string_view reason;

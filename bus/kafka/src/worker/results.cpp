@@ -7,15 +7,25 @@
 
 namespace kbus::kafka::worker {
 
+// A result that is not served: what the handler wrote ahead will not be sent.
+static void Discard(DispatchResult& r, const char* why) {
+  if (r.verdict) {
+    auto verdict = std::move(r.verdict);
+    r.verdict = nullptr;
+    verdict(Error(ErrorCode::kInternal, why));
+  }
+}
+
 void Results::Serve(Attempt& a) {
   TypeSeries& type = TypeOf(a);
   if (a.ran) type.duration->Observe(a.seconds);
-  if (a.abandoned) return;  // already given up on; counted then
+  if (a.abandoned) return Discard(a.result, "the delivery was abandoned");  // already given up on; counted then
   Partition* p = book_.Live(a.epoch);
-  if (p == nullptr) return;  // revoked meanwhile: the new owner runs it again
+  // Revoked meanwhile: the new owner runs it again.
+  if (p == nullptr) return Discard(a.result, "the partition was given away");
   book_.RunEnded(*p);
   Entry* e = static_cast<Entry*>(a.entry);
-  if (e->state != Entry::State::kRunning || e->run != a.run) return;
+  if (e->state != Entry::State::kRunning || e->run != a.run) return Discard(a.result, "the result is stale");
   if (!a.ran) {  // skipped because the partition was being revoked
     e->state = Entry::State::kQueued;
     return;
@@ -26,6 +36,12 @@ void Results::Serve(Attempt& a) {
     case DispatchResult::Kind::kSkip:
       Counters::Count(r.kind == DispatchResult::Kind::kAck ? counters_.handled : counters_.skipped);
       ++(r.kind == DispatchResult::Kind::kAck ? type.acked_here : type.skipped_here);
+      if (!r.write_ahead.empty()) {
+        // The key stays held until the write-ahead records are acknowledged.
+        outbox_.SendAll(*p, *e, std::move(r.outgoing), std::move(r.write_ahead), std::move(r.verdict));
+        return;
+      }
+      if (r.verdict) r.verdict(Ok());  // nothing to wait for
       if (r.outgoing.empty()) {
         book_.Finish(*p, *e);
         book_.AdvanceCommit(*p, turn_);
@@ -36,7 +52,7 @@ void Results::Serve(Attempt& a) {
       }
       return;
     case DispatchResult::Kind::kRetry:
-      outbox_.Failed(*p, *e, reason::kHandlerError, std::move(r.error), r.retry_after, policies_.Of(r.type));
+      outbox_.Failed(*p, *e, reason::kHandlerError, std::move(r.error), r.retry_after, policies_.Of(*e->msg));
       return;
     case DispatchResult::Kind::kDeadLetter:
       book_.ReleaseKey(*p, *e);

@@ -89,6 +89,7 @@ struct WorkerOptions {
   std::int64_t retry_backoff_max_ms = 0;
   std::int64_t session_timeout_ms = 0;
   std::int64_t commit_interval_ms = 0;
+  std::int64_t producer_linger_ms = -1;  // -1: the worker's default (WorkerConfig::producer_linger)
   std::string assignment_strategy;
   int handler_threads = 0;
   std::string ordering;

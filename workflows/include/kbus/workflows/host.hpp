@@ -53,6 +53,13 @@ class StateStore {
   // Writes and waits for the store's acknowledgement.
   virtual Status Write(std::int32_t partition, std::string_view key, std::string_view value) = 0;
   virtual Status Erase(std::int32_t partition, std::string_view key) = 0;
+  // A store the worker can write to itself: the record that stores `value`, which a step hands
+  // the worker (Context::WriteAhead) instead of waiting for Write, so that no handler thread
+  // waits for the broker. nullopt, the default: the host calls Write.
+  virtual std::optional<OutgoingRecord> WriteAheadRecord(std::int32_t /*partition*/, std::string_view /*key*/,
+                                                         std::string_view /*value*/) {
+    return std::nullopt;
+  }
 };
 
 // Records in memory, for tests and the test kit. Writes can be made to fail.

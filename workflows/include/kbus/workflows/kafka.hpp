@@ -44,6 +44,17 @@ class KafkaStateStore final : public StateStore {
     return topic_.Write(partition, key, value);
   }
   Status Erase(std::int32_t partition, std::string_view key) override { return topic_.Erase(partition, key); }
+  // Steps hand their state record to the worker's producer, which sends it without a thread
+  // waiting; Write stays for writes outside a step.
+  std::optional<OutgoingRecord> WriteAheadRecord(std::int32_t partition, std::string_view key,
+                                                 std::string_view value) override {
+    OutgoingRecord r;
+    r.topic = topic_.name();
+    r.key = std::string(key);
+    r.payload = std::string(value);
+    r.partition = partition;
+    return r;
+  }
 
  private:
   kafka::StateTopic& topic_;
@@ -74,11 +85,14 @@ inline Status CheckCoPartitioned(const kafka::ClientConfig& client, const Workfl
   return Ok();
 }
 
-inline constexpr int kWorkflowHandlerThreads = 16;
+// The worker's producer linger once a workflow is attached: a step's state record and its
+// messages all leave through it, and fuller requests carried about twice the steps of the
+// worker's 1 ms (kbus-workflow-bench, docs/workflows.md "What it costs").
+inline constexpr std::chrono::milliseconds kWorkflowProducerLinger{5};
 
 // Makes the worker read the workflow's input topic, one record per workflow id at a time, and
-// tells the host which input partitions it owns. It raises the handler threads to at least
-// kWorkflowHandlerThreads. Hooks already set in `config` still run.
+// tells the host which input partitions it owns. Unless `config` sets producer_linger, it sets
+// kWorkflowProducerLinger. Hooks already set in `config` still run.
 // Throws std::invalid_argument when the topics exist but are not co-partitioned.
 inline void Attach(WorkflowHost& host, kafka::WorkerConfig& config) {
   if (Status s = CheckCoPartitioned(config.client, host);
@@ -87,10 +101,9 @@ inline void Attach(WorkflowHost& host, kafka::WorkerConfig& config) {
   }
   for (const std::string& t : host.ExtraTopics()) config.extra_topics.push_back(t);
   config.ordering = kafka::Ordering::kKey;
-  // A step waits for its state write; more threads keep more writes in flight
-  // (kbus-workflow-bench, 2 cores: 8 threads made 6,500 to 7,900 steps/s, 16 made 8,000 to
-  // 13,000; 32 made no more or a little more, 64 less).
-  config.handler_threads = std::max(config.handler_threads, kWorkflowHandlerThreads);
+  // No thread waits for a state write (the worker sends it, Context::WriteAhead), so the usual
+  // handler threads do: 4, 8 and 16 made the same steps per second.
+  if (!config.producer_linger) config.producer_linger = kWorkflowProducerLinger;
   auto mine = [input = host.input_topic()](const std::vector<kafka::TopicPartition>& parts) {
     std::vector<std::int32_t> out;
     for (const auto& p : parts) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -80,6 +81,12 @@ struct WorkerConfig {
   std::chrono::milliseconds session_timeout{10000};
   std::chrono::milliseconds fetch_wait_max{100};
   std::chrono::milliseconds commit_interval{500};
+  // How long the worker's producer lets a record wait for others to share its request
+  // (librdkafka's linger.ms, 0 to 1000). At low load it is most of a hop's latency; under load
+  // fuller requests move more records. Default: 1 ms for a worker, 5 ms once a workflow host
+  // is attached (kbus/workflows/kafka.hpp: a step's state record and messages are all sent by
+  // this producer, and 5 ms carried twice the steps of 1 ms, docs/workflows.md).
+  std::optional<std::chrono::milliseconds> producer_linger;
   // Handler threads: records run in parallel on this many threads, within `ordering`.
   int handler_threads = 8;
   Ordering ordering = Ordering::kKey;

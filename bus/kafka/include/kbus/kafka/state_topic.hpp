@@ -44,6 +44,7 @@ class StateTopic {
   // Sends to exactly `partition` and waits for the broker's acknowledgement.
   Status Write(std::int32_t partition, std::string_view key, std::string_view value);
   Status Erase(std::int32_t partition, std::string_view key);  // a tombstone
+  const std::string& name() const { return topic_; }
 
  private:
   ClientConfig client_;
