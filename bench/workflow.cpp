@@ -3,6 +3,8 @@
 //
 //   kbus-workflow-bench            400 workflows x 50 steps, 3 ABBA pairs
 //   kbus-workflow-bench --quick    smoke test: 100 x 10, 1 pair (ctest label "bench")
+//   kbus-workflow-bench --brokers HOST:PORT   the same against a real Kafka cluster (its topics
+//                                  are created with a unique prefix, the state topics compacted)
 //
 // A step is one message through a trivial workflow (a counter): message in -> handler ->
 // state record written and acknowledged -> one outgoing message sent and acknowledged -> input
@@ -39,6 +41,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <atomic>
 #include <chrono>
@@ -58,6 +61,7 @@
 #include "kbus/log.hpp"
 #include "kbus/workflows/host.hpp"
 #include "kbus/workflows/kafka.hpp"
+#include "bench_topics.hpp"
 #include "process_stats.hpp"
 #include "raw_client.hpp"
 
@@ -107,6 +111,10 @@ namespace {
 
 constexpr int kPartitions = 8;
 int g_threads = 0;  // 0: what Attach chooses
+int g_linger_ms = -1;  // the worker's producer linger; -1: what Attach chooses
+// Every topic and group name starts with it: "bench" on the embedded broker, made unique on a
+// real cluster so that runs do not meet each other's records.
+std::string g_prefix = "bench";
 
 namespace raw = bench::raw;
 using raw::RdKafkaPtr;
@@ -156,7 +164,7 @@ void ReadLatencies(const std::string& bootstrap, const std::string& out, std::in
   RdKafkaPtr probe = raw::NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", bootstrap}});
   const std::int64_t total = Watermarks(probe.get(), out, 4).second;
   RdKafkaPtr consumer = raw::NewClient(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstrap},
-                                                            {"group.id", "bench-latency"},
+                                                            {"group.id", g_prefix + "-latency"},
                                                             {"enable.auto.commit", "false"}});
   raw::Assign(consumer.get(), out, 4, RD_KAFKA_OFFSET_BEGINNING);
   std::vector<double> ms;
@@ -211,9 +219,9 @@ void WarmUp(rd_kafka_t* producer, const std::vector<std::string>& topics) {
 // (a) The raw loop.
 RunResult RunRaw(const std::string& bootstrap, const std::string& input, int run, std::int64_t steps,
                  std::size_t state_bytes) {
-  const std::string state = "bench.raw.state." + std::to_string(run);
-  const std::string out = "bench.raw.out." + std::to_string(run);
-  RdKafkaPtr consumer = RawConsumer(bootstrap, "bench-raw-" + std::to_string(run));
+  const std::string state = g_prefix + ".raw.state." + std::to_string(run);
+  const std::string out = g_prefix + ".raw.out." + std::to_string(run);
+  RdKafkaPtr consumer = RawConsumer(bootstrap, g_prefix + "-raw-" + std::to_string(run));
   raw::RdConfPtr conf = RawProducerConf(bootstrap, 5ms);
   RdKafkaPtr producer = raw::NewClient(RD_KAFKA_PRODUCER, conf);
   WarmUp(producer.get(), {state, out});
@@ -258,9 +266,9 @@ RunResult RunRaw(const std::string& bootstrap, const std::string& input, int run
 RunResult RunRawOrdered(const std::string& bootstrap, const std::string& input, int run, std::int64_t steps,
                         std::size_t state_bytes) {
   constexpr int kThreads = 16;
-  const std::string state = "bench.raw.state." + std::to_string(run);
-  const std::string out = "bench.raw.out." + std::to_string(run);
-  RdKafkaPtr consumer = RawConsumer(bootstrap, "bench-raw2-" + std::to_string(run));
+  const std::string state = g_prefix + ".raw.state." + std::to_string(run);
+  const std::string out = g_prefix + ".raw.out." + std::to_string(run);
+  RdKafkaPtr consumer = RawConsumer(bootstrap, g_prefix + "-raw2-" + std::to_string(run));
   struct Waiter {
     std::mutex mu;
     std::condition_variable cv;
@@ -375,14 +383,15 @@ kbus::workflows::Workflow<Counter> CounterWorkflow(const std::string& name, cons
 // (b) The workflow host.
 RunResult RunKbus(const std::string& bootstrap, const std::string& input, int run, std::int64_t steps,
                   std::size_t* state_bytes) {
-  const std::string name = "bench.wf." + std::to_string(run);
-  const std::string out = "bench.wf.out." + std::to_string(run);
+  const std::string name = g_prefix + ".wf." + std::to_string(run);
+  const std::string out = g_prefix + ".wf.out." + std::to_string(run);
   kbus::kafka::WorkerConfig config;
   config.client.brokers = bootstrap;
-  config.group = "bench-wf-" + std::to_string(run);
+  config.group = g_prefix + "-wf-" + std::to_string(run);
   config.session_timeout = 6s;
   config.fetch_wait_max = 10ms;
   if (g_threads > 0) config.handler_threads = g_threads;
+  if (g_linger_ms >= 0) config.producer_linger = std::chrono::milliseconds(g_linger_ms);
   auto workflow = CounterWorkflow(name, input, out);
   kbus::kafka::StateTopic state(config.client, workflow.options().state_topic);
   kbus::workflows::KafkaStateStore store(state);
@@ -428,11 +437,15 @@ int main(int argc, char** argv) {
   namespace po = boost::program_options;
   int workflows = 400, steps_each = 50, pairs = 3;
   bool quick = false;
+  std::string brokers;
   po::options_description desc("kbus-workflow-bench: workflow steps per second against raw produce+commit");
   desc.add_options()("help,h", "this help")("workflows", po::value(&workflows)->default_value(400), "instances")(
       "steps", po::value(&steps_each)->default_value(50), "messages per instance")(
       "pairs", po::value(&pairs)->default_value(3), "ABBA pairs")(
-      "threads", po::value(&g_threads)->default_value(0), "the workflow worker's handler threads (0: Attach's)")("quick", po::bool_switch(&quick), "smoke test");
+      "threads", po::value(&g_threads)->default_value(0), "the workflow worker's handler threads (0: Attach's)")(
+      "brokers", po::value(&brokers), "a real Kafka cluster instead of the embedded broker")(
+      "linger-ms", po::value(&g_linger_ms)->default_value(-1), "the workflow worker's producer linger (-1: Attach's)")(
+      "quick", po::bool_switch(&quick), "smoke test");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -455,19 +468,31 @@ int main(int argc, char** argv) {
     return 2;
   }
   kbus::SetLogLevel(kbus::LogLevel::kError);
-  kbus::kafka::EmbeddedBroker broker;
-  const std::string input = "bench.wf.in";
-  if (!broker.CreateTopic(input, kPartitions).ok()) return 1;
-  for (int run = 0; run < 3 * pairs; ++run) {
-    (void)broker.CreateTopic("bench.wf." + std::to_string(run) + ".state", kPartitions);
-    (void)broker.CreateTopic("bench.raw.state." + std::to_string(run), kPartitions);
-    (void)broker.CreateTopic("bench.wf.out." + std::to_string(run), 4);
-    (void)broker.CreateTopic("bench.raw.out." + std::to_string(run), 4);
+  std::unique_ptr<kbus::kafka::EmbeddedBroker> embedded;
+  if (brokers.empty()) {
+    embedded = std::make_unique<kbus::kafka::EmbeddedBroker>();
+    brokers = embedded->bootstrap();
+  } else {
+    g_prefix = "bench-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000007);
+  }
+  const std::string input = g_prefix + ".wf.in";
+  try {
+    bench::CreateBenchTopic(embedded.get(), brokers, input, kPartitions, false);
+    for (int run = 0; run < 3 * pairs; ++run) {
+      const std::string n = std::to_string(run);
+      bench::CreateBenchTopic(embedded.get(), brokers, g_prefix + ".wf." + n + ".state", kPartitions, true);
+      bench::CreateBenchTopic(embedded.get(), brokers, g_prefix + ".raw.state." + n, kPartitions, true);
+      bench::CreateBenchTopic(embedded.get(), brokers, g_prefix + ".wf.out." + n, 4, false);
+      bench::CreateBenchTopic(embedded.get(), brokers, g_prefix + ".raw.out." + n, 4, false);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "kbus-workflow-bench: " << e.what() << "\n";
+    return 1;
   }
   const std::int64_t steps = static_cast<std::int64_t>(workflows) * steps_each;
   {
     kbus::kafka::ProducerConfig pc;
-    pc.client.brokers = broker.bootstrap();
+    pc.client.brokers = brokers;
     kbus::kafka::Producer producer(pc);
     for (int n = 0; n < steps_each; ++n) {
       for (int w = 0; w < workflows; ++w) {
@@ -477,14 +502,14 @@ int main(int argc, char** argv) {
     }
     if (!producer.Flush(60s).ok()) return 1;
   }
-  RdKafkaPtr probe = raw::NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", broker.bootstrap()}});
+  RdKafkaPtr probe = raw::NewClient(RD_KAFKA_PRODUCER, {{"bootstrap.servers", brokers}});
   if (Watermarks(probe.get(), input, kPartitions).first != 0) {
     std::cerr << "the embedded broker dropped input records: make the run smaller\n";
     return 1;
   }
 
-  std::printf("%d workflows x %d steps = %lld steps per run, %d partitions, embedded broker\n", workflows, steps_each,
-              static_cast<long long>(steps), kPartitions);
+  std::printf("%d workflows x %d steps = %lld steps per run, %d partitions, %s\n", workflows, steps_each,
+              static_cast<long long>(steps), kPartitions, embedded ? "embedded broker" : brokers.c_str());
   std::printf("pair side     seconds     steps/s  state writes/step  state bytes  CPU us/step  step p50 ms  p99 ms\n");
   std::size_t state_bytes = 2048;  // then the mean kbus wrote
   std::vector<double> ratios, ordered_ratios, b_p99;
@@ -494,9 +519,9 @@ int main(int argc, char** argv) {
     // a a2 b, then b a2 a, ...: a drift of the machine's speed hits all sides alike.
     const std::vector<char> order = pair % 2 == 1 ? std::vector<char>{'a', 'o', 'b'} : std::vector<char>{'b', 'o', 'a'};
     for (char side : order) {
-      RunResult r = side == 'a'   ? RunRaw(broker.bootstrap(), input, run, steps, state_bytes)
-                    : side == 'o' ? RunRawOrdered(broker.bootstrap(), input, run, steps, state_bytes)
-                                  : RunKbus(broker.bootstrap(), input, run, steps, &state_bytes);
+      RunResult r = side == 'a'   ? RunRaw(brokers, input, run, steps, state_bytes)
+                    : side == 'o' ? RunRawOrdered(brokers, input, run, steps, state_bytes)
+                                  : RunKbus(brokers, input, run, steps, &state_bytes);
       ++run;
       (side == 'a' ? a : side == 'o' ? a2 : b) = r;
       std::printf("%-4d %-7s %8.3f %11.0f %18.2f %12zu %12.1f", pair,
