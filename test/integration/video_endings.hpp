@@ -4,7 +4,8 @@
 // workflow robustness suites (test/robustness/workflow_rig.hpp), which start the workflow in
 // threads or in processes but judge its endings alike.
 //
-// An ending is "encoded:<attempts>" for a VideoEncoded event, or
+// An ending is "encoded:<attempts>" for a VideoEncoded event, "thumbnail:<attempts>" for a
+// ThumbnailMade event (the video example's second workflow, under the video's id), or
 // "dlq:<reason>:<attempts>:<outcome>" for the EncodeVideo command's dead-letter record
 // (kbus-dlq-reason, kbus-dlq-attempts, and the launcher outcome DelegatedCommand puts in
 // kbus-dlq-outcome). An ending sent again with the message id of its first copy (a host that
@@ -37,6 +38,11 @@ class VideoEndings {
     handlers_.Handle<video::VideoEncoded>(
         [this](const video::VideoEncoded& e, kbus::Context& ctx) {
           End(e.video_id, ctx, "encoded:" + std::to_string(e.attempts));
+        },
+        {.topic = events_topic});
+    handlers_.Handle<video::ThumbnailMade>(
+        [this](const video::ThumbnailMade& e, kbus::Context& ctx) {
+          End(e.video_id, ctx, "thumbnail:" + std::to_string(e.attempts));
         },
         {.topic = events_topic});
     handlers_.Handle<video::VideoEncodingFailed>(
@@ -73,6 +79,13 @@ class VideoEndings {
     cv_.wait_for(lock, timeout, [&] { return endings_.size() >= n; });
     return endings_;
   }
+  // Waits until `n` distinct endings in all (a video may have several) or `timeout`, then
+  // every ending per video.
+  std::map<std::string, std::vector<std::string>> WaitForEndings(std::size_t n, std::chrono::seconds timeout) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return distinct_ >= n; });
+    return endings_;
+  }
   // Waits until nothing new ended for `quiet` (late copies would show up), then every ending
   // per video.
   std::map<std::string, std::vector<std::string>> Settle(std::chrono::milliseconds quiet) {
@@ -103,6 +116,7 @@ class VideoEndings {
       ++repeated_endings_;
     } else {
       endings_[video].push_back(std::move(what));
+      ++distinct_;
     }
     ++events_;
     cv_.notify_all();
@@ -115,6 +129,7 @@ class VideoEndings {
   std::map<std::string, int> failed_events_;
   int repeated_endings_ = 0;
   std::size_t events_ = 0;  // endings seen, copies included: what Settle waits on
+  std::size_t distinct_ = 0;  // endings kept, in all videos
   kbus::HandlerRegistry handlers_;
   std::unique_ptr<it::RunningWorker> worker_;  // last: stopped before the rest is destroyed
 };

@@ -20,6 +20,7 @@
 #include "it_support.hpp"
 #include "services.hpp"
 #include "thumbnail_workflow.hpp"
+#include "video_endings.hpp"
 #include "video_topics.hpp"
 
 namespace {
@@ -37,7 +38,7 @@ struct TwoWorkflowStack {
     settings.run_timeout = 30s;
     settings.heartbeat_interval = 500ms;
     settings.heartbeat_timeout = 10s;
-    const std::string tag = video_test::MakeTopics(settings, "vth");
+    tag = video_test::MakeTopics(settings, "vth");
     settings.encoder = "fake";
     thumbnails.name = tag + ".thumbnail";
     // The embedded broker needs every topic before a group subscribes to it.
@@ -65,6 +66,7 @@ struct TwoWorkflowStack {
     launcher_thread.join();
   }
 
+  std::string tag;
   video::EncodeSettings settings;
   video::ThumbnailSettings thumbnails;
   kbus::kafka::Producer producer{it::ProducerConfig()};
@@ -73,46 +75,10 @@ struct TwoWorkflowStack {
   std::thread launcher_thread, service_thread;
 };
 
-// What the two workflows published, as another group reads it from the events topic.
-class Endings {
- public:
-  explicit Endings(const std::string& events_topic) {
-    kbus::HandlerOptions on_events;
-    on_events.topic = events_topic;
-    handlers_.Handle<video::VideoEncoded>(
-        [this](const video::VideoEncoded& e, kbus::Context&) { Add(e.video_id, "encoded:" + std::to_string(e.attempts)); },
-        on_events);
-    handlers_.Handle<video::ThumbnailMade>(
-        [this](const video::ThumbnailMade& e, kbus::Context&) { Add(e.video_id, "thumbnail:" + std::to_string(e.attempts)); },
-        on_events);
-    worker_ = std::make_unique<it::RunningWorker>(it::WorkerConfigFor(TestBroker::UniqueName("vth-obs")), handlers_);
-  }
-
-  std::map<std::string, std::vector<std::string>> Wait(std::size_t n, std::chrono::seconds timeout) {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return count_ >= n; });
-    return ended_;
-  }
-
- private:
-  void Add(const std::string& id, std::string what) {
-    std::lock_guard lock(mu_);
-    ended_[id].push_back(std::move(what));
-    ++count_;
-    cv_.notify_all();
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, std::vector<std::string>> ended_;
-  std::size_t count_ = 0;
-  kbus::HandlerRegistry handlers_;
-  std::unique_ptr<it::RunningWorker> worker_;
-};
-
 TEST(VideoThumbnail, OneWorkerHostsTheEncodingAndTheThumbnailAndBothJobsOfAClipFinish) {
   TwoWorkflowStack stack;
-  Endings endings(stack.settings.events_topic);
+  video_test::VideoEndings endings(stack.settings.events_topic,
+                                   kbus::DeadLetterTopic(video_test::WorkflowGroup(stack.tag)));
   const std::string p = TestBroker::UniqueName("c") + "-";
   // Each job of the flaky clip fails its first attempt: its retry's events must find their way too.
   for (const auto& [id, source] : {std::pair<std::string, std::string>{p + "ok", "holiday.mp4"},
@@ -122,7 +88,7 @@ TEST(VideoThumbnail, OneWorkerHostsTheEncodingAndTheThumbnailAndBothJobsOfAClipF
     ASSERT_TRUE(stack.producer.Send(video::MakeThumbnail{id, source, 180, 1}, to).ok());
   }
 
-  auto ended = endings.Wait(4, 120s);
+  auto ended = endings.WaitForEndings(4, 120s);
   // The two jobs' events have different keys (VIDEO_ID, VIDEO_ID.thumbnail): in either order.
   for (auto& [id, what] : ended) std::sort(what.begin(), what.end());
   EXPECT_EQ(ended[p + "ok"], (std::vector<std::string>{"encoded:1", "thumbnail:1"}));
