@@ -109,13 +109,10 @@ inline kbus::workflows::LaunchSpec EncoderLaunch(const EncodeVideo& v, int attem
   return spec;
 }
 
-inline kbus::workflows::Workflow<kbus::workflows::DelegatedState> EncodeVideoWorkflow(EncodeSettings s) {
-  using kbus::handlers::ProcessExited;
-  using kbus::workflows::WorkflowContext;
-  kbus::workflows::DelegatedOptions<EncodeVideo> o;
-  o.id = [](const EncodeVideo& v) { return v.video_id; };
-  o.launch = [s](const EncodeVideo& v, int attempt) { return EncoderLaunch(v, attempt, s); };
-  o.check = [s](const EncodeVideo& v) { return CheckEncode(v, s); };
+// What every delegated job of this example shares with the encoding: retries, heartbeats,
+// the run timeout and the launcher's topics.
+template <class M>
+void ShareSettings(kbus::workflows::DelegatedOptions<M>& o, const EncodeSettings& s) {
   o.retry = s.retry;
   o.run_timeout = s.run_timeout;
   o.heartbeat_interval = s.heartbeat_interval;
@@ -123,6 +120,16 @@ inline kbus::workflows::Workflow<kbus::workflows::DelegatedState> EncodeVideoWor
   o.command_topic = s.command_topic;
   o.launcher_topic = s.launcher_topic;
   o.control_topic = s.control_topic;
+}
+
+inline kbus::workflows::Workflow<kbus::workflows::DelegatedState> EncodeVideoWorkflow(EncodeSettings s) {
+  using kbus::handlers::ProcessExited;
+  using kbus::workflows::WorkflowContext;
+  kbus::workflows::DelegatedOptions<EncodeVideo> o;
+  o.id = [](const EncodeVideo& v) { return v.video_id; };
+  o.launch = [s](const EncodeVideo& v, int attempt) { return EncoderLaunch(v, attempt, s); };
+  o.check = [s](const EncodeVideo& v) { return CheckEncode(v, s); };
+  ShareSettings(o, s);
   o.workflow = s.workflow;
   o.on_succeeded = [s](const EncodeVideo& v, const ProcessExited& e, WorkflowContext& ctx) {
     ctx.Publish(VideoEncoded{v.video_id, e.attempt, s.encoder == "fake" ? std::string() : EncodedPath(v, s)},

@@ -80,13 +80,8 @@ inline kbus::workflows::Workflow<kbus::workflows::DelegatedState> ThumbnailWorkf
   o.id = [](const MakeThumbnail& m) { return ThumbnailId(m); };
   o.launch = [s](const MakeThumbnail& m, int attempt) { return ThumbnailLaunch(m, attempt, s); };
   o.check = [s](const MakeThumbnail& m) { return CheckThumbnail(m, s); };
-  o.retry = s.retry;
-  o.run_timeout = t.run_timeout;
-  o.heartbeat_interval = s.heartbeat_interval;
-  o.heartbeat_timeout = s.heartbeat_timeout;
-  o.command_topic = s.command_topic;
-  o.launcher_topic = s.launcher_topic;
-  o.control_topic = s.control_topic;
+  ShareSettings(o, s);
+  o.run_timeout = t.run_timeout;  // its own: a still takes seconds
   o.workflow = std::move(t.workflow);
   o.on_succeeded = [s](const MakeThumbnail& m, const ProcessExited& e, WorkflowContext& ctx) {
     ctx.Publish(ThumbnailMade{m.video_id, e.attempt, s.encoder == "fake" ? std::string() : ThumbnailPath(m, s)},
