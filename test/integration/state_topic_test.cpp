@@ -20,6 +20,7 @@
 #include "kbus/kafka/state_topic.hpp"
 #include "kbus/testing/matchers.hpp"
 #include "kbus/workflows/host.hpp"
+#include "kbus/workflows/memory_state_store.hpp"
 #include "kbus/workflows/kafka.hpp"
 #include "kbus/workflows/workflow.hpp"
 

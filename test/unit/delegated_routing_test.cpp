@@ -14,6 +14,7 @@
 #include "kbus/testing/in_memory_bus.hpp"
 #include "kbus/workflows/delegated_command.hpp"
 #include "kbus/workflows/host.hpp"
+#include "kbus/workflows/memory_state_store.hpp"
 
 namespace {
 

@@ -6,6 +6,8 @@
 #include <iterator>
 #include <limits>
 #include <condition_variable>
+#include <map>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -61,57 +63,6 @@ Result<std::string> CompactResult(std::string_view json) {
                      " allowed (kMaxResultBytes): record a summary, and put the data elsewhere");
   }
   return compact;
-}
-
-// ---- MemoryStateStore ------------------------------------------------------------------------
-
-Status MemoryStateStore::Load(std::int32_t partition,
-                              const std::function<void(std::string_view, std::string_view)>& each) {
-  std::map<std::string, std::string, std::less<>> copy;
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = parts_.find(partition); it != parts_.end()) copy = it->second;
-  }
-  for (const auto& [k, v] : copy) each(k, v);
-  return Ok();
-}
-
-Status MemoryStateStore::Write(std::int32_t partition, std::string_view key, std::string_view value) {
-  std::lock_guard lock(mu_);
-  if (fail_ > 0) {
-    --fail_;
-    return Error(ErrorCode::kTransport, "the state store refused the write (test failure)", true);
-  }
-  parts_[partition].insert_or_assign(std::string(key), std::string(value));
-  ++writes_;
-  return Ok();
-}
-
-Status MemoryStateStore::Erase(std::int32_t partition, std::string_view key) {
-  std::lock_guard lock(mu_);
-  if (auto it = parts_.find(partition); it != parts_.end()) {
-    if (auto k = it->second.find(key); k != it->second.end()) it->second.erase(k);
-  }
-  return Ok();
-}
-
-void MemoryStateStore::FailWrites(int n) {
-  std::lock_guard lock(mu_);
-  fail_ = n;
-}
-
-std::optional<std::string> MemoryStateStore::Get(std::int32_t partition, std::string_view key) const {
-  std::lock_guard lock(mu_);
-  auto it = parts_.find(partition);
-  if (it == parts_.end()) return std::nullopt;
-  auto k = it->second.find(key);
-  if (k == it->second.end()) return std::nullopt;
-  return k->second;
-}
-
-std::uint64_t MemoryStateStore::writes() const {
-  std::lock_guard lock(mu_);
-  return writes_;
 }
 
 // ---- WorkflowHost ----------------------------------------------------------------------------

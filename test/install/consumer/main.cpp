@@ -11,6 +11,7 @@
 #include "kbus/kafka/producer.hpp"
 #include "kbus/kafka/worker.hpp"
 #include "kbus/workflows/host.hpp"
+#include "kbus/workflows/memory_state_store.hpp"
 
 struct Ping {
   std::string text;

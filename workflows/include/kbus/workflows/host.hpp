@@ -25,9 +25,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,7 +41,8 @@
 namespace kbus::workflows {
 
 // Where instance records live: one record per workflow id, in the partition of the workflow's
-// input messages.
+// input messages. KafkaStateStore (kafka.hpp) in production; MemoryStateStore
+// (memory_state_store.hpp, part of the test kit) in tests.
 class StateStore {
  public:
   virtual ~StateStore() = default;
@@ -60,25 +59,6 @@ class StateStore {
                                                          std::string_view /*value*/) {
     return std::nullopt;
   }
-};
-
-// Records in memory, for tests and the test kit. Writes can be made to fail.
-class MemoryStateStore final : public StateStore {
- public:
-  Status Load(std::int32_t partition,
-              const std::function<void(std::string_view, std::string_view)>& each) override;
-  Status Write(std::int32_t partition, std::string_view key, std::string_view value) override;
-  Status Erase(std::int32_t partition, std::string_view key) override;
-  // The next `n` writes fail.
-  void FailWrites(int n);
-  std::optional<std::string> Get(std::int32_t partition, std::string_view key) const;
-  std::uint64_t writes() const;
-
- private:
-  mutable std::mutex mu_;
-  std::map<std::int32_t, std::map<std::string, std::string, std::less<>>> parts_;
-  int fail_ = 0;
-  std::uint64_t writes_ = 0;
 };
 
 struct HostConfig {

@@ -22,6 +22,7 @@
 
 #include "kbus/testing/in_memory_bus.hpp"
 #include "kbus/workflows/host.hpp"
+#include "kbus/workflows/memory_state_store.hpp"
 #include "kbus/workflows/workflow.hpp"
 
 namespace kbus::workflows {
