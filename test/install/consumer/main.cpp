@@ -45,7 +45,9 @@ bool WorkflowsLink() {
   kbus::workflows::WorkflowHost host(wf, config, store);
   kbus::HandlerRegistry registry;
   host.Register(registry);
-  return registry.size() == 2;  // Ping and the workflow's timeout message
+  // Ping on its own topic and on the workflow's input topic (re-keyed copies), and the
+  // workflow's timeout message.
+  return registry.size() == 3;
 }
 
 // kbus::cli is installed too, with its Boost dependency: a worker's options parsed as kbus's
