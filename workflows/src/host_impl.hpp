@@ -101,6 +101,10 @@ struct WorkflowHost::Impl {
     bool revoked = false;
     std::unordered_map<std::string, Record> instances;
     std::set<std::string> busy;  // ids a handler is working on
+    // Ids whose last state record the worker has not reported on yet (its verdict): their
+    // instance in memory may be ahead of the store, so nothing may act on it. The worker holds
+    // their next message meanwhile anyway; this covers a delivery abandoned after it wrote.
+    std::set<std::string> unconfirmed;
     std::set<detail::TimerKey> timers;
     std::map<std::pair<std::string, std::string>, std::int64_t> fired;  // (id, timeout) -> when
     // For the operations port: instances by status (kStatuses), their pending timeouts (not the

@@ -82,14 +82,13 @@ Outcome WorkflowHost::Impl::OnMessage(const detail::Step& step, const JsonValue&
 }
 
 Outcome WorkflowHost::Impl::OnTimeoutMessage(const JsonValue& payload, Context& ctx, StepResult& result) {
-  auto tid = payload.Find("timeout_id");
-  auto timeout_id = tid ? tid->AsString() : std::nullopt;
+  Result<detail::TimeoutMessage> message = FromJsonValue<detail::TimeoutMessage>(payload);
   const std::string id(ctx.envelope().workflow_id);
-  if (!timeout_id || id.empty()) {
-    return Outcome::DeadLetterFor("decode-error", "a workflow timeout message needs timeout_id and a workflow id");
+  if (!message.ok() || id.empty()) {
+    return Outcome::DeadLetterFor("decode-error", "a workflow timeout message needs timeout_id and a workflow id" +
+                                                      (message.ok() ? std::string() : ": " + message.error().message()));
   }
-  const std::string t(*timeout_id);
-  return Process(ctx.record().partition, id, ctx, nullptr, nullptr, &t, result);
+  return Process(ctx.record().partition, id, ctx, nullptr, nullptr, &message->timeout_id, result);
 }
 
 // Forwards the message into the input topic, keyed by its workflow id, so that all of an
@@ -162,6 +161,12 @@ Outcome WorkflowHost::Impl::Process(std::int32_t number, const std::string& id, 
 // Takes the instance's busy mark and copies the instance as it is now.
 std::optional<Outcome> WorkflowHost::Impl::Claim(Turn& t) {
   std::lock_guard lock(mu);
+  if (t.p->unconfirmed.contains(t.id)) {
+    // An earlier delivery's state record is still on its way (that delivery was abandoned
+    // after it handed the record over): wait for its verdict rather than act on a state the
+    // store may never hold.
+    return Retry(std::chrono::milliseconds(100), "workflow " + t.id + "'s last state write is not confirmed yet");
+  }
   if (!t.p->busy.insert(t.id).second) {
     // Cannot happen with key ordering on the input topic; never run two at once anyway.
     return Retry(std::chrono::milliseconds(100), "workflow " + t.id + " is busy");
@@ -395,10 +400,18 @@ Outcome WorkflowHost::Impl::Write(Turn& t, Written written) {
     Stored(written);
     return Ack();
   }
+  {
+    std::lock_guard lock(mu);
+    t.p->unconfirmed.insert(t.id);
+  }
   t.ctx.WriteAhead(std::move(*ahead));
   t.ctx.OnWriteAheadVerdict(
       [this, p = t.p, id = t.id, version, previous = std::move(t.current), written](const Status& s) {
         if (s.ok()) {
+          {
+            std::lock_guard lock(mu);
+            p->unconfirmed.erase(id);
+          }
           Stored(written);
         } else {
           RollBack(p, id, version, previous, s);
@@ -453,6 +466,7 @@ void WorkflowHost::Impl::RollBack(const PartitionPtr& p, const std::string& id, 
                                   const std::optional<Record>& previous, const Status& why) {
   {
     std::lock_guard lock(mu);
+    p->unconfirmed.erase(id);
     if (p->revoked) return;
     auto it = p->instances.find(id);
     if (it == p->instances.end() || it->second.version != version) return;

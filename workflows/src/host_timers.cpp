@@ -40,22 +40,14 @@ int WorkflowHost::Impl::FireDue() {
   // Sent outside the lock: config.send waits for the broker.
   int sent = 0;
   for (const Due& d : due) {
-    JsonWriter w;
-    w.StartObject();
-    w.Key("timeout_id");
-    w.String(d.timeout_id);
-    w.Key("name");
-    w.String(d.name);
-    w.Key("due_ms");
-    w.Int64(d.due_ms);
-    w.EndObject();
     SendOptions options;
     options.topic = spec.options.input_topic;
     options.key = d.id;
     options.workflow_id = d.id;
     options.correlation_id = d.correlation_id;
-    OutgoingRecord r = BuildRecord(timeout_type, MessageKind::kCommand, spec.options.input_topic, w.Take(),
-                                   std::move(options), nullptr, 0);
+    OutgoingRecord r = BuildRecord(timeout_type, MessageKind::kCommand, spec.options.input_topic,
+                                   ToJson(detail::TimeoutMessage{d.timeout_id, d.name, d.due_ms}), std::move(options),
+                                   nullptr, 0);
     if (!config.send) break;
     if (Status s = config.send(r); !s.ok()) {
       Log(LogLevel::kWarn, "workflow timeout not sent, will try again",

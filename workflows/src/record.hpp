@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kbus/codec.hpp"
 #include "kbus/record.hpp"
 #include "kbus/result.hpp"
 #include "kbus/workflows/workflow.hpp"
@@ -62,7 +63,23 @@ struct Instance {
   void Remember(std::string message_id, std::size_t bound);
 };
 
+// The message that fires a timeout, sent into the input topic keyed by its workflow id (the
+// workflow id itself travels in the kbus-workflow-id header).
+struct TimeoutMessage {
+  std::string timeout_id;
+  std::string name;
+  std::int64_t due_ms = 0;
+};
+
 std::string Encode(const Instance& instance);
 Result<Instance> Decode(std::string_view text);
 
 }  // namespace kbus::workflows::detail
+
+template <>
+struct kbus::JsonTraits<kbus::workflows::detail::TimeoutMessage> {
+  using T = kbus::workflows::detail::TimeoutMessage;
+  static constexpr auto kFields = kbus::Fields(kbus::Field("timeout_id", &T::timeout_id),
+                                               kbus::Field("name", &T::name, kbus::kOptional),
+                                               kbus::Field("due_ms", &T::due_ms, kbus::kOptional));
+};
