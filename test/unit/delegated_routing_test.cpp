@@ -190,4 +190,46 @@ TEST_F(TwoDelegatedCommands, AnEventOnNeitherInputIsNoOnesAndIsSkipped) {
   EXPECT_TRUE(bus_->DeadLetters().empty());
 }
 
+// Two workflows started by the same command type, each on a command topic of its own: each
+// host also registers its routes on its own input topic, so the command's re-keyed copy finds
+// the right workflow there, and each starts only from its own command topic.
+TEST(SameStarterTypeOnTwoTopics, EachWorkflowStartsFromItsOwnCommandTopicOnly) {
+  auto make = [](const std::string& name, const std::string& command_topic) {
+    kbus::workflows::Workflow<DelegatedState> wf(name);
+    wf.StartedBy<Encode>([](const Encode& e) { return e.clip; },
+                         [](const Encode&, DelegatedState& s, kbus::workflows::WorkflowContext&) { s.phase = "seen"; },
+                         command_topic);
+    return wf;
+  };
+  auto first_wf = make("first", "first.commands");
+  auto second_wf = make("second", "second.commands");
+  kbus::workflows::MemoryStateStore first_store, second_store;
+  std::unique_ptr<kbus::testing::InMemoryBus> bus;
+  kbus::workflows::HostConfig config;
+  config.group = "clips";
+  config.send = [&bus](const kbus::OutgoingRecord& r) {
+    bus->Append(r);
+    return kbus::Ok();
+  };
+  kbus::workflows::WorkflowHost first(first_wf, config, first_store);
+  kbus::workflows::WorkflowHost second(second_wf, config, second_store);
+  kbus::HandlerRegistry registry;
+  first.Register(registry);
+  second.Register(registry);  // the same type: on second.commands and second.in
+  bus = std::make_unique<kbus::testing::InMemoryBus>(registry, kbus::testing::InMemoryOptions{"clips", 5});
+  first.OnAssigned({0});
+  second.OnAssigned({0});
+
+  bus->Send(Encode{"a"}, {.topic = "first.commands"});
+  bus->Send(Encode{"b"}, {.topic = "second.commands"});
+  bus->RunUntilIdle();
+  EXPECT_TRUE(first.Instance("a").has_value());
+  EXPECT_FALSE(first.Instance("b").has_value());
+  EXPECT_TRUE(second.Instance("b").has_value());
+  EXPECT_FALSE(second.Instance("a").has_value());
+  EXPECT_EQ(first.Stats().rekeyed, 1u);
+  EXPECT_EQ(second.Stats().rekeyed, 1u);
+  EXPECT_TRUE(bus->DeadLetters().empty());
+}
+
 }  // namespace
