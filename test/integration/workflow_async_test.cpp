@@ -9,10 +9,12 @@
 //     the two): delivered again, it sends its messages again and changes nothing.
 // Every instance must end with exactly as many steps as it was sent: a step applied twice (a
 // write that landed after the next owner loaded the state) or lost would show in the count.
-// Two more need the embedded broker's fault injection (skipped on Kafka, which has none):
+// Three more need the embedded broker's fault injection (skipped on Kafka, which has none):
 //   - a state write refused while other instances' writes succeed: sent again, nothing lost,
 //   - a state write that cannot be stored: the step is dead-lettered, its message never leaves,
-//     and the instance goes on from its stored version.
+//     and the instance goes on from its stored version,
+//   - a worker gone (stopped without committing) after its state was stored and while its
+//     message was refused: the next worker sends the message and runs nothing again.
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
@@ -360,6 +362,38 @@ TEST(WorkflowAsyncWrites, AStateWriteThatCannotBeStoredDeadLettersItsStepAndTheI
   ASSERT_TRUE(sent.counts.contains({id, 2}));
   EXPECT_EQ(sent.counts.at({id, 2}), 2);
   EXPECT_EQ(StoredCounts(names, 1).at(id), 2);
+}
+
+TEST(WorkflowAsyncWrites, AWorkerGoneWithItsStateStoredAndItsMessageUnsentLeavesTheMessageToTheNext) {
+  if (!TestBroker::Get().embedded()) GTEST_SKIP() << "needs the embedded broker's fault injection";
+  const Names names("wfa-gone");
+  const std::string id = names.tag + "-0";
+  SendTicks(names, 1, 1);
+  ASSERT_FALSE(testing::Test::HasFatalFailure());
+  // The worker's first produce request (the state record) is answered; the next three (its
+  // message, sent again each round) are refused, and the worker goes away meanwhile without
+  // committing: its state is stored, its message is not.
+  rd_kafka_mock_cluster_t* mc = kbus::kafka::EmbeddedBrokerFaults::MockCluster(*TestBroker::Get().embedded_broker());
+  ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(mc, kBroker, kProduce, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 0),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  RefuseProduceRequests(3);
+  ASSERT_FALSE(testing::Test::HasFatalFailure());
+  {
+    CounterWorker first(names, 1ms, 100);
+    ASSERT_TRUE(WaitFor([&] { return first.host().Stats().state_writes == 1; }, 60s)) << "the state was not stored";
+    ASSERT_TRUE(WaitFor(RefusalsServed, 60s));
+    first.Stop();
+  }
+  EXPECT_EQ(ReadSent(names).records, 0u) << "the message left although its sends were refused";
+  // The next worker finds the step in the stored state: it sends the message, runs nothing.
+  CounterWorker next(names);
+  ASSERT_TRUE(WaitFor([&] { return ReadSent(names).records >= 1; }, 60s));
+  const Sent sent = ReadSent(names);
+  EXPECT_EQ(sent.records, 1u);
+  EXPECT_EQ(sent.counts.at({id, 0}), 1);
+  EXPECT_EQ(next.host().Stats().duplicates, 1u);
+  EXPECT_EQ(next.host().Stats().state_writes, 0u);
+  EXPECT_EQ(StoredCounts(names, 1).at(id), 1);
 }
 
 }  // namespace
