@@ -14,6 +14,9 @@ Outbox::Outbox(const WorkerConfig& config, PartitionBook& book, DeliveryPolicies
 
 void Outbox::Open(const ProducerConfig& config) {
   producer_ = std::make_unique<Producer>(config);
+  quick_config_ = config;
+  quick_config_.client.client_id += "-ahead";
+  quick_config_.linger = std::chrono::milliseconds(0);
   warm_up_ = std::thread([this] {
     while (!stopping_.load(std::memory_order_relaxed)) {
       if (producer_->LearnTopics(std::chrono::seconds(1)).ok()) {
@@ -106,13 +109,21 @@ void Outbox::SendCopy(Partition& p, Entry& e, Entry::Copy copy, const OutgoingRe
 // Queues one send for `e`. A refusal is recorded in `e` at once; a delivery report arrives later
 // through OnSent.
 void Outbox::Send(Partition& p, Entry& e, const OutgoingRecord& rec) {
-  Status queued = producer_->Produce(rec, [this, epoch = p.epoch, offset = e.offset](const Status& s) {
+  const bool ahead = !e.write_ahead.empty() && &rec >= e.write_ahead.data() &&
+                     &rec < e.write_ahead.data() + e.write_ahead.size();
+  const bool quick = ahead && write_aheads_out_ < kQuickWriteAheads;
+  if (quick && !quick_) quick_ = std::make_unique<Producer>(quick_config_);
+  if (ahead) ++write_aheads_out_;
+  Producer& producer = quick ? *quick_ : *producer_;
+  Status queued = producer.Produce(rec, [this, ahead, epoch = p.epoch, offset = e.offset](const Status& s) {
     --pending_;
+    if (ahead) --write_aheads_out_;
     OnSent(epoch, offset, s);
   });
   if (queued.ok()) {
     ++pending_;
   } else {
+    if (ahead) --write_aheads_out_;
     e.send_failed = true;
     e.error = queued.error().message();
     --e.pending_sends;

@@ -55,7 +55,10 @@ class Outbox {
 
   // Sends not acknowledged yet, and serving their delivery reports.
   int pending() const { return pending_; }
-  void Poll(std::chrono::milliseconds timeout) { producer_->Poll(timeout); }
+  void Poll(std::chrono::milliseconds timeout) {
+    producer_->Poll(timeout);
+    if (quick_) quick_->Poll(std::chrono::milliseconds(0));
+  }
   // Whether a record of `p` waits for the broker to acknowledge a send.
   static bool Sending(const Partition& p);
 
@@ -76,6 +79,14 @@ class Outbox {
   Counters& counters_;
   const Clock::time_point& turn_;
   std::unique_ptr<Producer> producer_;
+  // Write-ahead records while few are on their way go through a producer of their own that
+  // lingers for nothing, so that a step at low load waits for one round trip, not for the
+  // linger; with more on their way they go through `producer_`, whose requests fill. A key has
+  // one write-ahead round on its way at a time, so its records keep their order either way.
+  static constexpr int kQuickWriteAheads = 32;
+  ProducerConfig quick_config_;
+  std::unique_ptr<Producer> quick_;  // made on first use
+  int write_aheads_out_ = 0;
   std::atomic<bool> warm_{false};
   std::atomic<bool> stopping_{false};
   std::thread warm_up_;  // joined before the producer goes
