@@ -8,12 +8,14 @@
 set -euo pipefail
 
 runtime=(librdkafka1 libboost-program-options1.74.0 libcpp-httplib0.11 ca-certificates
+         libcurl4                     # the launcher's Docker backend: the Engine API over its socket
          libdate-tz3 tzdata)  # schedules' time zones: the system tz database
 media=(ffmpeg)                 # what the launcher runs in compose; ffprobe checks its output
 compile=(
   build-essential cmake ninja-build pkg-config
   librdkafka-dev rapidjson-dev libboost-program-options-dev
   libcpp-httplib-dev           # the /healthz, /readyz and /metrics endpoints
+  libcurl4-openssl-dev         # the Docker backend's HTTP client
   libhowardhinnant-date-dev    # schedules: cron calendars in a time zone
 )
 build=(

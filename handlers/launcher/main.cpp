@@ -9,6 +9,9 @@
 // running processes (SIGTERM, --kill-grace-ms, SIGKILL), report them as lost, commit, exit 0;
 // a second one exits at once (128 + the signal). With --http-port it serves /healthz, /readyz
 // and /metrics: the worker's and the launcher's (docs/operations.md).
+// With --backend docker each job runs in a container of its own on the engine at
+// --docker-socket, and jobs outlive the launcher: a launcher that starts or takes over a
+// partition adopts the containers of its commands (docs/launcher.md, "The Docker backend").
 // Every option can also come from the environment: KBUS_BROKERS, KBUS_ALLOW_LIST, ... (--help).
 
 #include <unistd.h>
@@ -20,6 +23,7 @@
 #include <string>
 
 #include "kbus/cli/options.hpp"
+#include "kbus/handlers/docker_backend.hpp"
 #include "kbus/handlers/launcher.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/handlers/producer_sink.hpp"
@@ -64,6 +68,8 @@ int main(int argc, char** argv) {
   std::int64_t kill_grace_ms = launcher_config.kill_grace.count();
   std::int64_t heartbeat_ms = launcher_config.default_heartbeat.count();
   std::string reply_topics;
+  std::string backend_name = "local";
+  std::string docker_socket = kbus::handlers::DockerConfig{}.socket;
   for (const auto& t : launcher_config.reply_topics) reply_topics += (reply_topics.empty() ? "" : ",") + t;
   po::options_description desc("Options (each also from KBUS_<NAME>, e.g. KBUS_ALLOW_LIST)",
                                cli::kHelpWidth);
@@ -71,6 +77,11 @@ int main(int argc, char** argv) {
   desc.add_options()
       ("allow-list", po::value(&allow_path)->value_name("FILE"),
        "the programs it may run (required; format in docs/launcher.md)")
+      ("backend", po::value(&backend_name)->default_value(backend_name)->value_name("NAME"),
+       "how jobs run: local (child processes of the launcher) or docker (a container each, through the "
+       "engine at --docker-socket; the allow-list names images)")
+      ("docker-socket", po::value(&docker_socket)->default_value(docker_socket)->value_name("PATH"),
+       "the Docker engine's API socket, for --backend docker")
       ("max-processes", po::value(&launcher_config.max_processes)->default_value(launcher_config.max_processes)->value_name("N"),
        "processes at once; when full it pauses its partitions until one ends")
       ("kill-grace-ms", po::value(&kill_grace_ms)->default_value(kill_grace_ms)->value_name("MS"),
@@ -123,8 +134,27 @@ int main(int argc, char** argv) {
   if (launch_topic.empty() || control_topic.empty() || launch_topic == control_topic) {
     return cli::ReportUsage("", "--launch-topic and --control-topic must be two different topics");
   }
+  if (backend_name != "local" && backend_name != "docker") {
+    return cli::ReportUsage("", parsed->Spelling("backend") + " must be local or docker, not '" + backend_name + "'");
+  }
+  if (backend_name == "docker" && docker_socket.empty()) {
+    return cli::ReportUsage("", parsed->Spelling("docker-socket") + " must name the engine's socket");
+  }
   auto allow = ReadAllowList(allow_path);
   if (!allow.ok()) return cli::Report("", allow.error());
+  if (backend_name == "docker") {
+    if (Status s = kbus::handlers::DockerBackend::Check(allow.value()); !s.ok()) {
+      return cli::Report("", kbus::Error(kbus::ErrorCode::kInvalidArgument, "--allow-list " + allow_path + ": " + s.error().message()));
+    }
+  } else {
+    for (const auto& [name, program] : allow.value().programs()) {
+      if (!program.container.image.empty()) {
+        return cli::Report("", kbus::Error(kbus::ErrorCode::kInvalidArgument,
+                                           "--allow-list " + allow_path + ": program '" + name + "' names an image ('" +
+                                               name + ".image'), which only --backend docker runs"));
+      }
+    }
+  }
   launcher_config.kill_grace = std::chrono::milliseconds(kill_grace_ms);
   launcher_config.default_heartbeat = std::chrono::milliseconds(heartbeat_ms);
   launcher_config.host = config.host;
@@ -149,7 +179,15 @@ int main(int argc, char** argv) {
     producer_config.linger = std::chrono::milliseconds(0);
     kbus::kafka::Producer producer(producer_config);
     kbus::handlers::ProducerSink sink(producer);
-    kbus::handlers::LocalProcessBackend backend;
+    kbus::handlers::LocalProcessBackend local;
+    std::unique_ptr<kbus::handlers::DockerBackend> docker;
+    if (backend_name == "docker") {
+      docker = std::make_unique<kbus::handlers::DockerBackend>(kbus::handlers::DockerConfig{docker_socket, config.group});
+      if (Status s = docker->Ping(); !s.ok()) {
+        return cli::Report("", kbus::Error(kbus::ErrorCode::kInvalidArgument, parsed->Spelling("docker-socket") + ": " + s.error().message()));
+      }
+    }
+    kbus::handlers::Backend& backend = docker ? static_cast<kbus::handlers::Backend&>(*docker) : local;
     // One registry and board for the worker and the launcher, declared before both, so that
     // the launcher's series and probe outlive neither.
     auto metrics = std::make_shared<kbus::metrics::Registry>();
@@ -164,12 +202,25 @@ int main(int argc, char** argv) {
     kbus::HandlerOptions cancel;
     cancel.topic = control_topic;
     launcher.Register(handlers, std::move(launch), std::move(cancel));
+    if (docker) {
+      // Containers outlive a launcher: the owner of a launch partition follows its kept jobs.
+      auto labels = [launch_topic](const std::vector<kbus::kafka::TopicPartition>& parts) {
+        std::vector<std::string> out;
+        for (const auto& p : parts) {
+          if (p.topic == launch_topic) out.push_back(kbus::handlers::Launcher::PartitionLabel(p.topic, p.partition));
+        }
+        return out;
+      };
+      config.on_assigned = [&launcher, labels](const auto& parts) { launcher.Adopt(labels(parts)); };
+      config.on_revoked = [&launcher, labels](const auto& parts) { launcher.LetGo(labels(parts)); };
+    }
 
     kbus::kafka::Worker worker(config, handlers);
     cli::StopWorkerOnSignal(&worker);  // a signal that came before stops it now
     kbus::Log(kbus::LogLevel::kInfo, "launcher running",
               {{"group", config.group}, {"launch_topic", launch_topic}, {"control_topic", control_topic},
-               {"max_processes", launcher_config.max_processes}, {"reply_topics", reply_topics}});
+               {"max_processes", launcher_config.max_processes}, {"reply_topics", reply_topics},
+               {"backend", std::string(backend.name())}});
     worker.Run();  // returns after Stop(): nothing more is taken, the launches are committed
     cli::StopWorkerOnSignal(nullptr);
     health->SetShuttingDown();
@@ -180,7 +231,8 @@ int main(int argc, char** argv) {
     const auto stats = launcher.Stats();
     kbus::Log(kbus::LogLevel::kInfo, "launcher stopped",
               {{"started", stats.started}, {"exited", stats.exited},
-               {"launch_failed", stats.launch_failed}, {"duplicates", stats.duplicates}});
+               {"launch_failed", stats.launch_failed}, {"duplicates", stats.duplicates},
+               {"adopted", stats.adopted}, {"left_running", stats.detached}});
   } catch (const std::exception& e) {
     std::cerr << "kbus-launcher: " << e.what() << "\n";
     return cli::kExitFailure;

@@ -6,23 +6,58 @@
 #include <limits>
 #include <deque>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <stdexcept>
 #include <thread>
 #include <utility>
 
+#include "kbus/codec.hpp"
 #include "kbus/envelope.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/json.hpp"
 #include "kbus/log.hpp"
 #include "launch_checks.hpp"
 
+namespace kbus::handlers::detail {
+
+// What a kept job's labels carry (label kbus.launch) so that another launcher can report for it:
+// the command's fields that its events need, and the envelope ids they inherit. Never its
+// environment or arguments.
+struct LaunchLabel {
+  std::string job_id;
+  int attempt = 1;
+  std::string program;
+  std::string reply_to;
+  std::int64_t run_timeout_ms = 0;
+  std::int64_t heartbeat_ms = 0;
+  std::string message_id, correlation_id, workflow_id, traceparent, type, kind;
+};
+
+}  // namespace kbus::handlers::detail
+
+template <>
+struct kbus::JsonTraits<kbus::handlers::detail::LaunchLabel> {
+  using T = kbus::handlers::detail::LaunchLabel;
+  static constexpr auto kFields = kbus::Fields(
+      kbus::Field("job_id", &T::job_id), kbus::Field("attempt", &T::attempt), kbus::Field("program", &T::program),
+      kbus::Field("reply_to", &T::reply_to), kbus::Field("run_timeout_ms", &T::run_timeout_ms),
+      kbus::Field("heartbeat_ms", &T::heartbeat_ms), kbus::Field("message_id", &T::message_id),
+      kbus::Field("correlation_id", &T::correlation_id), kbus::Field("workflow_id", &T::workflow_id),
+      kbus::Field("traceparent", &T::traceparent, kbus::kOmitDefault), kbus::Field("type", &T::type),
+      kbus::Field("kind", &T::kind));
+};
+
 namespace kbus::handlers {
 
 namespace {
 
+using detail::LaunchLabel;
 using detail::Shown;
+
+constexpr std::string_view kPartitionLabel = "kbus.partition";
+constexpr std::string_view kLaunchLabel = "kbus.launch";
 
 // The parts of a command's envelope its events inherit, owned (an Envelope only views).
 struct Parent {
@@ -31,6 +66,9 @@ struct Parent {
   explicit Parent(const Envelope& e)
       : message_id(e.message_id), correlation_id(e.correlation_id), workflow_id(e.workflow_id),
         traceparent(e.traceparent), type(e.type), kind(e.kind) {}
+  explicit Parent(const LaunchLabel& l)
+      : message_id(l.message_id), correlation_id(l.correlation_id), workflow_id(l.workflow_id),
+        traceparent(l.traceparent), type(l.type), kind(l.kind) {}
 
   Envelope View() const {
     Envelope e;
@@ -133,8 +171,11 @@ constexpr std::chrono::seconds kStuckMargin{60};
 struct Launcher::Impl {
   struct Job {
     Job(const LaunchProcess& cmd, const Envelope& envelope) : command(cmd), parent(envelope) {}
+    Job(const LaunchProcess& cmd, const LaunchLabel& label) : command(cmd), parent(label) {}
     LaunchProcess command;
     Parent parent;
+    std::string partition;        // PartitionLabel of its command
+    std::optional<KeptJob> kept;  // adopted: the backend's job it follows
     ProcessSpec spec;
     ProcessControl control;
     SlotHold slot;
@@ -367,6 +408,8 @@ struct Launcher::Impl {
     job->spec = std::move(spec.value());
     job->spec.run_timeout = cmd.run_timeout;
     job->spec.kill_grace = config.kill_grace;
+    job->partition = Launcher::PartitionLabel(ctx.record().topic, ctx.record().partition);
+    if (backend.KeepsJobs()) Label(*job);
     bool cancelled_early = false;
     {
       std::lock_guard lock(mu);
@@ -392,12 +435,36 @@ struct Launcher::Impl {
     return Report(cmd, ctx, std::move(job->failure));
   }
 
+  // The labels a kept job carries, for the launcher that adopts it.
+  static void Label(Job& job) {
+    const LaunchProcess& cmd = job.command;
+    const Parent& p = job.parent;
+    job.spec.job_key = std::to_string(cmd.attempt) + ":" + cmd.job_id;
+    const LaunchLabel label{cmd.job_id,       cmd.attempt,        cmd.program,   cmd.reply_to,
+                            cmd.run_timeout.count(), cmd.heartbeat_interval.count(), p.message_id,
+                            p.correlation_id, p.workflow_id,      p.traceparent, p.type,
+                            p.kind};
+    job.spec.labels = {{"kbus.job_id", cmd.job_id},
+                       {"kbus.attempt", std::to_string(cmd.attempt)},
+                       {"kbus.program", cmd.program},
+                       {"kbus.reply_to", cmd.reply_to},
+                       {std::string(kPartitionLabel), job.partition},
+                       {std::string(kLaunchLabel), ToJson(label)}};
+  }
+
   void RunJob(const JobPtr& job) {
     const LaunchProcess& cmd = job->command;
     ProcessObserver observer;
-    observer.started = [&](int pid) {
-      job->started_at = Job::Clock::now();
-      ProcessStarted started{cmd.job_id, cmd.attempt, cmd.program, pid, config.host};
+    observer.started = [&](int pid, const std::string& handle, std::chrono::milliseconds ran) {
+      job->started_at = Job::Clock::now() - ran;
+      if (job->kept) {
+        // Its ProcessStarted went out from the launcher that started it.
+        Log(LogLevel::kInfo, "job adopted",
+            {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"program", Shown(cmd.program)},
+             {"container", handle.substr(0, 12)}});
+        return;
+      }
+      ProcessStarted started{cmd.job_id, cmd.attempt, cmd.program, pid, config.host, handle};
       // Posted before any progress, so a run's events are in order on their partition; the
       // handler acknowledges the command once the broker has it. The job thread does not wait:
       // the child's output and heartbeats go on meanwhile (a first send to a topic can take a
@@ -433,12 +500,28 @@ struct Launcher::Impl {
 
     ProcessResult result;
     try {
-      result = backend.Run(job->spec, observer, job->control);
+      result = job->kept ? backend.Follow(*job->kept, job->spec, observer, job->control)
+                         : backend.Run(job->spec, observer, job->control);
     } catch (const std::exception& e) {
       result = ProcessResult{};
       result.error = std::string("the ") + std::string(backend.name()) + " backend failed: " + e.what();
     }
 
+    if (result.outcome == ProcessOutcome::kDetached && job->start_known) {
+      // Left running for the next owner of its partition, who adopts it.
+      Log(LogLevel::kInfo, "job left running for another launcher",
+          {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"container", result.handle.substr(0, 12)}});
+      job->slot.Release();
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return job->started_answered; });
+      running.erase({cmd.job_id, cmd.attempt});
+      ++stats.detached;
+      --stats.running;
+      --threads;
+      cv.notify_all();
+      return;
+    }
+    if (result.outcome == ProcessOutcome::kDetached) result.outcome = ProcessOutcome::kCancelled;  // before it started
     ProcessExited exited = ExitedFor(cmd, result.outcome, std::move(result.error));
     exited.exit_code = result.exit_code;
     exited.signal = result.signal;
@@ -483,7 +566,12 @@ struct Launcher::Impl {
     const OutgoingRecord record = EventFor(*job, exited);
     for (int i = 1;; ++i) {
       Status s = events.Deliver(record);
-      if (s.ok()) break;
+      if (s.ok()) {
+        // Reported: the backend may let the job go. Unreported, a kept job stays for the next
+        // launcher to report.
+        if (!result.handle.empty()) backend.Forget(result.handle);
+        break;
+      }
       Log(LogLevel::kError, "ProcessExited not delivered",
           {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"try", i}, {"error", Shown(s.error().message(), 512)}});
       if (i == kDeliverTries) break;
@@ -533,9 +621,103 @@ struct Launcher::Impl {
     shut = true;
     for (auto& [key, job] : running) {
       job->stopping = true;
-      job->control.Cancel();
+      if (backend.KeepsJobs()) {
+        job->control.Detach();
+      } else {
+        job->control.Cancel();
+      }
     }
     cv.wait(lock, [&] { return threads == 0; });
+  }
+
+  void LetGo(const std::vector<std::string>& partitions) {
+    if (!backend.KeepsJobs()) return;
+    std::unique_lock lock(mu);
+    std::vector<JobPtr> going;
+    for (auto& [key, job] : running) {
+      if (std::find(partitions.begin(), partitions.end(), job->partition) == partitions.end()) continue;
+      job->control.Detach();
+      going.push_back(job);
+    }
+    cv.wait(lock, [&] {
+      return std::none_of(going.begin(), going.end(), [&](const JobPtr& j) {
+        auto it = running.find({j->command.job_id, j->command.attempt});
+        return it != running.end() && it->second == j;
+      });
+    });
+  }
+
+  void Adopt(const std::vector<std::string>& partitions) {
+    if (!backend.KeepsJobs() || partitions.empty()) return;
+    auto kept = backend.ListKept();
+    if (!kept.ok()) {
+      Log(LogLevel::kError, "kept jobs not listed: the running jobs of these partitions go unwatched",
+          {{"backend", std::string(backend.name())}, {"error", kept.error().message()}});
+      return;
+    }
+    for (KeptJob& k : kept.value()) {
+      const auto part = k.labels.find(std::string(kPartitionLabel));
+      if (part == k.labels.end() || std::find(partitions.begin(), partitions.end(), part->second) == partitions.end()) {
+        continue;
+      }
+      if (!k.started) {
+        // Created by a launcher that died before starting it: its command was not acknowledged
+        // and comes again.
+        backend.Forget(k.handle);
+        continue;
+      }
+      const auto text = k.labels.find(std::string(kLaunchLabel));
+      Result<LaunchLabel> label = text == k.labels.end()
+                                      ? Result<LaunchLabel>(Error(ErrorCode::kDecode, "no kbus.launch label"))
+                                      : FromJson<LaunchLabel>(text->second);
+      if (!label.ok()) {
+        Log(LogLevel::kError, "kept job not adopted: its labels do not say what it is",
+            {{"handle", k.handle.substr(0, 12)}, {"error", label.error().message()}});
+        continue;
+      }
+      AdoptOne(std::move(k), label.value(), part->second);
+    }
+  }
+
+  void AdoptOne(KeptJob kept, const LaunchLabel& label, const std::string& partition) {
+    LaunchProcess cmd;
+    cmd.job_id = label.job_id;
+    cmd.attempt = label.attempt;
+    cmd.program = label.program;
+    cmd.reply_to = label.reply_to;
+    cmd.run_timeout = std::chrono::milliseconds(label.run_timeout_ms);
+    cmd.heartbeat_interval = std::chrono::milliseconds(label.heartbeat_ms);
+    auto job = std::make_shared<Job>(cmd, label);
+    job->partition = partition;
+    if (auto spec = allow.Resolve(cmd.program, {}, {}); spec.ok()) job->spec = std::move(spec.value());
+    job->spec.run_timeout = cmd.run_timeout;
+    job->spec.kill_grace = config.kill_grace;
+    // Event ids derive from the command's id and an index: an adopter's start far past the
+    // indexes of the launchers before it, so that no event of it repeats an earlier id.
+    job->next_index = static_cast<std::size_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count()) * 1000;
+    job->start_known = job->started_answered = true;
+    job->kept = std::move(kept);
+    {
+      std::lock_guard lock(mu);
+      const AttemptKey key{cmd.job_id, cmd.attempt};
+      if (shut || running.count({cmd.job_id, cmd.attempt}) != 0) return;  // followed here already
+      if (finished.Contains(key)) {
+        backend.Forget(job->kept->handle);  // reported here; its removal failed then
+        return;
+      }
+      if (early_cancels.Contains({cmd.job_id, 0}) || early_cancels.Contains(key)) {
+        job->cancel_reason = "cancelled while no launcher watched it";
+        job->control.Cancel();
+      }
+      if (slots->TryTake()) job->slot = SlotHold(slots);  // a kept job runs even past the limit
+      running[{cmd.job_id, cmd.attempt}] = job;
+      ++threads;
+      ++stats.adopted;
+      ++stats.running;
+    }
+    CountLaunch(cmd.program);
+    std::thread([this, job] { RunJob(job); }).detach();
   }
 };
 
@@ -580,6 +762,20 @@ void Launcher::Register(HandlerRegistry& handlers, HandlerOptions launch, Handle
 }
 
 void Launcher::Shutdown() { impl_->Shutdown(); }
+
+void Launcher::Adopt(const std::vector<std::string>& partitions) { impl_->Adopt(partitions); }
+
+void Launcher::LetGo(const std::vector<std::string>& partitions) { impl_->LetGo(partitions); }
+
+std::string Launcher::PartitionLabel(std::string_view topic, std::int32_t partition) {
+  return std::string(topic) + ":" + std::to_string(partition);
+}
+
+ProcessResult Backend::Follow(const KeptJob&, const ProcessSpec&, const ProcessObserver&, ProcessControl&) {
+  ProcessResult r;
+  r.error = std::string("the ") + std::string(name()) + " backend keeps no jobs";
+  return r;
+}
 
 void Launcher::ReportTo(metrics::Registry& metrics, health::Board& health) { impl_->ReportTo(metrics, health); }
 

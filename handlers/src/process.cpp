@@ -11,10 +11,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <optional>
 #include <cstring>
 #include <set>
 
 #include "kbus/handlers/launcher_messages.hpp"
+#include "process_output.hpp"
 
 namespace kbus::handlers {
 
@@ -22,8 +25,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::size_t kStderrTail = 4096;
-constexpr std::size_t kMaxLine = 64 * 1024;  // a longer stdout line is not progress, and is cut
 
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
@@ -222,6 +223,8 @@ std::string_view OutcomeName(ProcessOutcome outcome) {
     case ProcessOutcome::kTimedOut: return "timed_out";
     case ProcessOutcome::kCancelled: return "cancelled";
     case ProcessOutcome::kLaunchFailed: return "launch_failed";
+    case ProcessOutcome::kOutOfMemory: return "out_of_memory";
+    case ProcessOutcome::kDetached: return "detached";
   }
   return "failed";
 }
@@ -229,6 +232,10 @@ std::string_view OutcomeName(ProcessOutcome outcome) {
 ProcessControl::ProcessControl() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 ProcessControl::~ProcessControl() {
   if (fd_ >= 0) ::close(fd_);
+}
+void ProcessControl::Detach() {
+  detached_.store(true, std::memory_order_release);
+  Cancel();
 }
 void ProcessControl::Cancel() {
   const std::uint64_t one = 1;
@@ -338,16 +345,13 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
     return launch_failed("the job's supervisor ended before the job started");
   }
   const pid_t pid = first.value;
-  if (observer.started) observer.started(pid);
+  if (observer.started) observer.started(pid, {}, std::chrono::milliseconds(0));
 
   auto run_deadline = spec.run_timeout.count() > 0 ? After(started, spec.run_timeout) : Clock::time_point::max();
   auto kill_at = Clock::time_point::max();  // SIGKILL after the grace, once SIGTERM went out
   auto next_tick = observer.tick_interval.count() > 0 ? After(started, observer.tick_interval) : Clock::time_point::max();
   bool timed_out = false, cancelled = false, exited = false;
   int status = 0;
-  std::string line;
-  bool line_too_long = false;
-  ProgressReader progress(spec.progress);
   auto pipes_closed_by = Clock::time_point::max();
   // Signals go to the group only while the supervisor has not reported the job's end: after it,
   // the group is gone and its id may be reused.
@@ -357,44 +361,9 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
     SignalGroup(pid, SIGTERM);
     kill_at = After(Clock::now(), spec.kill_grace);
   };
-  auto on_stdout = [&](const char* data, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      if (data[i] != '\n') {
-        if (line.size() < kMaxLine) {
-          line.push_back(data[i]);
-        } else {
-          line_too_long = true;
-        }
-        continue;
-      }
-      ++result.stdout_lines;
-      if (line_too_long) {
-        if (IsResultLine(line)) {
-          ++result.results_refused;
-          result.result_refused_why = "the result line is longer than " + std::to_string(kMaxLine) + " bytes";
-        }
-      } else if (auto r = ParseResultLine(line, kMaxProcessResultBytes)) {
-        // The last valid one wins; a refused one leaves the one before in place.
-        if (r->ok()) {
-          result.result = std::move(*r).value();
-        } else {
-          ++result.results_refused;
-          result.result_refused_why = r->error().message();
-        }
-      } else if (auto p = progress.StdoutLine(line); p && observer.progress) {
-        observer.progress(*p);
-      }
-      line.clear();
-      line_too_long = false;
-    }
-  };
-  auto on_stderr = [&](const char* data, std::size_t n) {
-    progress.Stderr({data, n});
-    result.stderr_tail.append(data, n);
-    if (result.stderr_tail.size() > 2 * kStderrTail) {
-      result.stderr_tail.erase(0, result.stderr_tail.size() - kStderrTail);
-    }
-  };
+  detail::ProcessOutput output(result, spec.progress, observer.progress);
+  auto on_stdout = [&](const char* data, std::size_t n) { output.Stdout({data, n}); };
+  auto on_stderr = [&](const char* data, std::size_t n) { output.Stderr({data, n}); };
   // Reads what a pipe has; false at end of file.
   char buf[65536];
   auto drain = [&](Fd& fd, bool is_stdout) {
@@ -477,8 +446,7 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
     SignalGroup(pid, SIGKILL);
     on_report();
   }
-  if (!line.empty()) on_stdout("\n", 1);  // a last line without a newline still counts
-  if (result.stderr_tail.size() > kStderrTail) result.stderr_tail.erase(0, result.stderr_tail.size() - kStderrTail);
+  output.Finish();
 
   result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
@@ -495,9 +463,107 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
   return result;
 }
 
+namespace {
+
+constexpr std::string_view kProgramKeys[] = {"progress", "env",  "image",     "cpus",  "memory", "pids",
+                                             "network",  "user", "read_only", "mount", "tmpfs"};
+
+bool IsProgramKey(std::string_view key) {
+  return std::find(std::begin(kProgramKeys), std::end(kProgramKeys), key) != std::end(kProgramKeys);
+}
+
+// A size in bytes: digits with an optional k, m or g (powers of 1024); nullopt when not one.
+std::optional<std::int64_t> ParseSize(std::string_view text) {
+  std::int64_t unit = 1;
+  if (!text.empty()) {
+    switch (text.back()) {
+      case 'k': case 'K': unit = std::int64_t{1} << 10; break;
+      case 'm': case 'M': unit = std::int64_t{1} << 20; break;
+      case 'g': case 'G': unit = std::int64_t{1} << 30; break;
+      default: break;
+    }
+    if (unit != 1) text.remove_suffix(1);
+  }
+  if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  return std::stoll(std::string(text)) * unit;
+}
+
+bool IsPlainWord(std::string_view w) {
+  return !w.empty() && std::none_of(w.begin(), w.end(), [](char c) { return static_cast<unsigned char>(c) < 0x21 || c == 0x7f; });
+}
+
+// Sets `key` of `p` from the words after '='; "" when fine, else what is wrong.
+std::string SetProgramKey(AllowList::Program& p, const std::string& key, const std::vector<std::string>& words) {
+  if (key == "env") {
+    for (const auto& w : words) {
+      if (w.find('=') != std::string::npos) return "names '" + w + "', which is not a variable name";
+      p.allowed_env.push_back(w);
+    }
+    return {};
+  }
+  if (key == "progress") {
+    const auto format = words.size() == 1 ? ProgressFormatNamed(words.front()) : std::nullopt;
+    if (!format) return "must be one of kbus, ffmpeg";
+    p.progress = *format;
+    return {};
+  }
+  if (words.size() != 1) return "takes one value";
+  const std::string& w = words.front();
+  ContainerSpec& c = p.container;
+  if (key == "image") {
+    if (!IsPlainWord(w)) return "is not an image name";
+    c.image = w;
+  } else if (key == "cpus") {
+    char* end = nullptr;
+    const double v = std::strtod(w.c_str(), &end);
+    if (end != w.c_str() + w.size() || !(v > 0) || v > 1024) return "must be a number of CPUs above 0, at most 1024";
+    c.cpus = v;
+  } else if (key == "memory") {
+    const auto v = ParseSize(w);
+    if (!v || *v < (std::int64_t{6} << 20)) return "must be a size of at least 6m (digits with k, m or g)";
+    c.memory_bytes = *v;
+  } else if (key == "pids") {
+    const auto v = ParseSize(w);
+    if (!v || *v < 1 || w.find_first_not_of("0123456789") != std::string::npos) return "must be a whole number, at least 1";
+    c.pids = *v;
+  } else if (key == "network") {
+    if (!IsPlainWord(w)) return "is not a network name";
+    c.network = w;
+  } else if (key == "user") {
+    if (!IsPlainWord(w)) return "is not a user";
+    const std::string who = w.substr(0, w.find(':'));
+    if (who == "0" || who == "root") return "must not be root: jobs run as a user without privileges";
+    c.user = w;
+  } else if (key == "read_only") {
+    if (w != "true" && w != "false") return "must be true or false";
+    c.read_only = w == "true";
+  } else if (key == "mount") {
+    // SOURCE:TARGET[:ro|rw]; the target and a path source absolute.
+    std::vector<std::string> parts;
+    for (std::size_t from = 0;;) {
+      const auto colon = w.find(':', from);
+      parts.push_back(w.substr(from, colon - from));
+      if (colon == std::string::npos) break;
+      from = colon + 1;
+    }
+    if (parts.size() == 2) parts.push_back("ro");
+    if (parts.size() != 3 || parts[0].empty() || parts[1].empty() || parts[1].front() != '/' ||
+        (parts[2] != "ro" && parts[2] != "rw") || !IsPlainWord(w)) {
+      return "must be SOURCE:TARGET[:ro|rw], the target an absolute path, the source a host path or a volume";
+    }
+    c.mounts.push_back(parts[0] + ":" + parts[1] + ":" + parts[2]);
+  } else if (key == "tmpfs") {
+    if (!IsPlainWord(w) || w.front() != '/' || w.find(':') != std::string::npos) return "must be an absolute path";
+    c.tmpfs.push_back(w);
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<AllowList> AllowList::Parse(std::string_view text) {
   AllowList list;
-  std::set<std::string> set_progress;  // programs whose .progress line was read
+  std::set<std::string> set_keys;  // "name.key" lines read, for keys that may be given once
   std::size_t number = 0;
   auto bad = [&](const std::string& what) {
     return Error(ErrorCode::kInvalidArgument, "allow-list line " + std::to_string(number) + ": " + what);
@@ -514,25 +580,15 @@ Result<AllowList> AllowList::Parse(std::string_view text) {
     if (eq == std::string_view::npos) return bad("expected 'name = /absolute/path [args...]'");
     std::string name(Trim(line.substr(0, eq)));
     const std::vector<std::string> words = Words(line.substr(eq + 1));
-    if (name.size() > 9 && name.substr(name.size() - 9) == ".progress") {
-      name.resize(name.size() - 9);
+    if (const auto dot = name.rfind('.'); dot != std::string::npos && IsProgramKey(std::string_view(name).substr(dot + 1))) {
+      const std::string key = name.substr(dot + 1);
+      const std::string line_name = name;
+      name.resize(dot);
       auto it = list.programs_.find(name);
-      if (it == list.programs_.end()) return bad("'" + name + ".progress' before the program '" + name + "'");
-      if (set_progress.contains(name)) return bad("the progress format of '" + name + "' is given twice");
-      const auto format = words.size() == 1 ? ProgressFormatNamed(words.front()) : std::nullopt;
-      if (!format) return bad("'" + name + ".progress' must be one of kbus, ffmpeg");
-      it->second.progress = *format;
-      set_progress.insert(name);
-      continue;
-    }
-    if (name.size() > 4 && name.substr(name.size() - 4) == ".env") {
-      name.resize(name.size() - 4);
-      auto it = list.programs_.find(name);
-      if (it == list.programs_.end()) return bad("'" + name + ".env' before the program '" + name + "'");
-      for (const auto& w : words) {
-        if (w.find('=') != std::string::npos) return bad("'" + w + "' is not a variable name");
-        it->second.allowed_env.push_back(w);
-      }
+      if (it == list.programs_.end()) return bad("'" + line_name + "' before the program '" + name + "'");
+      const bool repeatable = key == "env" || key == "mount" || key == "tmpfs";
+      if (!repeatable && !set_keys.insert(line_name).second) return bad("'" + line_name + "' is given twice");
+      if (std::string why = SetProgramKey(it->second, key, words); !why.empty()) return bad("'" + line_name + "' " + why);
       continue;
     }
     if (name.empty() || name.find_first_of(" \t/") != std::string::npos) return bad("'" + name + "' is not a program name");
@@ -567,6 +623,7 @@ Result<ProcessSpec> AllowList::Resolve(std::string_view name, const std::vector<
   spec.args.insert(spec.args.end(), args.begin(), args.end());
   spec.env = env;
   spec.progress = p.progress;
+  spec.container = p.container;
   return spec;
 }
 

@@ -26,6 +26,7 @@
 
 namespace {
 
+using kbus::handlers::ContainerSpec;
 using kbus::handlers::AllowList;
 using kbus::handlers::ParseProgressLine;
 using kbus::handlers::ProcessControl;
@@ -125,6 +126,70 @@ TEST(AllowList, RefusesBadLinesNamingThem) {
               ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("listed twice")));
 }
 
+TEST(AllowList, AContainerEntrySetsImageLimitsAndMountsThatNoCommandCanChange) {
+  auto list = AllowList::Parse(
+      "encode = /usr/bin/ffmpeg -nostdin\n"
+      "encode.image = registry.example/kbus-encoder:1.2\n"
+      "encode.cpus = 1.5\n"
+      "encode.memory = 512m\n"
+      "encode.pids = 64\n"
+      "encode.user = 10001:10001\n"
+      "encode.read_only = false\n"
+      "encode.network = media-net\n"
+      "encode.mount = kbus-media:/media:rw\n"
+      "encode.mount = /srv/fonts:/fonts\n"
+      "encode.tmpfs = /tmp\n"
+      "plain = /bin/true\n");
+  ASSERT_THAT(list, IsOk());
+  auto spec = list->Resolve("encode", {"-i", "in.mp4"}, {});
+  ASSERT_THAT(spec, IsOk());
+  const ContainerSpec& c = spec->container;
+  EXPECT_EQ(c.image, "registry.example/kbus-encoder:1.2");
+  EXPECT_DOUBLE_EQ(c.cpus, 1.5);
+  EXPECT_EQ(c.memory_bytes, 512 << 20);
+  EXPECT_EQ(c.pids, 64);
+  EXPECT_EQ(c.user, "10001:10001");
+  EXPECT_FALSE(c.read_only);
+  EXPECT_EQ(c.network, "media-net");
+  EXPECT_THAT(c.mounts, ElementsAre("kbus-media:/media:rw", "/srv/fonts:/fonts:ro")) << "read-only unless it says rw";
+  EXPECT_THAT(c.tmpfs, ElementsAre("/tmp"));
+  EXPECT_EQ(spec->path, "/usr/bin/ffmpeg") << "the path inside the image";
+  EXPECT_THAT(spec->args, ElementsAre("-nostdin", "-i", "in.mp4"));
+
+  const ContainerSpec plain = list->Resolve("plain", {}, {})->container;
+  EXPECT_EQ(plain.image, "") << "no image: a child process";
+  EXPECT_EQ(plain.network, "none");
+  EXPECT_EQ(plain.user, "65534:65534");
+  EXPECT_TRUE(plain.read_only);
+  EXPECT_EQ(plain.pids, 256);
+  EXPECT_EQ(plain.memory_bytes, 0);
+}
+
+TEST(AllowList, RefusesBadContainerLinesNamingThem) {
+  const std::string program = "job = /job\n";
+  for (const auto& [line, error] : std::vector<std::pair<std::string, std::string>>{
+           {"job.image =", "line 2: 'job.image' takes one value"},
+           {"job.image = a b", "'job.image' takes one value"},
+           {"job.cpus = 0", "'job.cpus' must be a number of CPUs above 0"},
+           {"job.cpus = lots", "'job.cpus' must be a number"},
+           {"job.memory = 1m", "'job.memory' must be a size of at least 6m"},
+           {"job.memory = 5x", "'job.memory' must be a size"},
+           {"job.pids = 0", "'job.pids' must be a whole number, at least 1"},
+           {"job.pids = 10k", "'job.pids' must be a whole number"},
+           {"job.user = root", "'job.user' must not be root"},
+           {"job.user = 0:0", "'job.user' must not be root"},
+           {"job.read_only = yes", "'job.read_only' must be true or false"},
+           {"job.mount = /data", "'job.mount' must be SOURCE:TARGET[:ro|rw]"},
+           {"job.mount = /data:relative", "'job.mount' must be SOURCE:TARGET[:ro|rw]"},
+           {"job.mount = /data:/data:rx", "'job.mount' must be SOURCE:TARGET[:ro|rw]"},
+           {"job.tmpfs = tmp", "'job.tmpfs' must be an absolute path"},
+           {"job.image = a\njob.image = b", "line 3: 'job.image' is given twice"}}) {
+    EXPECT_THAT(AllowList::Parse(program + line + "\n"), ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr(error))) << line;
+  }
+  EXPECT_THAT(AllowList::Parse("job.image = x\n" + program),
+              ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr("line 1: 'job.image' before the program 'job'")));
+}
+
 TEST(RunProcess, ArgumentsAndEnvironmentReachTheChildByteForByteWithoutAShell) {
   const std::string out = ::testing::TempDir() + "/argv_dump.out";
   std::remove(out.c_str());
@@ -160,7 +225,7 @@ TEST(RunProcess, ReportsProgressInOrderAndSucceeds) {
   std::vector<int> percents;
   int started_pid = 0;
   ProcessObserver observer;
-  observer.started = [&](int pid) { started_pid = pid; };
+  observer.started = [&](int pid, const std::string&, std::chrono::milliseconds) { started_pid = pid; };
   observer.progress = [&](const kbus::handlers::Progress& p) { percents.push_back(p.percent); };
   const auto r = RunProcess(Encoder({"--seconds", "0.2", "--steps", "4", "--stderr", "warming up"}), observer);
   EXPECT_EQ(r.outcome, ProcessOutcome::kSucceeded);
@@ -268,7 +333,7 @@ TEST(RunProcess, ReportsANonZeroExitAndDeathBySignal) {
 TEST(RunProcess, ATimeoutEndsTheProcessAndItsGrandchildrenEvenIfTheyIgnoreSigterm) {
   int pgid = 0;
   ProcessObserver observer;
-  observer.started = [&](int pid) { pgid = pid; };
+  observer.started = [&](int pid, const std::string&, std::chrono::milliseconds) { pgid = pid; };
   ProcessSpec spec = Encoder({"--spawn-child", "--ignore-term", "--seconds", "60"});
   spec.run_timeout = milliseconds(300);
   spec.kill_grace = milliseconds(300);
@@ -285,7 +350,7 @@ TEST(RunProcess, ATimeoutEndsTheProcessAndItsGrandchildrenEvenIfTheyIgnoreSigter
 TEST(RunProcess, AProcessThatEndsLeavesNoneOfItsGroupBehind) {
   int pgid = 0;
   ProcessObserver observer;
-  observer.started = [&](int pid) { pgid = pid; };
+  observer.started = [&](int pid, const std::string&, std::chrono::milliseconds) { pgid = pid; };
   const auto r = RunProcess(Encoder({"--spawn-child", "--seconds", "0.05", "--steps", "1"}), observer);
   EXPECT_EQ(r.outcome, ProcessOutcome::kSucceeded);
   EXPECT_FALSE(GroupAlive(pgid)) << "the grandchild outlived its job";
@@ -384,7 +449,7 @@ void StartStandInLauncher(const ProcessSpec& spec, pid_t& launcher, int& job) {
   if (launcher == 0) {
     ::close(pids[0]);
     ProcessObserver observer;
-    observer.started = [&](int pid) { (void)!::write(pids[1], &pid, sizeof pid); };
+    observer.started = [&](int pid, const std::string&, std::chrono::milliseconds) { (void)!::write(pids[1], &pid, sizeof pid); };
     RunProcess(spec, observer);
     ::_exit(0);
   }

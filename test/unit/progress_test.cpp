@@ -248,7 +248,7 @@ TEST(AllowList, RefusesABadProgressLineNamingIt) {
            {program + "ffmpeg.progress = ffmpeg kbus\n", "line 2: 'ffmpeg.progress' must be one of kbus, ffmpeg"},
            {program + "ffmpeg.progress =\n", "line 2: 'ffmpeg.progress' must be one of kbus, ffmpeg"},
            {program + "ffmpeg.progress = ffmpeg\nffmpeg.progress = kbus\n",
-            "line 3: the progress format of 'ffmpeg' is given twice"}}) {
+            "line 3: 'ffmpeg.progress' is given twice"}}) {
     EXPECT_THAT(AllowList::Parse(text), ErrorIs(kbus::ErrorCode::kInvalidArgument, HasSubstr(error))) << text;
   }
 }

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,16 +38,39 @@
 
 namespace kbus::handlers {
 
-// How a job runs: the local process backend now; Docker containers and Kubernetes Jobs can
-// follow behind the same interface.
+// A job a backend keeps while no launcher watches it (Backend::KeepsJobs): a container whose
+// launcher stopped, died or gave its partition away.
+struct KeptJob {
+  std::string handle;                         // the backend's name for it (a container id)
+  std::map<std::string, std::string> labels;  // as ProcessSpec::labels gave them
+  bool running = false;                       // false: it ended, or never started
+  bool started = true;                        // false: created, never started
+};
+
+// How a job runs: a child process (LocalProcessBackend) or a container (DockerBackend,
+// docker_backend.hpp); Kubernetes Jobs can follow behind the same interface
+// (docs/launcher-kubernetes.md).
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
   // Runs the job to its end on the calling thread and reports through `observer`; a cancelled
-  // `control` ends it (SIGTERM, spec.kill_grace, SIGKILL, or the backend's equivalent).
+  // `control` ends it (SIGTERM, spec.kill_grace, SIGKILL, or the backend's equivalent), a
+  // detached one lets go of it (kDetached) when the backend keeps jobs.
   virtual ProcessResult Run(const ProcessSpec& spec, const ProcessObserver& observer,
                             ProcessControl& control) = 0;
+
+  // Backends whose jobs outlive the launcher: a launcher that starts, or takes over a partition,
+  // lists the kept jobs and follows those of its partitions (Launcher::Adopt).
+  virtual bool KeepsJobs() const { return false; }
+  virtual Result<std::vector<KeptJob>> ListKept() { return std::vector<KeptJob>{}; }
+  // Follows a kept job to its end as Run does; `spec` gives its progress format, run timeout
+  // and kill grace. `observer.started` is called once it is found.
+  virtual ProcessResult Follow(const KeptJob& job, const ProcessSpec& spec, const ProcessObserver& observer,
+                               ProcessControl& control);
+  // The launcher reported the job's end (ProcessResult::handle): the backend may let it go
+  // (a container is removed). Never throws.
+  virtual void Forget(const std::string& handle) { (void)handle; }
 };
 
 // Children of the launcher process (RunProcess).
@@ -101,6 +125,8 @@ struct LauncherStats {
   std::uint64_t duplicates = 0;     // a launch of an attempt that runs or ran here
   std::uint64_t cancels = 0;        // CancelProcess commands handled
   std::uint64_t cancelled = 0;      // running jobs they stopped
+  std::uint64_t adopted = 0;        // kept jobs followed after a restart or a rebalance
+  std::uint64_t detached = 0;       // jobs left running for another launcher (revoke, shutdown)
   int running = 0;
 };
 
@@ -119,9 +145,22 @@ class Launcher {
   void Register(HandlerRegistry& handlers, HandlerOptions launch = {}, HandlerOptions cancel = {});
 
   // Stops every running job (SIGTERM, then SIGKILL after kill_grace), reports each as
-  // `lost`, and waits for them. Later launches are refused. Call it after the worker stopped,
-  // so that no slot freed here takes a new command.
+  // `lost`, and waits for them; with a backend that keeps jobs it lets go of them instead, still
+  // running, for the next launcher to adopt. Later launches are refused. Call it after the
+  // worker stopped, so that no slot freed here takes a new command.
   void Shutdown();
+
+  // For backends that keep jobs (Backend::KeepsJobs), from the worker's rebalance hooks;
+  // `partitions` are labels "<launch topic>:<partition>" (PartitionLabel).
+  // Adopt: follows the kept jobs of these partitions that no one here follows: heartbeats,
+  // progress and the exit go on as if this launcher had started them, and a job cancelled
+  // meanwhile (a CancelProcess this launcher read) is stopped. A job that ended meanwhile is
+  // reported; one created but never started is removed (its command was never acknowledged,
+  // so it comes again). LetGo: stops following the jobs of these partitions, leaving them
+  // running for their next owner, and returns once their threads ended.
+  void Adopt(const std::vector<std::string>& partitions);
+  void LetGo(const std::vector<std::string>& partitions);
+  static std::string PartitionLabel(std::string_view topic, std::int32_t partition);
 
   LauncherStats Stats() const;
   const std::shared_ptr<Slots>& slots() const;

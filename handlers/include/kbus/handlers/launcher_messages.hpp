@@ -65,8 +65,9 @@ struct ProcessStarted {
   std::string job_id;
   int attempt = 0;
   std::string program;
-  std::int64_t pid = 0;
+  std::int64_t pid = 0;  // the container's main process, as the host sees it, for the Docker backend
   std::string host;  // the launcher's host
+  std::string container_id;  // the Docker backend's container; "" (omitted) for a child process
 };
 
 struct ProcessHeartbeat {
@@ -86,7 +87,8 @@ struct ProcessProgress {
 struct ProcessExited {
   std::string job_id;
   int attempt = 0;
-  // succeeded | failed | timed_out | cancelled | launch_failed | lost (the launcher stopped
+  // succeeded | failed | timed_out | cancelled | launch_failed | out_of_memory (the Docker
+  // backend's memory limit killed it) | lost (the launcher stopped
   // while it ran)
   std::string outcome;
   int exit_code = -1;  // when it exited
@@ -137,7 +139,8 @@ struct kbus::MessageTraits<kbus::handlers::ProcessStarted> {
   static constexpr auto kFields =
       kbus::Fields(kbus::Field("job_id", &T::job_id), kbus::Field("attempt", &T::attempt),
                    kbus::Field("program", &T::program), kbus::Field("pid", &T::pid),
-                   kbus::Field("host", &T::host, kbus::kOptional));
+                   kbus::Field("host", &T::host, kbus::kOptional),
+                   kbus::Field("container_id", &T::container_id, kbus::kOmitDefault));
 };
 
 template <>

@@ -18,6 +18,7 @@
 // Thread safety: RunProcess blocks its calling thread for the life of the child (PDEATHSIG ties
 // the child to that thread). Cancel() of a ProcessControl may be called from any thread.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -32,6 +33,20 @@
 
 namespace kbus::handlers {
 
+// How a program runs in a container (the Docker backend): from the allow-list only, never from
+// a command. Empty `image`: the program is no container's.
+struct ContainerSpec {
+  std::string image;
+  double cpus = 0;                 // 0: no limit
+  std::int64_t memory_bytes = 0;   // 0: no limit; swap is limited to the same
+  std::int64_t pids = 256;         // processes and threads at most
+  std::string network = "none";    // "none", or a network the engine knows
+  std::string user = "65534:65534";
+  bool read_only = true;           // the root file system
+  std::vector<std::string> mounts;  // "SOURCE:TARGET:ro|rw", SOURCE a host path or a volume
+  std::vector<std::string> tmpfs;   // writable tmpfs mount points
+};
+
 // What to run. Built by AllowList::Resolve from a program name, never from user text directly.
 struct ProcessSpec {
   std::string path;                         // absolute path of the executable
@@ -41,9 +56,16 @@ struct ProcessSpec {
   std::chrono::milliseconds run_timeout{0};  // 0: none
   std::chrono::milliseconds kill_grace{10000};  // between SIGTERM and SIGKILL
   ProgressFormat progress = ProgressFormat::kKbus;  // how its output reports progress
+  ContainerSpec container;  // the Docker backend's; the local backend refuses an image
+  // Set by the launcher for backends whose jobs outlive it: `job_key` names the attempt (a
+  // second run of the same key finds the first), `labels` are kept with the job to adopt it.
+  std::string job_key;
+  std::map<std::string, std::string> labels;
 };
 
-enum class ProcessOutcome { kSucceeded, kFailed, kTimedOut, kCancelled, kLaunchFailed };
+// kOutOfMemory: the container backend's memory limit ended it. kDetached: the launcher let go of
+// a job that keeps running (ProcessControl::Detach); never reported as an event.
+enum class ProcessOutcome { kSucceeded, kFailed, kTimedOut, kCancelled, kLaunchFailed, kOutOfMemory, kDetached };
 std::string_view OutcomeName(ProcessOutcome outcome);  // "succeeded", "timed_out", ...
 
 struct ProcessResult {
@@ -59,11 +81,14 @@ struct ProcessResult {
   std::string result;
   std::uint64_t results_refused = 0;
   std::string result_refused_why;
+  std::string handle;  // the backend's name for the job (a container id), "" for a child process
 };
 
 // Observes one run; called on the thread that runs it.
 struct ProcessObserver {
-  std::function<void(int pid)> started;
+  // `handle`: the backend's name for the job (a container id), "" for a child process; `ran`:
+  // how long it ran before it was found (an adopted job), else 0.
+  std::function<void(int pid, const std::string& handle, std::chrono::milliseconds ran)> started;
   std::function<void(const Progress&)> progress;
   // Called about every `tick` while the child runs (heartbeats are sent from here).
   std::function<void()> tick;
@@ -80,10 +105,15 @@ class ProcessControl {
   // The run ends with kCancelled: SIGTERM to the group, grace, SIGKILL. Safe from any thread and
   // before the run starts (it then ends at once).
   void Cancel();
-  int fd() const { return fd_; }  // an eventfd, readable once cancelled
+  // The run ends with kDetached and the job keeps running, for backends whose jobs outlive the
+  // launcher (Backend::KeepsJobs); others treat it as Cancel. Safe from any thread.
+  void Detach();
+  bool detached() const { return detached_.load(std::memory_order_acquire); }
+  int fd() const { return fd_; }  // an eventfd, readable once cancelled or detached
 
  private:
   int fd_ = -1;
+  std::atomic<bool> detached_{false};
 };
 
 // Runs the child to its end. Never throws for anything the child does.
@@ -99,6 +129,17 @@ ProcessResult RunProcess(const ProcessSpec& spec, const ProcessObserver& observe
 // third names the format its progress comes in (kbus, the default, or ffmpeg: progress.hpp).
 // `.env` and `.progress` lines follow their program's line. Arguments are separated by spaces;
 // there is no quoting, so a fixed argument cannot contain a space.
+// For the Docker backend, a program runs in a container: its path is the path inside the image,
+// and these lines (each once, but .mount and .tmpfs as often as needed) set the container:
+//   encode-video.image = kbus-encoder:1        the image (required with the Docker backend)
+//   encode-video.cpus = 1.5                    CPUs at most (default: no limit)
+//   encode-video.memory = 512m                 memory at most, swap included (k, m, g; >= 6m)
+//   encode-video.pids = 256                    processes and threads at most (default 256)
+//   encode-video.network = none                none (the default) or a network's name
+//   encode-video.user = 65534:65534            never root (default 65534:65534)
+//   encode-video.read_only = true              read-only root file system (the default)
+//   encode-video.mount = media:/media:rw       SOURCE:TARGET[:ro|rw], ro by default
+//   encode-video.tmpfs = /tmp                  a writable, empty tmpfs
 class AllowList {
  public:
   struct Program {
@@ -106,6 +147,7 @@ class AllowList {
     std::vector<std::string> fixed_args;
     std::vector<std::string> allowed_env;
     ProgressFormat progress = ProgressFormat::kKbus;
+    ContainerSpec container;  // the .image, .cpus, ... lines
   };
 
   // Errors name the line and what is wrong with it.
