@@ -2,6 +2,8 @@
 #   docker build --target kbus -t kbus:dev .              the kbus CLI, quickstart-worker,
 #                                                         video-encoding, fake-encoder, kbus-launcher
 #   docker build --target launcher -t kbus-launcher:dev . the same with ffmpeg, for kbus-launcher
+#   docker build --target encoder -t kbus-encoder:dev .   ffmpeg alone, for kbus-launcher --backend
+#                                                         docker (compose.docker-launcher.yaml)
 # The build stage installs what compiling needs (scripts/install-deps.sh --compile, the script CI
 # uses) and compiles the programs in Release, without tests and benchmarks; both runtime images
 # copy its binaries, so building both compiles once. The runtime images run as the unprivileged
@@ -47,3 +49,16 @@ RUN /tmp/install-deps.sh --runtime-media && rm -rf /var/lib/apt/lists/* /tmp/ins
 COPY --from=build /opt/kbus/bin/ /opt/kbus/bin/
 USER kbus
 CMD ["kbus-launcher", "--help"]
+
+# What kbus-launcher --backend docker starts for each encoding (compose.docker-launcher.yaml,
+# docker/launcher-docker.allow): Debian's ffmpeg and nothing of kbus, so it needs neither the
+# build stage nor the build context. Last in the file: the legacy builder (docker-compose 1.29)
+# builds every stage before its target, and the kbus and launcher targets should not wait for
+# this one. It runs as nobody; the launcher sets each container's user (the allow-list's .user),
+# its init, limits and mounts.
+FROM debian:bookworm-slim AS encoder
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+USER 65534:65534
+CMD ["ffmpeg", "-hide_banner", "-version"]
