@@ -109,8 +109,11 @@ docker volume prune -f >/dev/null
 docker network prune -f >/dev/null
 done_step
 
-step "compose.yaml is valid for docker-compose $(docker-compose version --short), every profile included"
+step "compose.yaml is valid for docker-compose $(docker-compose version --short), every profile included, and with compose.docker-launcher.yaml"
 KBUS_KAFKA_PORT=9092 dc --profile tools --profile ui --profile metrics config -q || fail "docker-compose config"
+# The Docker-launcher opt-in is read too (the compose_config test checks its names in detail);
+# the steps below run compose.yaml alone.
+KBUS_DOCKER_GID=0 dc -f "$root/compose.docker-launcher.yaml" config -q || fail "docker-compose config with compose.docker-launcher.yaml"
 done_step
 
 step "the Debian base images (debootstrap, unless the engine has them)"
