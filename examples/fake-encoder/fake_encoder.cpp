@@ -2,7 +2,7 @@
 //
 //   fake-encoder [--seconds S] [--steps N] [--exit-code C] [--crash] [--ignore-term]
 //                [--stderr TEXT] [--spawn-child] [--flood MB] [--track DIR] [--output NAME]
-//                [--result TEXT]
+//                [--result TEXT] [--eat-memory MB] [--echo-args ARG...]
 //
 // Prints N progress lines ("progress: 40 encoding pass 1", the launcher's progress format)
 // evenly over S seconds (default 1 s, 5 steps), then exits with C (default 0). --crash aborts
@@ -16,7 +16,12 @@
 // program run by the launcher may: `kbus-result {"output":"NAME","frames":N}` (NAME from
 // --output, default "out.mp4"; 25 frames per step). --result TEXT prints `kbus-result TEXT`
 // instead, as given, once per --result in order (for the tests: invalid JSON, an oversize
-// result, which one wins).
+// result, which one wins). --eat-memory allocates MB mebibytes and writes to every page of it
+// before its steps, so a memory limit below that ends it. --echo-args takes every argument
+// after it as data, not options, and reports them as its result, byte for byte:
+// `kbus-result {"args":["A1","A2",...]}` (JSON strings: quotes, backslashes and control
+// characters escaped, other bytes as given), for checking that arguments reach a program
+// unchanged.
 
 #include <unistd.h>
 
@@ -24,6 +29,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -62,6 +68,7 @@ int main(int argc, char** argv) {
   std::string track;
   std::string output = "out.mp4";
   std::vector<std::string> results;
+  std::vector<std::unique_ptr<char[]>> eaten;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> const char* {
@@ -95,6 +102,17 @@ int main(int argc, char** argv) {
       output = value();
     } else if (a == "--result") {
       results.emplace_back(value());
+    } else if (a == "--eat-memory") {
+      constexpr std::size_t kMiB = 1 << 20;
+      for (long n = std::atol(value()); n > 0; --n) {
+        eaten.emplace_back(new char[kMiB]);
+        for (std::size_t at = 0; at < kMiB; at += 4096) eaten.back()[at] = static_cast<char>(at + n);
+      }
+    } else if (a == "--echo-args") {
+      std::string echo = "{\"args\":[";
+      for (int k = i + 1; k < argc; ++k) echo += (k > i + 1 ? ",\"" : "\"") + JsonEscaped(argv[k]) + "\"";
+      results.push_back(echo + "]}");
+      break;
     } else if (a == "--track") {
       track = value();
     } else if (a == "--spawn-child") {
