@@ -83,7 +83,8 @@ stop() {
   # A daemon that did not finish its own clean-up leaves mounts (network namespaces) behind,
   # which keep DIR from being deleted.
   local m
-  findmnt -rn -o TARGET | grep -E "^($run/exec|$dir/data)/" | sort -r | while read -r m; do
+  # (grep finding none is the usual case, not a failure of stop)
+  findmnt -rn -o TARGET | { grep -E "^($run/exec|$dir/data)/" || true; } | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
 }
