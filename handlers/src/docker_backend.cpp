@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
@@ -23,7 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::string_view kScopeLabel = "kbus.scope";
+constexpr std::string_view kScopeLabel = "kbus.group";  // the scope: a launcher group
 constexpr std::string_view kJobKeyLabel = "kbus.job_key";
 // A log stream that breaks while its container still runs is opened again, this many times.
 constexpr int kStreamReopens = 20;
@@ -269,6 +271,13 @@ DockerBackend::DockerBackend(DockerConfig config) : impl_(std::make_unique<Impl>
 DockerBackend::~DockerBackend() = default;
 
 Status DockerBackend::Ping() const {
+  const std::string& socket = impl_->config.socket;
+  if (::access(socket.c_str(), R_OK | W_OK) != 0) {
+    const int err = errno;
+    return Error(ErrorCode::kTransport,
+                 "cannot use the Docker engine's socket " + socket + ": " + std::strerror(err) +
+                     (err == EACCES ? " (the launcher's user needs the socket's group, or access to it)" : ""));
+  }
   auto reply = impl_->engine.Call("GET", "/_ping", {}, std::chrono::seconds(10));
   if (!reply.ok()) return reply.error();
   if (reply->status != 200) {

@@ -29,7 +29,8 @@ namespace kbus::handlers {
 
 struct DockerConfig {
   std::string socket = "/var/run/docker.sock";  // the engine's API socket
-  // The containers this launcher may adopt carry kbus.scope=<scope>: the launcher's group.
+  // The containers this launcher starts carry kbus.group=<scope>, and it adopts no others: the
+  // launcher's consumer group, whose members share the work.
   std::string scope = "kbus-launcher";
 };
 
