@@ -161,8 +161,8 @@ constexpr std::array<std::string_view, kRefusalCount> kRefusalNames = {
     "bad_job_id",            "duration_out_of_bounds", "program_not_allowed",  "env_not_allowed",
     "duplicate",             "cancelled_before_start"};
 // Every outcome a ProcessExited may carry: the outcome label of kbus_launcher_exits_total.
-constexpr std::array<std::string_view, 6> kExitOutcomes = {"succeeded", "failed",        "timed_out",
-                                                          "cancelled", "launch_failed", "lost"};
+constexpr std::array<std::string_view, 7> kExitOutcomes = {"succeeded",     "failed", "timed_out",    "cancelled",
+                                                          "launch_failed", "lost",   "out_of_memory"};
 // A job this long past its run_timeout (beyond twice the kill grace) has a stuck supervisor.
 constexpr std::chrono::seconds kStuckMargin{60};
 
@@ -224,6 +224,8 @@ struct Launcher::Impl {
     std::map<std::string, Program, std::less<>> programs;  // by allow-list name
     std::array<metrics::Counter*, kRefusalCount> refused{};
     metrics::Gauge* running = nullptr;
+    metrics::Counter* adopted = nullptr;
+    metrics::Counter* left_running = nullptr;
     metrics::CollectorHandle collector;
     health::ProbeHandle probe;
   };
@@ -300,6 +302,14 @@ struct Launcher::Impl {
         {"reason"});
     for (std::size_t i = 0; i < kRefusalCount; ++i) m->refused[i] = &refused.With({kRefusalNames[i]});
     m->running = &registry.AddGauge("kbus_launcher_processes_running", "Processes running now.").With({});
+    m->adopted = &registry
+                      .AddCounter("kbus_launcher_adopted_total",
+                                  "Kept jobs (containers) this launcher followed after a restart or a rebalance.")
+                      .With({});
+    m->left_running = &registry
+                           .AddCounter("kbus_launcher_left_running_total",
+                                       "Kept jobs this launcher let go of, still running, at a revoke or its shutdown.")
+                           .With({});
     registry.AddGauge("kbus_launcher_max_processes", "Processes the launcher runs at once at most (--max-processes).")
         .With({})
         .Set(config.max_processes);
@@ -516,6 +526,7 @@ struct Launcher::Impl {
       cv.wait(lock, [&] { return job->started_answered; });
       running.erase({cmd.job_id, cmd.attempt});
       ++stats.detached;
+      if (Meters* m = meters.load(std::memory_order_acquire)) m->left_running->Inc();
       --stats.running;
       --threads;
       cv.notify_all();
@@ -716,7 +727,7 @@ struct Launcher::Impl {
       ++stats.adopted;
       ++stats.running;
     }
-    CountLaunch(cmd.program);
+    if (Meters* m = meters.load(std::memory_order_acquire)) m->adopted->Inc();
     std::thread([this, job] { RunJob(job); }).detach();
   }
 };
