@@ -510,6 +510,11 @@ ProcessResult DockerBackend::Impl::Follow(const std::string& id, const ProcessSp
     r.outcome = ProcessOutcome::kTimedOut;
   } else if (cancelled) {
     r.outcome = ProcessOutcome::kCancelled;
+  } else if (end->exit_code == 127 && r.stderr_tail.find("[FATAL tini") != std::string::npos &&
+             r.stderr_tail.find("exec ") != std::string::npos) {
+    // The init could not execute the program: not in the image, or not executable there.
+    r.outcome = ProcessOutcome::kLaunchFailed;
+    r.error = "the program could not be executed in the container: " + ToValidUtf8(r.stderr_tail, 512);
   } else if (end->oom_killed) {
     r.outcome = ProcessOutcome::kOutOfMemory;
     r.error = "the container exceeded its memory limit of " + std::to_string(spec.container.memory_bytes) + " bytes";
