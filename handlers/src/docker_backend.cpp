@@ -338,6 +338,8 @@ ProcessResult DockerBackend::Run(const ProcessSpec& spec, const ProcessObserver&
     }
     id = existing->id;
     Log(LogLevel::kInfo, "the attempt's container exists: following it", {{"container", id.substr(0, 12)}});
+    // Started once, it is never started again: a container that ended is reported as it ended.
+    if (existing->status != "created") return impl_->Follow(id, spec, observer, control, true);
   } else if (created->status == 404) {
     return fail("image '" + spec.container.image + "' is not on the Docker engine: " + created->Message());
   } else {

@@ -83,6 +83,14 @@ class DockerBackendTest : public ::testing::Test {
     return static_cast<int>(doc.Root().Size());
   }
 
+  std::string StartedAt(const std::string& id) const {
+    auto reply = Engine(socket_).Call("GET", "/containers/" + id + "/json");
+    EXPECT_TRUE(reply.ok());
+    kbus::JsonDocument doc;
+    EXPECT_TRUE(doc.Parse(reply->body).ok());
+    return std::string(doc.Root().Find("State")->Find("StartedAt")->GetString());
+  }
+
   std::string socket_, image_, group_;
   std::unique_ptr<DockerBackend> backend_;
 };
@@ -108,6 +116,15 @@ TEST_F(DockerBackendTest, TwoRunsOfOneAttemptShareOneContainerAndOneResult) {
   EXPECT_EQ(ra.result, R"({"output":"once.mp4","frames":50})");
   EXPECT_EQ(b.result, ra.result) << "the second read the whole output, from the start";
   EXPECT_EQ(Containers(), 1);
+
+  // And once more after it ended (its exit not reported yet): reported as it ended, not run again.
+  const std::string started_at = StartedAt(handle);
+  ProcessControl c3;
+  const ProcessResult c = backend_->Run(spec, {}, c3);
+  EXPECT_EQ(c.outcome, ProcessOutcome::kSucceeded) << c.error;
+  EXPECT_EQ(c.result, ra.result);
+  EXPECT_EQ(c.handle, handle);
+  EXPECT_EQ(StartedAt(handle), started_at) << "an ended container is never started again";
   backend_->Forget(ra.handle);
   EXPECT_EQ(Containers(), 0);
 }
