@@ -205,6 +205,36 @@ TEST(LauncherProgram, ABadKbusVariableExitsTwoNamingIt) {
   EXPECT_NE(launcher.Log().find("KBUS_MAX_PROCESSES"), std::string::npos) << launcher.Log();
 }
 
+// The backend's flags and the allow-list agree before anything runs: each refusal exits 2 and
+// names what is wrong.
+TEST(LauncherProgram, RefusesABackendAndAllowListThatDoNotAgreeNamingThem) {
+  const auto dir = std::filesystem::temp_directory_path() / TestBroker::UniqueName("backend-flags");
+  std::filesystem::create_directories(dir);
+  const auto with_image = dir / "with-image.allow";
+  const auto without_image = dir / "without-image.allow";
+  std::ofstream(with_image) << "enc = /fake-encoder\nenc.image = kbus-test-job:1\n";
+  std::ofstream(without_image) << "enc = /usr/bin/true\n";
+  struct Case {
+    std::vector<std::string> args, env;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{"--backend", "kubernetes", "--allow-list", without_image.string()}, {}, "--backend must be local or docker, not 'kubernetes'"},
+      {{"--allow-list", with_image.string()}, {}, "program 'enc' names an image ('enc.image'), which only --backend docker runs"},
+      {{"--backend", "docker", "--allow-list", without_image.string()}, {}, "program 'enc' names no image ('enc.image = IMAGE')"},
+      {{"--allow-list", with_image.string()}, {"KBUS_BACKEND=docker", "KBUS_DOCKER_SOCKET=" + (dir / "no.sock").string()},
+       "KBUS_DOCKER_SOCKET: cannot use the Docker engine's socket " + (dir / "no.sock").string() + ": No such file or directory"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {KBUS_LAUNCHER_PATH, "--brokers", "127.0.0.1:9"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    Program launcher(args, c.env);
+    EXPECT_EQ(launcher.WaitExit(seconds(30)), 2) << c.says;
+    EXPECT_NE(launcher.Log().find(c.says), std::string::npos) << launcher.Log();
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(VideoEncodingProgram, ABadKbusVariableExitsTwoNamingIt) {
   Program host({VIDEO_ENCODING_PATH}, {"KBUS_MAX_ATTEMPTS=-3"});
   EXPECT_EQ(host.WaitExit(seconds(30)), 2);
