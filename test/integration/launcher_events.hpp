@@ -30,6 +30,7 @@ using std::chrono::seconds;
 struct Seen {
   std::variant<ProcessStarted, ProcessProgress, ProcessHeartbeat, ProcessExited> event;
   std::string key, correlation_id, causation_id, workflow_id;
+  std::string message_id;
 };
 
 // Every launcher event on a topic, per job, in the order received.
@@ -87,7 +88,7 @@ class EventLog {
           std::lock_guard lock(mu_);
           jobs_[e.job_id].push_back(Seen{e, std::string(ctx.record().key),
                                          std::string(env.correlation_id), std::string(env.causation_id),
-                                         std::string(env.workflow_id)});
+                                         std::string(env.workflow_id), std::string(env.message_id)});
           cv_.notify_all();
         },
         options);
