@@ -13,7 +13,9 @@
 //   a duration out of the bounds of launcher_messages.hpp, any field that does not decode) is
 //   reported as a ProcessExited with outcome launch_failed and an error naming the field;
 // - a command is dead-lettered only when no event could be sent for it: no usable job_id or
-//   attempt, or a reply_to that is not a topic name or not in `reply_topics`.
+//   attempt, or a reply_to that is not a topic name or not in `reply_topics`;
+// - with a backend that keeps jobs (Docker), jobs outlive the launcher: Adopt follows those of
+//   the partitions given to it, LetGo and Shutdown leave them running (docs/launcher.md).
 //
 // Thread safety: the handlers run on a worker's threads; Shutdown and Stats from any thread.
 // Jobs run on threads of their own (the local backend ties a child's life to its thread).
