@@ -28,7 +28,8 @@ build=(
   default-jre-headless maven   # real Apache Kafka for the integration tests (jars from Maven Central)
   python3                      # free-port helper in scripts/kafka-broker.sh
   docker-compose               # runs compose.yaml in the compose test (and validates it)
-  docker.io debootstrap        # the compose test's own Docker engine and Debian base image
+  docker.io debootstrap        # the compose and Docker backend tests' own engine (docker.io brings
+                               # tini, the containers' init), the compose test's Debian base image
 )
 
 mode=${1:-build}
