@@ -61,6 +61,11 @@ setup() {
 
 cleanup() {
   if [[ -f "$dir/no-dockerd" ]]; then cat "$dir/no-dockerd"; return 0; fi
+  if [[ ! -f "$dir/docker-host" ]]; then
+    echo "the engine never started (setup failed): no containers to check"
+    "$repo/scripts/docker-engine.sh" stop "$dir/engine"
+    return 0
+  fi
   local host status=0 left
   host=$("$repo/scripts/docker-engine.sh" host "$dir/engine")
   export DOCKER_HOST=$host
