@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "docker_support.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
 #include "launcher_events.hpp"
 
@@ -54,60 +55,10 @@ using std::chrono::seconds;
 
 namespace fs = std::filesystem;
 
-// What the fixture's setup left in KBUS_TEST_DOCKER_DIR.
-struct Engine {
-  std::string host;   // unix:///.../docker.sock
-  std::string image;  // kbus-test-job:<hash>
-  std::string socket() const { return host.rfind("unix://", 0) == 0 ? host.substr(7) : host; }
-};
-
-std::string FirstLine(const fs::path& file) {
-  std::ifstream in(file);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
-Engine& TheEngine() {
-  static Engine engine;
-  return engine;
-}
-
-// `s` quoted for /bin/sh.
-std::string Quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// Runs the docker client on the test engine; its stdout, "" (and a test failure) when it fails.
-std::string Docker(const std::string& args) {
-  const std::string client = fs::exists("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
-  const std::string command = "DOCKER_HOST=" + Quoted(TheEngine().host) + " " + client + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    ADD_FAILURE() << "cannot run " << command;
-    return {};
-  }
-  std::string out;
-  char buf[4096];
-  for (std::size_t n; (n = fread(buf, 1, sizeof buf, pipe)) > 0;) out.append(buf, n);
-  const int status = pclose(pipe);
-  if (status != 0) {
-    ADD_FAILURE() << command << " failed: " << out;
-    return {};
-  }
-  return out;
-}
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) out.push_back(line);
-  }
-  return out;
-}
+using dt::Docker;
+using dt::Lines;
+using dt::Quoted;
+using dt::TheEngine;
 
 // The container id in a ProcessStarted, or nullopt while the message has no such field.
 template <class E>
@@ -245,8 +196,7 @@ class LauncherProcess {
 class DockerLauncher : public ::testing::Test {
  protected:
   void SetUp() override {
-    since_ = std::to_string(std::chrono::duration_cast<seconds>(
-                                std::chrono::system_clock::now().time_since_epoch()).count() - 1);
+    since_ = dt::EpochSeconds() - 1;
     const std::string& image = TheEngine().image;
     allow_text_ =
         "encode = /fake-encoder\n"
@@ -358,11 +308,7 @@ class DockerLauncher : public ::testing::Test {
   }
 
   // The ids of this group's containers (all, or the job's), running or not.
-  std::vector<std::string> Containers(const std::string& job = "") {
-    std::string filter = "--filter label=kbus.group=" + group_;
-    if (!job.empty()) filter += " --filter " + Quoted("label=kbus.job_id=" + job);
-    return Lines(Docker("ps -aq " + filter));
-  }
+  std::vector<std::string> Containers(const std::string& job = "") { return dt::Containers(group_, job); }
   // Waits for the job's container to be removed (after its exit is reported).
   void ExpectContainerGone(const std::string& job) {
     EXPECT_TRUE(WaitFor([&] { return Containers(job).empty(); }, seconds(15)))
@@ -370,14 +316,7 @@ class DockerLauncher : public ::testing::Test {
         << Docker("ps -a --filter label=kbus.group=" + group_ + " --filter " + Quoted("label=kbus.job_id=" + job));
   }
   // How many times a container of the job was started by the engine since the test began.
-  int ContainerStarts(const std::string& job) {
-    const std::string now = std::to_string(
-        std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch()).count() + 1);
-    const auto events = Lines(Docker("events --since " + since_ + " --until " + now +
-                                     " --filter type=container --filter event=start --filter label=kbus.group=" +
-                                     group_ + " --format " + Quoted("{{index .Actor.Attributes \"kbus.job_id\"}}")));
-    return static_cast<int>(std::count(events.begin(), events.end(), job));
-  }
+  int ContainerStarts(const std::string& job) { return dt::ContainerStarts(group_, job, since_); }
 
   std::string launch_ = TestBroker::UniqueName("ldt-launch");
   std::string control_ = TestBroker::UniqueName("ldt-control");
@@ -386,7 +325,7 @@ class DockerLauncher : public ::testing::Test {
   fs::path dir_ = fs::temp_directory_path() / TestBroker::UniqueName("ldt");
   fs::path allow_ = dir_ / "launcher.allow";
   std::string allow_text_;
-  std::string since_;
+  long long since_ = 0;
   kbus::kafka::Producer producer_{it::ProducerConfig()};
   std::vector<fs::path> logs_;
   std::vector<std::unique_ptr<LauncherProcess>> launchers_;
@@ -631,21 +570,6 @@ TEST_F(DockerLauncher, JobsOfAReplicaKilledWithSigkillAreAdoptedByTheOtherAndEac
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  const char* dir = std::getenv("KBUS_TEST_DOCKER_DIR");
-  if (dir == nullptr) {
-    std::cerr << "KBUS_TEST_DOCKER_DIR is not set: run through ctest (the docker_engine fixture), "
-                 "or set it to a folder that test/integration/docker_rig.sh setup prepared\n";
-    return 1;
-  }
-  if (fs::exists(fs::path(dir) / "no-dockerd")) {
-    std::cout << "skipped: " << FirstLine(fs::path(dir) / "no-dockerd") << "\n";
-    return 77;
-  }
-  TheEngine().host = FirstLine(fs::path(dir) / "docker-host");
-  TheEngine().image = FirstLine(fs::path(dir) / "image");
-  if (TheEngine().host.empty() || TheEngine().image.empty()) {
-    std::cerr << "no engine in " << dir << ": docker_rig.sh setup failed or did not run\n";
-    return 1;
-  }
+  if (const auto exit = dt::LoadEngine()) return *exit;
   return RUN_ALL_TESTS();
 }
