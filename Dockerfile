@@ -41,24 +41,28 @@ COPY --from=build /opt/kbus/bin/ /opt/kbus/bin/
 USER kbus
 CMD ["kbus", "--help"]
 
-# The launcher runs ffmpeg (and ffprobe checks what it wrote). Its packages do not wait for the
-# build: with BuildKit they install while the build stage compiles.
-FROM runtime AS launcher
+# Debian's ffmpeg (and ffprobe) on the runtime: the layer the launcher and the encoder share, so
+# that building both installs ffmpeg once and the engine stores it once. Its packages do not wait
+# for the build: with BuildKit they install while the build stage compiles.
+FROM runtime AS media
 COPY scripts/install-deps.sh /tmp/install-deps.sh
 RUN /tmp/install-deps.sh --runtime-media && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh
+
+# The launcher runs ffmpeg (and ffprobe checks what it wrote).
+FROM media AS launcher
 COPY --from=build /opt/kbus/bin/ /opt/kbus/bin/
 USER kbus
 CMD ["kbus-launcher", "--help"]
 
 # What kbus-launcher --backend docker starts for each encoding (compose.docker-launcher.yaml,
-# docker/launcher-docker.allow): Debian's ffmpeg and nothing of kbus, so it needs neither the
-# build stage nor the build context. Last in the file: the legacy builder (docker-compose 1.29)
-# builds every stage before its target, and the kbus and launcher targets should not wait for
-# this one. It runs as nobody; the launcher sets each container's user (the allow-list's .user),
-# its init, limits and mounts.
-FROM debian:bookworm-slim AS encoder
-RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null \
- && rm -rf /var/lib/apt/lists/*
+# docker/launcher-docker.allow): Debian's ffmpeg, and no kbus program (nothing from the build
+# stage). It is the media stage as it stands, the launcher image without kbus's binaries: a stage
+# of its own that installed ffmpeg again would cost a second apt-get and, on an engine with the
+# vfs driver (the compose test's), a full copy of its layers; this one adds no layer. (The
+# runtime libraries the launcher needs come along; ffmpeg does not use them.) Last in the file:
+# the legacy builder (docker-compose 1.29) builds every stage before its target, and the kbus and
+# launcher targets should not wait for this one. It runs as nobody; the launcher sets each
+# container's user (the allow-list's .user), its init, limits and mounts.
+FROM media AS encoder
 USER 65534:65534
 CMD ["ffmpeg", "-hide_banner", "-version"]
