@@ -51,6 +51,15 @@ allow = mounts.get(allow_in, "")
 check(allow.endswith("/docker/launcher-docker.allow"), f"launcher: {allow_in} is mounted from {allow!r}")
 check("encoder" in launcher.get("depends_on", {}), "launcher: does not wait for the encoder service")
 check({"kafka", "topics"} <= set(launcher.get("depends_on", {})), "launcher: lost compose.yaml's depends_on")
+# A killed launcher's containers are adopted by another replica after the launchers' session
+# timeout and a heartbeat: the workflow's heartbeat silence must be longer, or it retries them.
+workflow_env = c["services"]["video-encoding"].get("environment", {})
+session = int(env.get("KBUS_SESSION_TIMEOUT_MS", 10000))
+heartbeat = int(workflow_env.get("KBUS_HEARTBEAT_MS", 500))
+silence = int(workflow_env.get("KBUS_HEARTBEAT_TIMEOUT_MS", 0) or 3 * heartbeat)
+check(silence > session + heartbeat,
+      f"video-encoding: a heartbeat silence of {silence} ms is not longer than the launchers' session timeout "
+      f"({session} ms) plus a heartbeat ({heartbeat} ms): a launcher's death would cost a retry")
 
 keys = {}
 for line in open(allow if allow.startswith("/") else root + "/docker/launcher-docker.allow"):
