@@ -24,7 +24,12 @@
 #      service answers
 #   6. `docker-compose stop` mid-encode is graceful (every kbus container exits 0) and, after
 #      `start`, nothing was lost
-# The project is always taken down (down -v) and the engine stopped, even on failure.
+#   7. the Docker-backend opt-in (compose.docker-launcher.yaml), a project of its own once the
+#      first is down, with 2 launchers: an encode runs in a container of its own on the same
+#      engine; SIGKILL of its launcher mid-encode costs no retry: the other launcher adopts the
+#      container ("job adopted"), the video ends encoded by attempt 1, and no job container is
+#      left
+# The project up is always taken down (down -v) and the engine stopped, even on failure.
 # Environment:
 #   KBUS_COMPOSE_KEEP=1   leave the engine running with its images, so the next run rebuilds only
 #                         what changed (stop it with scripts/docker-engine.sh stop DIR/engine)
@@ -65,7 +70,13 @@ command -v docker-compose >/dev/null || fail "docker-compose not found"
 
 project=kbusct$$
 export COMPOSE_PROJECT_NAME=$project
-dc() { docker-compose -f "$root/compose.yaml" --project-directory "$root" "$@"; }
+# The compose files of the project up: compose.yaml, and from step 7 compose.docker-launcher.yaml
+compose_files=(compose.yaml)
+dc() {
+  local f args=()
+  for f in "${compose_files[@]}"; do args+=(-f "$root/$f"); done
+  docker-compose "${args[@]}" --project-directory "$root" "$@"
+}
 # kbus's CLI in a one-off container of the compose file's cli service
 cli() { dc run --rm -T --no-deps cli "$@" 2>>"$logs/cli.stderr"; }
 
@@ -76,6 +87,10 @@ cleanup() {
   trap - EXIT INT TERM
   if [[ -n "${DOCKER_HOST:-}" ]] && "$DOCKER" info >/dev/null 2>&1; then
     for f in "${followers[@]}"; do docker rm -f "$f" >/dev/null 2>&1; done
+    # The Docker-backend launchers' job containers (step 7) are the engine's, not compose's:
+    # down would leave them, running, with the media volume.
+    local jobs; jobs=$(docker ps -aq --filter label=kbus.group)
+    [[ -z $jobs ]] || docker rm -f $jobs >/dev/null 2>&1
     if (( rc != 0 )); then
       dc ps >"$logs/ps.txt" 2>&1
       dc logs --no-color --timestamps >"$logs/compose.log" 2>&1
@@ -102,6 +117,10 @@ step "the Docker engine (state in $engine)"
 DOCKER_HOST=$(scripts/docker-engine.sh start "$engine")
 export DOCKER_HOST
 docker version --format '   engine {{.Server.Version}}, client {{.Client.Version}}'
+# For compose.docker-launcher.yaml (step 7): the launchers get this engine's socket, and its group.
+export KBUS_HOST_DOCKER_SOCKET=${DOCKER_HOST#unix://}
+KBUS_DOCKER_GID=$(stat -c %g "$KBUS_HOST_DOCKER_SOCKET")
+export KBUS_DOCKER_GID
 # What an interrupted run left in a kept engine (the engine is the test's own: all of it goes).
 leftover=$(docker ps -aq)
 [[ -z $leftover ]] || { say "   removing $(wc -w <<<"$leftover") containers a previous run left"; docker rm -f $leftover >/dev/null; }
@@ -112,8 +131,8 @@ done_step
 step "compose.yaml is valid for docker-compose $(docker-compose version --short), every profile included, and with compose.docker-launcher.yaml"
 KBUS_KAFKA_PORT=9092 dc --profile tools --profile ui --profile metrics config -q || fail "docker-compose config"
 # The Docker-launcher opt-in is read too (the compose_config test checks its names in detail);
-# the steps below run compose.yaml alone.
-KBUS_DOCKER_GID=0 dc -f "$root/compose.docker-launcher.yaml" config -q || fail "docker-compose config with compose.docker-launcher.yaml"
+# steps 1 to 6 run compose.yaml alone, step 7 both.
+dc -f "$root/compose.docker-launcher.yaml" config -q || fail "docker-compose config with compose.docker-launcher.yaml"
 done_step
 
 step "the Debian base images (debootstrap, unless the engine has them)"
@@ -124,7 +143,7 @@ done_step
 kafka_image=kbus/kafka-standin:test
 export KBUS_IMAGE=kbus:test KBUS_LAUNCHER_IMAGE=kbus-launcher:test KBUS_KAFKA_IMAGE=$kafka_image
 
-step "the images: kbus and kbus-launcher (one build stage), and the Kafka stand-in meanwhile"
+step "the images: kbus, kbus-launcher (one build stage) and kbus-encoder, and the Kafka stand-in meanwhile"
 # BuildKit: the runtime stages install their packages while the build stage compiles, and
 # instructions that change no file cost no layer copy on vfs.
 export DOCKER_BUILDKIT=1
@@ -140,6 +159,12 @@ docker build --network host --progress plain --target kbus -t "$KBUS_IMAGE" . \
 # BuildKit sends the context once, then only what changed.
 context=$(sed -n '/load build context/,/DONE/p' "$logs/launcher-build.log" | grep -o 'transferring context: [0-9.]* *[kMG]*B' | tail -n1)
 say "   kbus images built in $(since "$build_t") s (${context:-context unknown})"
+# The encoder image of compose.docker-launcher.yaml (step 7), by the name its allow-list gives:
+# the launcher image's ffmpeg layer without kbus's binaries, so it adds no layer.
+t=$(now)
+docker build --network host --progress plain --target encoder -t kbus-encoder:dev . \
+  >"$logs/encoder-build.log" 2>&1 || { tail -n 40 "$logs/encoder-build.log"; fail "building the encoder image"; }
+say "   kbus-encoder built in $(since "$t") s"
 wait "$standin_pid" || { cat "$logs/standin-build.log"; fail "building the Kafka stand-in"; }
 say "   Kafka stand-in built in $(cat "$logs/standin-build.time") s"
 docker images --format '   {{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'kbus|debian' || true
@@ -258,6 +283,7 @@ healthy_count() {
   docker ps -q --filter "label=com.docker.compose.project=$project" --filter health=healthy | wc -l
 }
 all_healthy() { (( $(healthy_count) >= 9 )); }  # kafka, 2 video-encoding, 3 launchers, quickstart, scheduler, console
+healthy_at_least() { (( $(healthy_count) >= $1 )); }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # ------------------------------------------------------------------------- 1. up ------------
@@ -537,4 +563,86 @@ for id in "${expected[@]}"; do
   grep -qx "$id $runs" "$logs/ended.txt" || fail "$id did not end exactly $runs time(s)"
 done
 say "   every workflow ended exactly once per run"
+done_step
+
+# ------------------------------------------------------------------------- 7. Docker backend -
+step "7. compose.docker-launcher.yaml: an encode in a container of its own; SIGKILL of its launcher costs no retry"
+# The first project goes first (its Kafka port, and the engine's two cores): followers, then
+# down -v. Then a project of its own with both files; from here on the helpers, and the cleanup's
+# down -v, speak of it.
+for f in "${followers[@]}"; do docker rm -f "$f" >/dev/null 2>&1 || true; done
+followers=()
+t=$(now)
+dc down -v --remove-orphans >"$logs/down-1.log" 2>&1 || { cat "$logs/down-1.log"; fail "docker-compose down -v"; }
+say "   the first project down -v in $(since "$t") s"
+project=${project}d
+export COMPOSE_PROJECT_NAME=$project
+compose_files=(compose.yaml compose.docker-launcher.yaml)
+t=$(now)
+# Only what an encode needs: kafka, topics, samples, the encoder check, 2 launchers, the workflow.
+dc up -d --no-build --scale launcher=2 samples launcher video-encoding >"$logs/up-docker.log" 2>&1 ||
+  { cat "$logs/up-docker.log"; fail "docker-compose up with compose.docker-launcher.yaml"; }
+wait_for 240 "kafka, 2 launchers with the Docker backend and the workflow host healthy" healthy_at_least 4
+wait_for 120 "samples made" samples_done
+say "   time from up to all healthy: $(since "$t") s"
+follow encode-in video.encode.in
+job_containers() { docker ps -aq --filter label=kbus.group "$@"; }
+[[ -z $(job_containers) ]] || fail "job containers before any job: $(job_containers)"
+send dock-1 /media/samples/testsrc-60s.mp4 720
+wait_for 90 "dock-1: attempt 1 encoding (progress between 1 and 99 %)" progressing dock-1 1
+job=$(job_containers --filter label=kbus.job_id=dock-1)
+[[ $(wc -w <<<"$job") == 1 ]] || fail "dock-1: not one container labelled kbus.group and kbus.job_id=dock-1: '$job'"
+job_info=$(docker inspect -f '{{.Config.Image}} {{.Config.User}} {{.State.Status}} {{index .Config.Labels "kbus.group"}} {{index .Config.Labels "kbus.attempt"}} {{index .Config.Labels "kbus.partition"}} {{index .Config.Labels "com.docker.compose.project"}}' "$job")
+read -r job_image job_user job_state job_group job_attempt job_partition job_project <<<"$job_info"
+[[ $job_image == kbus-encoder:dev && $job_state == running && $job_attempt == 1 && -n $job_group ]] ||
+  fail "dock-1's container: $job_info"
+[[ -z $job_project ]] || fail "dock-1's container belongs to the compose project $job_project"
+say "   dock-1 runs in $(name_of "$job"): image $job_image, user $job_user, kbus.group=$job_group, kbus.partition=$job_partition"
+host1=$(q "$(in_events)" get host type=kbus.ProcessStarted job_id=dock-1 attempt=1)
+victim="" survivor=""
+for c in $(dc ps -q launcher); do
+  if [[ $(docker inspect -f '{{.Config.Hostname}}' "$c") == "$host1" ]]; then victim=$c; else survivor=$c; fi
+done
+[[ -n $victim && -n $survivor ]] || fail "no launcher container has the host name $host1, or no other launcher runs"
+docker kill -s KILL "$victim" >/dev/null
+killed_t=$(now)
+say "   docker kill -s KILL $(name_of "$victim"), host $host1, which started dock-1 attempt 1"
+[[ $(docker inspect -f '{{.State.Running}}' "$job") == true ]] || fail "dock-1's container ended with its launcher"
+adopted() { docker logs "$survivor" 2>&1 | grep '"msg":"job adopted"' | grep -q '"dock-1"'; }
+wait_for 60 "$(name_of "$survivor") adopted dock-1" adopted
+say "   adopted $(since "$killed_t") s after the kill: $(docker logs "$survivor" 2>&1 | grep '"msg":"job adopted"' | grep '"dock-1"' | head -n1 | cut -c1-300)"
+wait_for 180 "dock-1 ended" ended dock-1
+for c in "$victim" "$survivor"; do docker logs "$c" >"$logs/$(name_of "$c").log" 2>&1 || true; done
+# The longest the workflow heard nothing of dock-1: across the kill, until the adopter's first event.
+silence=$(python3 - "$(in_events)" <<'PY'
+import json, sys
+times = []
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    p = r.get("payload") if isinstance(r, dict) else None
+    if isinstance(p, dict) and p.get("job_id") == "dock-1" and isinstance(r.get("timestamp"), int):
+        times.append(r["timestamp"])
+times.sort()
+print("%.1f" % (max((b - a for a, b in zip(times, times[1:])), default=0) / 1000))
+PY
+)
+say "   the workflow heard nothing of dock-1 for $silence s at most (it gives an attempt up after 30 s)"
+results=$(in_results)
+attempts=$(q "$results" get attempts type=video.VideoEncoded video_id=dock-1)
+[[ $attempts == 1 ]] || fail "dock-1 was not encoded by attempt 1 alone: $(grep '"dock-1"' "$results" | tail -n1)"
+events=$(in_events)
+started=$(q "$events" count type=kbus.ProcessStarted job_id=dock-1)
+exited=$(q "$events" count type=kbus.ProcessExited job_id=dock-1)
+outcome=$(q "$events" get outcome type=kbus.ProcessExited job_id=dock-1 attempt=1)
+[[ $started == 1 && $exited == 1 && $outcome == succeeded ]] ||
+  fail "dock-1: $started ProcessStarted, $exited ProcessExited (attempt 1: ${outcome:-none}), not one of each, succeeded"
+out=$(q "$results" get output type=video.VideoEncoded video_id=dock-1)
+got=$(height_of "$out")
+[[ $got == 720 ]] || fail "dock-1: $out is ${got:-unreadable} lines high, not 720"
+say "   dock-1 encoded by attempt 1 (one ProcessStarted, one ProcessExited: succeeded); ffprobe $out: height $got"
+no_job_containers() { [[ -z $(job_containers) ]]; }
+wait_for 30 "no container labelled kbus.group is left" no_job_containers
 done_step
