@@ -110,6 +110,16 @@ long RssKib(pid_t pid) {
   return -1;
 }
 
+// The proportional share of resident memory (KiB): pages shared with n processes count 1/n, so
+// that summing it over many copies of one program counts their common pages once.
+long PssKib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Pss:", 0) == 0) return std::stol(line.substr(4));
+  }
+  return -1;
+}
+
 // Counts the launcher's events on a topic, and notes when each job's ProcessStarted arrived.
 struct Observer {
   std::atomic<int> started{0}, exited{0}, heartbeats{0}, failed{0}, cancelled{0};
@@ -525,10 +535,14 @@ pid_t SocketOwner(const std::string& path) {
 }
 
 // The processes whose short name (/proc/PID/comm, at most 15 characters) is `comm` and whose
-// command line passes `accept`: how many, and their resident memory summed (KiB).
-std::pair<int, long> RssOfAll(const std::string& comm, const std::function<bool(pid_t, const std::vector<std::string>&)>& accept) {
+// command line passes `accept`: how many, and their resident memory and its proportional share
+// summed (KiB).
+struct Footprint {
   int count = 0;
-  long kib = 0;
+  long rss = 0, pss = 0;
+};
+Footprint RssOfAll(const std::string& comm, const std::function<bool(pid_t, const std::vector<std::string>&)>& accept) {
+  Footprint f;
   for (const auto& proc : std::filesystem::directory_iterator("/proc")) {
     const std::string pid = proc.path().filename();
     if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
@@ -541,10 +555,11 @@ std::pair<int, long> RssOfAll(const std::string& comm, const std::function<bool(
     if (!accept(std::stoi(pid), args)) continue;
     const long rss = RssKib(std::stoi(pid));
     if (rss < 0) continue;
-    ++count;
-    kib += rss;
+    ++f.count;
+    f.rss += rss;
+    f.pss += std::max(0L, PssKib(std::stoi(pid)));
   }
-  return {count, kib};
+  return f;
 }
 
 pid_t ParentOf(pid_t pid) {
@@ -712,20 +727,21 @@ struct DockerRun {
     // The engine's containerd (dockerd's child), and the shims of the bench's containers
     // (containerd-shim-runc-v2 ... -id ID, the name cut to 15 characters): other engines may run
     // on the machine.
-    const auto [containerds, containerd_rss] =
+    const Footprint containerd =
         RssOfAll("containerd", [&](pid_t p, const std::vector<std::string>&) { return dockerd > 0 && ParentOf(p) == dockerd; });
     std::vector<std::string> ids = engine.Labelled(t.group).value_or(std::vector<std::string>{});
     std::sort(ids.begin(), ids.end());
-    const auto [shims, shims_rss] = RssOfAll("containerd-shim", [&](pid_t, const std::vector<std::string>& args) {
+    const Footprint shims = RssOfAll("containerd-shim", [&](pid_t, const std::vector<std::string>& args) {
       const auto id = std::find(args.begin(), args.end(), "-id");
       return id != args.end() && id + 1 != args.end() && std::binary_search(ids.begin(), ids.end(), *(id + 1));
     });
     std::printf("docker idle cost: %d running containers (all started %.1f s after the first send), heartbeats "
                 "every 5 s: launcher CPU %.3f s over %d s (%.2f%% of a core), %d heartbeats received, resident "
-                "memory %.1f MiB; dockerd %.1f MiB, its containerd %.1f MiB, the containers' %d shims %.1f MiB\n",
+                "memory %.1f MiB; dockerd %.1f MiB, its containerd %.1f MiB, the containers' %d shims %.1f MiB (their "
+                "proportional share %.1f MiB)\n",
                 obs.started.load(), start_s, cpu, window_s, 100 * cpu / window_s, obs.heartbeats - beats0,
-                rss / 1024.0, dockerd_rss / 1024.0, containerds == 1 ? containerd_rss / 1024.0 : -1.0, shims,
-                shims_rss / 1024.0);
+                rss / 1024.0, dockerd_rss / 1024.0, containerd.count == 1 ? containerd.rss / 1024.0 : -1.0, shims.count,
+                shims.rss / 1024.0, shims.pss / 1024.0);
 
     const auto cancel_start = Clock::now();
     for (int i = 0; i < running; ++i) bench.Cancel(t, "run-" + std::to_string(i));
