@@ -21,7 +21,8 @@
 // 4. Start latency: L sequential launches, each from sending its LaunchProcess to receiving its
 //    ProcessStarted, for the local backend (/bin/true) and the Docker backend (/fake-encoder in
 //    the image); p50 and p99 (nearest rank) of each, and for scale the same number of containers
-//    created and started through the Engine API directly (create + start, p50 and p99). The
+//    created, started and inspected through the Engine API directly (what the launcher does
+//    before it reports ProcessStarted: p50 and p99, and each call's p50). The
 //    launchers fetch with fetch.wait.max.ms 10 here (DockerRun::LauncherStartLatencies: why).
 // 5. Docker launch rate: D launches of a short /fake-encoder job, send to ProcessExited, 8 at
 //    once, against D containers created, started, waited for and removed through the Engine API
@@ -428,16 +429,17 @@ std::string PlainCreateBody(const std::string& image, const std::vector<std::str
 
 // Seconds each phase of the plain loop took, summed over its containers.
 struct PlainPhases {
-  double create = 0, start = 0, wait = 0, remove = 0;
+  double create = 0, start = 0, inspect = 0, wait = 0, remove = 0;
   int done = 0, failed = 0;
   std::string failure;
 };
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// One container of the short job, created, started, waited for and removed; false (and why in
+// One container of the short job, created, started, (with `inspect`, inspected once started, as
+// the launcher does before it reports ProcessStarted) waited for and removed; false (and why in
 // `phases.failure`) when the engine refused a step.
-bool PlainContainer(const PlainEngine& engine, const std::string& body, PlainPhases& phases) {
+bool PlainContainer(const PlainEngine& engine, const std::string& body, PlainPhases& phases, bool inspect = false) {
   auto fail = [&](const std::string& what, const PlainEngine::Reply& r) {
     phases.failure = what + ": " + std::to_string(r.status) + " " + r.body.substr(0, 300);
     ++phases.failed;
@@ -459,6 +461,15 @@ bool PlainContainer(const PlainEngine& engine, const std::string& body, PlainPha
     return fail("start", started);
   }
   phases.start += Since(t);
+  if (inspect) {
+    t = Clock::now();
+    const auto inspected = engine.Call("GET", "/containers/" + id + "/json");
+    if (inspected.status != 200) {
+      engine.Call("DELETE", "/containers/" + id + "?force=1&v=1");
+      return fail("inspect", inspected);
+    }
+    phases.inspect += Since(t);
+  }
   t = Clock::now();
   const auto waited = engine.Call("POST", "/containers/" + id + "/wait");
   if (waited.status != 200) {
@@ -632,15 +643,18 @@ struct DockerRun {
     const std::string group = "bench-plain-latency-" + std::to_string(getpid());
     groups.push_back(group);
     const std::string body = PlainCreateBody(image, ShortJob(), group);
-    std::vector<double> plain;
+    std::vector<double> plain, create, start, inspect;
     for (int i = 0; i < n; ++i) {
       PlainPhases p;
-      if (!PlainContainer(engine, body, p)) {
+      if (!PlainContainer(engine, body, p, true)) {
         std::cerr << "start latency: plain container: " << p.failure << "\n";
         ok = false;
         break;
       }
-      plain.push_back(1000 * (p.create + p.start));
+      plain.push_back(1000 * (p.create + p.start + p.inspect));
+      create.push_back(1000 * p.create);
+      start.push_back(1000 * p.start);
+      inspect.push_back(1000 * p.inspect);
     }
     auto line = [](const std::vector<double>& s) {
       char text[128];
@@ -648,8 +662,10 @@ struct DockerRun {
       return std::string(text);
     };
     std::printf("start latency: %d sequential launches, send to ProcessStarted received: local /bin/true %s; "
-                "docker /fake-encoder %s; plain create+start of the same container %s\n",
-                n, line(local).c_str(), line(docker).c_str(), line(plain).c_str());
+                "docker /fake-encoder %s; plain create+start+inspect of the same container %s (p50 create %.1f, "
+                "start %.1f, inspect %.1f ms)\n",
+                n, line(local).c_str(), line(docker).c_str(), line(plain).c_str(), Percentile(create, 0.5),
+                Percentile(start, 0.5), Percentile(inspect, 0.5));
     ok &= static_cast<int>(local.size()) == n && static_cast<int>(docker.size()) == n;
   }
 
