@@ -7,6 +7,15 @@
 //                                                  also the Docker backend (steps 4-6), on the
 //                                                  engine at SOCK, IMAGE holding /fake-encoder
 //
+// The Docker steps on an engine of their own (as root; vfs copies the image per container, so the
+// binary is stripped):
+//   export DOCKER_HOST=$(scripts/docker-engine.sh start /tmp/kbus-bench-engine)
+//   mkdir root && cp build/examples/fake-encoder/fake-encoder-static root/fake-encoder && strip root/fake-encoder
+//   tar -C root -c . | docker import - kbus-bench-enc:1
+//   build/bench/kbus-launcher-bench --launcher build/handlers/launcher/kbus-launcher --docker-only \
+//     --docker-socket ${DOCKER_HOST#unix://} --image kbus-bench-enc:1
+//   scripts/docker-engine.sh stop /tmp/kbus-bench-engine && rm -rf /tmp/kbus-bench-engine
+//
 // 1. Launch rate: N launches of /bin/true, each from sending its LaunchProcess to receiving its
 //    ProcessExited, against a plain posix_spawn + waitpid loop of /bin/true in this process;
 //    prints launches/s of both and the ratio launcher/plain. (The launcher's default of 8
@@ -27,7 +36,8 @@
 // 5. Docker launch rate: D launches of a short /fake-encoder job, send to ProcessExited, 8 at
 //    once, against D containers created, started, waited for and removed through the Engine API
 //    directly by 8 threads of this process (libcurl, the same container settings as the
-//    launcher's); both rates, the ratio launcher/plain, and where the plain loop's time went.
+//    launcher's), the two taking turns in rounds; both rates, the ratio launcher/plain, and
+//    where the plain loop's time went.
 // 6. Docker idle cost: C containers running /fake-encoder with heartbeats every 5 s,
 //    --max-processes C: the launcher's CPU over a window and its resident memory, and the
 //    resident memory of dockerd, its containerd and the containers' shims; then every job
@@ -669,8 +679,12 @@ struct DockerRun {
     ok &= static_cast<int>(local.size()) == n && static_cast<int>(docker.size()) == n;
   }
 
-  // 5. Launches per second, against the plain loop with as many at once.
-  void LaunchRate(int n) {
+  // 5. Launches per second, against the plain loop with as many at once. The two take turns in
+  // `rounds` rounds of n / rounds each, so that what else runs on the machine (the engine
+  // finishing earlier work, other programs) weighs on both alike.
+  void LaunchRate(int n, int rounds) {
+    const int per_round = n / rounds;
+    n = per_round * rounds;
     const std::string group = "bench-plain-rate-" + std::to_string(getpid());
     groups.push_back(group);
     const std::string body = PlainCreateBody(image, ShortJob(), group);
@@ -680,14 +694,6 @@ struct DockerRun {
       ok = false;
       return;
     }
-    const auto plain_start = Clock::now();
-    const PlainPhases plain = PlainContainers(engine, body, n, kAtOnce);
-    const double plain_rate = plain.done / Since(plain_start);
-    if (plain.failed != 0) {
-      std::cerr << "docker launch rate: " << plain.failed << " plain containers failed, the last at " << plain.failure << "\n";
-      ok = false;
-    }
-
     auto t = bench.NewTopics(4);
     groups.push_back(t.group);
     Observer obs(bench.broker.bootstrap(), t.events, t.group + "-obs");
@@ -697,24 +703,48 @@ struct DockerRun {
       std::cerr << "docker launch rate: the warm-up launch never exited\n";
       ok = false;
     }
-    const auto start = Clock::now();
-    for (int i = 0; i < n; ++i) bench.Send(t, "enc-" + std::to_string(i), "enc", ShortJob());
-    if (!WaitUntil([&] { return obs.exited == n + 1; }, std::chrono::seconds(quick ? 120 : 900))) {
-      ok = false;
-      std::cerr << "docker launch rate: " << obs.started.load() << " started, " << obs.exited.load() << " exited of "
-                << n + 1 << " launched\n";
+
+    PlainPhases plain;
+    double plain_s = 0, launcher_s = 0;
+    for (int round = 0; ok && round < rounds; ++round) {
+      auto start = Clock::now();
+      const PlainPhases p = PlainContainers(engine, body, per_round, kAtOnce);
+      plain_s += Since(start);
+      plain.create += p.create;
+      plain.start += p.start;
+      plain.wait += p.wait;
+      plain.remove += p.remove;
+      plain.done += p.done;
+      plain.failed += p.failed;
+      if (!p.failure.empty()) plain.failure = p.failure;
+
+      start = Clock::now();
+      const int first = round * per_round;
+      for (int i = first; i < first + per_round; ++i) bench.Send(t, "enc-" + std::to_string(i), "enc", ShortJob());
+      if (!WaitUntil([&] { return obs.exited == first + per_round + 1; }, std::chrono::seconds(quick ? 120 : 900))) {
+        ok = false;
+        std::cerr << "docker launch rate: " << obs.started.load() << " started, " << obs.exited.load() << " exited of "
+                  << first + per_round + 1 << " launched\n";
+      }
+      launcher_s += Since(start);
     }
-    const double rate = obs.exited.load() > 1 ? (obs.exited - 1) / Since(start) : 0;
+    const double plain_rate = plain_s > 0 ? plain.done / plain_s : 0;
+    const double rate = launcher_s > 0 ? (obs.exited - 1) / launcher_s : 0;
+    if (plain.failed != 0) {
+      std::cerr << "docker launch rate: " << plain.failed << " plain containers failed, the last at " << plain.failure << "\n";
+      ok = false;
+    }
     if (obs.failed != 0) {
       std::cerr << "docker launch rate: " << obs.failed.load() << " failed, the last " << obs.LastFailure() << "\n";
       ok = false;
     }
     ok &= Bench::Stop(pid) == 0;
     const double each = plain.done > 0 ? 1000.0 / plain.done : 0;
-    std::printf("docker launch rate: %d launches of /fake-encoder --seconds 0, %d at once: launcher %.1f/s (send to "
-                "Exited event), plain create+start+wait+remove %.1f/s, ratio %.3f; the plain loop's mean per "
-                "container: create %.0f ms, start %.0f ms, wait %.0f ms, remove %.0f ms\n",
-                n, kAtOnce, rate, plain_rate, plain_rate > 0 ? rate / plain_rate : 0, plain.create * each,
+    std::printf("docker launch rate: %d launches of /fake-encoder --seconds 0, %d at once, in %d rounds taking turns "
+                "with the plain loop: launcher %.1f/s (send to Exited event), plain create+start+wait+remove %.1f/s, "
+                "ratio %.3f; the plain loop's mean per container: create %.0f ms, start %.0f ms, wait %.0f ms, "
+                "remove %.0f ms\n",
+                n, kAtOnce, rounds, rate, plain_rate, plain_rate > 0 ? rate / plain_rate : 0, plain.create * each,
                 plain.start * each, plain.wait * each, plain.remove * each);
   }
 
@@ -910,7 +940,7 @@ int main(int argc, char** argv) {
     }
     DockerRun docker{bench, engine, image, quick};
     docker.StartLatency(latency_launches);
-    if (docker.ok) docker.LaunchRate(docker_launches);
+    if (docker.ok) docker.LaunchRate(docker_launches, quick ? 1 : 4);
     if (docker.ok) docker.IdleCost(docker_running, idle_window_s);
     docker.CheckNoneLeft();
     ok &= docker.ok;
