@@ -184,7 +184,9 @@ std::string CreateBody(const ProcessSpec& spec, const std::string& scope) {
 }
 
 // Splits the engine's multiplexed log stream (8-byte frame headers: stream, 0, 0, 0, size) into
-// stdout and stderr.
+// stdout and stderr. The stream is asked for timestamps: each frame is one log entry that begins
+// with the time the engine took it ("2006-01-02T15:04:05.000000000Z "), so an entry read twice
+// (a stream opened again from the last time read) is dropped, and Since() says where to go on.
 class LogFrames {
  public:
   explicit LogFrames(detail::ProcessOutput& output) : output_(output) {}
@@ -195,20 +197,39 @@ class LogFrames {
       const auto* h = reinterpret_cast<const unsigned char*>(pending_.data() + at);
       const std::size_t size = (std::size_t{h[4]} << 24) | (std::size_t{h[5]} << 16) | (std::size_t{h[6]} << 8) | h[7];
       if (pending_.size() - at - 8 < size) break;
-      const std::string_view payload(pending_.data() + at + 8, size);
-      if (h[0] == 2) {
-        output_.Stderr(payload);
-      } else {
-        output_.Stdout(payload);
-      }
+      Entry(h[0], std::string_view(pending_.data() + at + 8, size));
       at += 8 + size;
     }
     pending_.erase(0, at);
   }
+  // The `since` of the logs request that goes on after what was read: "seconds.nanoseconds".
+  std::string Since() const {
+    if (last_ns_ == 0) return "0";
+    return std::to_string(last_ns_ / 1000000000) + "." + std::to_string(1000000000 + last_ns_ % 1000000000).substr(1);
+  }
 
  private:
+  void Entry(unsigned char stream, std::string_view payload) {
+    const auto space = payload.find(' ');
+    if (space != std::string_view::npos && space >= 20 && space <= 35) {
+      const auto t = ParseTime(payload.substr(0, space));
+      if (t != std::chrono::system_clock::time_point{}) {
+        const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+        if (ns <= last_ns_) return;  // read before
+        last_ns_ = ns;
+        payload.remove_prefix(space + 1);
+      }
+    }
+    if (stream == 2) {
+      output_.Stderr(payload);
+    } else {
+      output_.Stdout(payload);
+    }
+  }
+
   detail::ProcessOutput& output_;
   std::string pending_;
+  std::int64_t last_ns_ = 0;
 };
 
 bool Readable(int fd) {
@@ -456,24 +477,19 @@ ProcessResult DockerBackend::Impl::Follow(const std::string& id, const ProcessSp
                                    std::chrono::milliseconds(1), std::chrono::milliseconds(1000));
   };
   // Stdout and stderr from the start (an adopted job's result line may be older than this
-  // launcher), until the container stops. Times are the engine's "seconds.nanoseconds".
-  std::string since = "0";
+  // launcher), until the container stops; then what the engine logged after the stream ended.
+  auto read = [&](const std::string& query) {
+    return engine.Stream("/containers/" + id + "/logs?stdout=1&stderr=1&timestamps=1&" + query,
+                         [&](std::string_view data) { frames.Add(data); }, poll, control.fd(), wake());
+  };
   if (adopted) {
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    since = std::to_string(ns / 1000000000) + "." + std::to_string(1000000000 + ns % 1000000000).substr(1);
+    // What it printed while nobody watched: read for its result, its last progress reported once.
     output.SetQuiet(true);
-    auto replayed = engine.Stream("/containers/" + id + "/logs?stdout=1&stderr=1&until=" + since,
-                                  [&](std::string_view data) { frames.Add(data); }, poll, control.fd(), wake());
+    (void)read("since=0");
     output.SetQuiet(false);
-    if (detached) {
-      r.outcome = ProcessOutcome::kDetached;
-      return r;
-    }
-    if (!replayed.ok()) since = "0";  // read it all again; progress repeats, the result stays right
   }
   for (int opened = 0;; ++opened) {
-    auto status = engine.Stream("/containers/" + id + "/logs?follow=1&stdout=1&stderr=1&since=" + since,
-                                [&](std::string_view data) { frames.Add(data); }, poll, control.fd(), wake());
+    auto status = detached ? Result<long>(0L) : read("follow=1&since=" + frames.Since());
     if (detached) {
       r.outcome = ProcessOutcome::kDetached;
       return r;
@@ -489,8 +505,11 @@ ProcessResult DockerBackend::Impl::Follow(const std::string& id, const ProcessSp
       (void)Signal(id, "SIGKILL");
       return r;
     }
-    since = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
   }
+  // A follow may end before the engine wrote the container's last lines: wait for the engine
+  // to finish with the container, then read what came after the last line read.
+  (void)engine.Call("POST", "/containers/" + id + "/wait?condition=not-running");
+  (void)read("since=" + frames.Since());
   output.Finish();
   auto end = Inspect(id);
   if (!end.ok()) {

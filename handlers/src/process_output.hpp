@@ -7,7 +7,6 @@
 
 #include <cstddef>
 #include <functional>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -53,8 +52,8 @@ class ProcessOutput {
   // progress kept, if any, once.
   void SetQuiet(bool quiet) {
     quiet_ = quiet;
-    if (!quiet && kept_ && on_progress_) on_progress_(*kept_);
-    kept_.reset();
+    if (!quiet && has_kept_ && on_progress_) on_progress_(kept_);
+    has_kept_ = false;
   }
 
   // At the end of the output: a last line without a newline still counts; the tail is cut.
@@ -82,7 +81,8 @@ class ProcessOutput {
         result_.result_refused_why = r->error().message();
       }
     } else if (auto p = progress_.StdoutLine(line_); p && quiet_) {
-      kept_ = std::move(p);
+      kept_ = std::move(*p);
+      has_kept_ = true;
     } else if (p && on_progress_) {
       on_progress_(*p);
     }
@@ -96,7 +96,8 @@ class ProcessOutput {
   std::string line_;
   bool line_too_long_ = false;
   bool quiet_ = false;
-  std::optional<Progress> kept_;
+  Progress kept_;  // while quiet: the last progress, if has_kept_
+  bool has_kept_ = false;
 };
 
 }  // namespace kbus::handlers::detail

@@ -227,10 +227,14 @@ TEST_F(DockerBackendTest, ContainerNamesAreStablePerGroupAndAttempt) {
 
 TEST_F(DockerBackendTest, ListsOnlyItsOwnGroupsContainers) {
   DockerBackend other(DockerConfig{socket_, group_ + "-other"});
-  ProcessSpec spec = Spec("1:theirs", {"--seconds", "30"});
+  ProcessSpec spec = Spec("1:theirs", {"--seconds", "30", "--steps", "30"});
+  // Running: its program printed (a signal that comes before the init started it waits).
   std::promise<void> started;
+  bool once = false;
   ProcessObserver observer;
-  observer.started = [&](int, const std::string&, std::chrono::milliseconds) { started.set_value(); };
+  observer.progress = [&](const kbus::handlers::Progress&) {
+    if (!std::exchange(once, true)) started.set_value();
+  };
   ProcessControl control;
   auto run = std::async(std::launch::async, [&] { return other.Run(spec, observer, control); });
   started.get_future().get();

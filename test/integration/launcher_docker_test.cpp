@@ -475,8 +475,9 @@ TEST_F(DockerLauncher, ASocketWhereNoEngineAnswersIsRefusedAtStartNamingTheFlag)
   std::vector<std::string> args = Args();
   args.back() = (dir_ / "no-docker.sock").string();
   LauncherProcess launcher(args, log);
-  EXPECT_EQ(launcher.WaitExit(seconds(30)), 1) << launcher.Log();
-  EXPECT_NE(launcher.Log().find("--docker-socket"), std::string::npos) << launcher.Log();
+  EXPECT_EQ(launcher.WaitExit(seconds(30)), 2) << "a bad flag value: " << launcher.Log();
+  EXPECT_NE(launcher.Log().find("--docker-socket: cannot use the Docker engine's socket"), std::string::npos)
+      << launcher.Log();
 }
 
 // One launcher, SIGKILLed while its job runs, and started again: the new one adopts the running
