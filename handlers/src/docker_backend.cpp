@@ -334,6 +334,7 @@ ProcessResult DockerBackend::Run(const ProcessSpec& spec, const ProcessObserver&
     return r;
   };
   if (spec.container.image.empty()) return fail("the program names no image: the Docker backend runs containers only");
+  if (spec.job_key.empty()) return fail("the job has no job_key: the Docker backend names a container by it");
   if (Readable(control.fd())) {
     r.outcome = control.detached() ? ProcessOutcome::kDetached : ProcessOutcome::kCancelled;
     return r;

@@ -709,14 +709,21 @@ struct Launcher::Impl {
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count()) * 1000;
     job->start_known = job->started_answered = true;
     job->kept = std::move(kept);
+    bool reported = false;
     {
       std::lock_guard lock(mu);
       const AttemptKey key{cmd.job_id, cmd.attempt};
       if (shut || running.count({cmd.job_id, cmd.attempt}) != 0) return;  // followed here already
-      if (finished.Contains(key)) {
-        backend.Forget(job->kept->handle);  // reported here; its removal failed then
-        return;
-      }
+      reported = finished.Contains(key);
+    }
+    if (reported) {
+      backend.Forget(job->kept->handle);  // reported here; its removal failed then
+      return;
+    }
+    {
+      std::lock_guard lock(mu);
+      const AttemptKey key{cmd.job_id, cmd.attempt};
+      if (shut || running.count({cmd.job_id, cmd.attempt}) != 0) return;
       if (early_cancels.Contains({cmd.job_id, 0}) || early_cancels.Contains(key)) {
         job->cancel_reason = "cancelled while no launcher watched it";
         job->control.Cancel();
