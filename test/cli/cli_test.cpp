@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "free_port.hpp"
 #include "child_process.hpp"
 #include "kbus/envelope.hpp"
 #include "kbus/handler_registry.hpp"
@@ -77,21 +78,6 @@ std::optional<std::string> StringMember(const JsonValue& object, std::string_vie
   return std::string(v->GetString());
 }
 
-// A loopback port nobody listens on right now.
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    throw std::runtime_error("cannot find a free port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::optional<int> PartitionsOf(const std::string& brokers, const std::string& topic) {
   kafka::ClientConfig client;

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "free_port.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
 #include "kbus/ops/server.hpp"
 #include "launcher_events.hpp"
@@ -36,21 +37,7 @@ using kbus::test::WaitFor;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// A port nothing listens on now (the kernel's choice, released at once).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  if (fd >= 0) close(fd);
-  return port;
-}
+using kbus::test::FreePort;
 
 // A program with its stderr (its JSON log lines) in a file the test reads while it runs, and
 // this process's environment without KBUS_* variables plus `env`. Killed with SIGKILL and

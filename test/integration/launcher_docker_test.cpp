@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "free_port.hpp"
 #include "docker_support.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
 #include "launcher_events.hpp"
@@ -70,21 +71,7 @@ std::optional<std::string> ContainerIdOf(const E& e) {
   }
 }
 
-// A free TCP port on loopback (for a launcher's --http-port).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
+using kbus::test::FreePort;
 
 // GET http://127.0.0.1:port/path; the body, "" when nothing answers.
 std::string HttpGet(int port, const std::string& path) {

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "free_port.hpp"
 #include "broker_faults.hpp"
 #include "it_support.hpp"
 #include "kbus/dispatcher.hpp"
@@ -133,22 +134,7 @@ class CapturingSink : public kbus::LogSink {
   std::vector<std::string> messages_;
 };
 
-// A loopback port nothing listens on (bound, read and released).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return -1;
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
+using kbus::test::FreePort;
 
 TEST(WorkerOperations, MetricsCountRecordsByTypeAndOutcomeAndProbesFollowTheWorkersLife) {
   const std::string topic = TestBroker::UniqueName("it-ops");

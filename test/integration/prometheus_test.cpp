@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "free_port.hpp"
 #include "it_support.hpp"
 #include "kbus/json.hpp"
 #include "kbus/log.hpp"
@@ -68,18 +69,7 @@ void SendWork(const std::string& topic, int count) {
 }
 
 
-// A loopback port nothing listens on (bound, read and released).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  close(fd);
-  return ok ? ntohs(addr.sin_port) : -1;
-}
+using kbus::test::FreePort;
 
 // A fresh directory under the system's temporary one, removed with everything in it.
 class TempDir {
