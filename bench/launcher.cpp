@@ -12,8 +12,8 @@
 //   export DOCKER_HOST=$(scripts/docker-engine.sh start /tmp/kbus-bench-engine)
 //   mkdir root && cp build/examples/fake-encoder/fake-encoder-static root/fake-encoder && strip root/fake-encoder
 //   tar -C root -c . | docker import - kbus-bench-enc:1
-//   build/bench/kbus-launcher-bench --launcher build/handlers/launcher/kbus-launcher --docker-only \
-//     --docker-socket ${DOCKER_HOST#unix://} --image kbus-bench-enc:1
+//   build/bench/kbus-launcher-bench --launcher build/handlers/launcher/kbus-launcher --docker-only
+//     --docker-socket ${DOCKER_HOST#unix://} --image kbus-bench-enc:1   (one command line)
 //   scripts/docker-engine.sh stop /tmp/kbus-bench-engine && rm -rf /tmp/kbus-bench-engine
 //
 // 1. Launch rate: N launches of /bin/true, each from sending its LaunchProcess to receiving its
