@@ -4,7 +4,7 @@
 //   launcher.cpp          the public Launcher methods, the constructor's checks of the config,
 //                         ParseReplyTopics, Backend::Follow's default
 //   launcher_launch.cpp   the handlers: OnLaunchPayload, OnLaunch, Report/Reject, OnCancel
-//   launcher_jobs.cpp     a job's thread: RunJob, Label, EventFor/ExitedFor
+//   launcher_jobs.cpp     a job's thread: RunJob and its pieces, Label, EventFor/ExitedFor
 //   launcher_kept.cpp     kept jobs (backends that keep them): Adopt, AdoptOne, LetGo; Shutdown
 //   launcher_metrics.cpp  the operations port: ReportTo, the health probe, the Count* helpers
 //
@@ -237,8 +237,17 @@ struct Launcher::Impl {
   static ProcessExited ExitedFor(const LaunchProcess& cmd, ProcessOutcome outcome, std::string error);
   static void Label(Job& job);
   // On the job's own thread, from OnLaunch or AdoptOne: runs or follows the job to its end and
-  // reports it.
+  // reports it. The pieces of RunJob, in order:
   void RunJob(const JobPtr& job);
+  ProcessObserver Observer(const JobPtr& job);
+  // Leaves a detached job running for the next owner of its partition: its thread ends, nothing
+  // reported.
+  void LeaveRunning(const JobPtr& job, const ProcessResult& result);
+  // The ProcessExited of a run; takes its error and result line out of `result`.
+  static ProcessExited ExitedOf(const LaunchProcess& cmd, ProcessResult& result);
+  // Under mu. A job that never started goes back to the handler waiting in OnLaunch, which
+  // reports it (true: the thread ends here); a cancelled one's error says why.
+  bool Settle(const JobPtr& job, const ProcessResult& result, ProcessExited& exited);
 
   // ---- launcher_kept.cpp ----
   void Adopt(const std::vector<std::string>& partitions);

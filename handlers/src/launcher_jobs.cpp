@@ -60,8 +60,61 @@ void Launcher::Impl::Label(Job& job) {
 
 void Launcher::Impl::RunJob(const JobPtr& job) {
   const LaunchProcess& cmd = job->command;
+  ProcessObserver observer = Observer(job);
+  observer.tick_interval =
+      cmd.heartbeat_interval.count() > 0 ? cmd.heartbeat_interval : config.default_heartbeat;
+
+  ProcessResult result;
+  try {
+    result = job->kept ? backend.Follow(*job->kept, job->spec, observer, job->control)
+                       : backend.Run(job->spec, observer, job->control);
+  } catch (const std::exception& e) {
+    result = ProcessResult{};
+    result.error = std::string("the ") + std::string(backend.name()) + " backend failed: " + e.what();
+  }
+
+  if (result.outcome == ProcessOutcome::kDetached && job->start_known) {
+    LeaveRunning(job, result);
+    return;
+  }
+  if (result.outcome == ProcessOutcome::kDetached) result.outcome = ProcessOutcome::kCancelled;  // before it started
+  ProcessExited exited = ExitedOf(cmd, result);
+  if (Settle(job, result, exited)) return;
+  Log(LogLevel::kInfo, "process exited",
+      {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"outcome", exited.outcome},
+       {"exit_code", exited.exit_code}, {"signal", exited.signal}});
+  const OutgoingRecord record = EventFor(*job, exited);
+  for (int i = 1;; ++i) {
+    Status s = events.Deliver(record);
+    if (s.ok()) {
+      // Reported: the backend may let the job go. Unreported, a kept job stays for the next
+      // launcher to report.
+      if (!result.handle.empty()) backend.Forget(result.handle);
+      break;
+    }
+    Log(LogLevel::kError, "ProcessExited not delivered",
+        {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"try", i}, {"error", Shown(s.error().message(), 512)}});
+    if (i == kDeliverTries) break;
+    std::this_thread::sleep_for(kDeliverPause);
+  }
+  job->slot.Release();
+  std::unique_lock lock(mu);
+  // The answer for ProcessStarted came before Exited's on an ordered sink; this wait keeps
+  // Shutdown from returning while a callback into this launcher is still due.
+  cv.wait(lock, [&] { return job->started_answered; });
+  running.erase({cmd.job_id, cmd.attempt});
+  finished.Add({cmd.job_id, cmd.attempt});
+  CountExit(cmd.program, exited.outcome, &result);
+  ++stats.exited;
+  --stats.running;
+  --threads;
+  cv.notify_all();
+}
+
+// The callbacks of the job's run (not its tick_interval). They hold the job and the command.
+ProcessObserver Launcher::Impl::Observer(const JobPtr& job) {
   ProcessObserver observer;
-  observer.started = [&](int pid, const std::string& handle, std::chrono::milliseconds ran) {
+  observer.started = [this, job, &cmd = job->command](int pid, const std::string& handle, std::chrono::milliseconds ran) {
     job->started_at = Job::Clock::now() - ran;
     if (job->kept) {
       // Its ProcessStarted went out from the launcher that started it.
@@ -92,43 +145,35 @@ void Launcher::Impl::RunJob(const JobPtr& job) {
     job->start_known = true;
     cv.notify_all();
   };
-  observer.progress = [&](const Progress& p) {
+  observer.progress = [this, job, &cmd = job->command](const Progress& p) {
     job->last_percent = p.percent;
     events.Post(EventFor(*job, ProcessProgress{cmd.job_id, cmd.attempt, p.percent, ToValidUtf8(p.message)}), {});
   };
-  observer.tick = [&] {
+  observer.tick = [this, job, &cmd = job->command] {
     const auto elapsed =
         std::chrono::duration_cast<std::chrono::milliseconds>(Job::Clock::now() - job->started_at);
     events.Post(EventFor(*job, ProcessHeartbeat{cmd.job_id, cmd.attempt, elapsed, job->last_percent}), {});
   };
-  observer.tick_interval =
-      cmd.heartbeat_interval.count() > 0 ? cmd.heartbeat_interval : config.default_heartbeat;
+  return observer;
+}
 
-  ProcessResult result;
-  try {
-    result = job->kept ? backend.Follow(*job->kept, job->spec, observer, job->control)
-                       : backend.Run(job->spec, observer, job->control);
-  } catch (const std::exception& e) {
-    result = ProcessResult{};
-    result.error = std::string("the ") + std::string(backend.name()) + " backend failed: " + e.what();
-  }
+void Launcher::Impl::LeaveRunning(const JobPtr& job, const ProcessResult& result) {
+  const LaunchProcess& cmd = job->command;
+  // Left running for the next owner of its partition, who adopts it.
+  Log(LogLevel::kInfo, "job left running for another launcher",
+      {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"container", result.handle.substr(0, 12)}});
+  job->slot.Release();
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return job->started_answered; });
+  running.erase({cmd.job_id, cmd.attempt});
+  ++stats.detached;
+  if (Meters* m = meters.load(std::memory_order_acquire)) m->left_running->Inc();
+  --stats.running;
+  --threads;
+  cv.notify_all();
+}
 
-  if (result.outcome == ProcessOutcome::kDetached && job->start_known) {
-    // Left running for the next owner of its partition, who adopts it.
-    Log(LogLevel::kInfo, "job left running for another launcher",
-        {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"container", result.handle.substr(0, 12)}});
-    job->slot.Release();
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return job->started_answered; });
-    running.erase({cmd.job_id, cmd.attempt});
-    ++stats.detached;
-    if (Meters* m = meters.load(std::memory_order_acquire)) m->left_running->Inc();
-    --stats.running;
-    --threads;
-    cv.notify_all();
-    return;
-  }
-  if (result.outcome == ProcessOutcome::kDetached) result.outcome = ProcessOutcome::kCancelled;  // before it started
+ProcessExited Launcher::Impl::ExitedOf(const LaunchProcess& cmd, ProcessResult& result) {
   ProcessExited exited = ExitedFor(cmd, result.outcome, std::move(result.error));
   exited.exit_code = result.exit_code;
   exited.signal = result.signal;
@@ -145,57 +190,32 @@ void Launcher::Impl::RunJob(const JobPtr& job) {
          {"last_error", Shown(result.result_refused_why, 512)},
          {"result_kept", exited.result.empty() ? "none" : "an earlier valid one"}});
   }
-  {
-    std::lock_guard lock(mu);
-    if (!job->start_known) {
-      // It never started: the handler is waiting, and reports it with its acknowledgement.
-      job->failure = std::move(exited);
-      job->start_known = job->start_failed = true;
-      job->slot.Release();
-      running.erase({cmd.job_id, cmd.attempt});
-      CountExit(cmd.program, job->failure.outcome, nullptr);
-      --threads;
-      cv.notify_all();
-      return;
-    }
-    if (result.outcome == ProcessOutcome::kCancelled) {
-      if (job->stopping) {
-        exited.outcome = "lost";
-        exited.error = "the launcher stopped while it ran";
-      } else {
-        exited.error = job->cancel_reason.empty() ? "cancelled" : job->cancel_reason;
-      }
+  return exited;
+}
+
+bool Launcher::Impl::Settle(const JobPtr& job, const ProcessResult& result, ProcessExited& exited) {
+  const LaunchProcess& cmd = job->command;
+  std::lock_guard lock(mu);
+  if (!job->start_known) {
+    // It never started: the handler is waiting, and reports it with its acknowledgement.
+    job->failure = std::move(exited);
+    job->start_known = job->start_failed = true;
+    job->slot.Release();
+    running.erase({cmd.job_id, cmd.attempt});
+    CountExit(cmd.program, job->failure.outcome, nullptr);
+    --threads;
+    cv.notify_all();
+    return true;
+  }
+  if (result.outcome == ProcessOutcome::kCancelled) {
+    if (job->stopping) {
+      exited.outcome = "lost";
+      exited.error = "the launcher stopped while it ran";
+    } else {
+      exited.error = job->cancel_reason.empty() ? "cancelled" : job->cancel_reason;
     }
   }
-  Log(LogLevel::kInfo, "process exited",
-      {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"outcome", exited.outcome},
-       {"exit_code", exited.exit_code}, {"signal", exited.signal}});
-  const OutgoingRecord record = EventFor(*job, exited);
-  for (int i = 1;; ++i) {
-    Status s = events.Deliver(record);
-    if (s.ok()) {
-      // Reported: the backend may let the job go. Unreported, a kept job stays for the next
-      // launcher to report.
-      if (!result.handle.empty()) backend.Forget(result.handle);
-      break;
-    }
-    Log(LogLevel::kError, "ProcessExited not delivered",
-        {{"job_id", Shown(cmd.job_id)}, {"attempt", cmd.attempt}, {"try", i}, {"error", Shown(s.error().message(), 512)}});
-    if (i == kDeliverTries) break;
-    std::this_thread::sleep_for(kDeliverPause);
-  }
-  job->slot.Release();
-  std::unique_lock lock(mu);
-  // The answer for ProcessStarted came before Exited's on an ordered sink; this wait keeps
-  // Shutdown from returning while a callback into this launcher is still due.
-  cv.wait(lock, [&] { return job->started_answered; });
-  running.erase({cmd.job_id, cmd.attempt});
-  finished.Add({cmd.job_id, cmd.attempt});
-  CountExit(cmd.program, exited.outcome, &result);
-  ++stats.exited;
-  --stats.running;
-  --threads;
-  cv.notify_all();
+  return false;
 }
 
 }  // namespace kbus::handlers
