@@ -82,12 +82,13 @@ class LauncherAdoptTest : public ::testing::Test {
 
   // A launcher reading `launch` (default: this test's) and the control topic in a group of its
   // own; none when `with_worker` is false (it only adopts).
-  Launcher& AddMember(bool with_worker, const std::string& launch = {}) {
+  Launcher& AddMember(bool with_worker, const std::string& launch = {}, int max_processes = 8) {
     auto m = std::make_unique<Member>();
     m->backend = std::make_unique<DockerBackend>(kbus::handlers::DockerConfig{socket_, group_});
     auto allow = kbus::handlers::AllowList::Parse("enc = /fake-encoder\nenc.image = " + image_ + "\n");
     EXPECT_TRUE(allow.ok());
     kbus::handlers::LauncherConfig config;
+    config.max_processes = max_processes;
     config.kill_grace = milliseconds(500);
     config.default_heartbeat = milliseconds(300);
     config.host = "member-" + std::to_string(members_.size());
@@ -246,6 +247,24 @@ TEST_F(LauncherAdoptTest, AdoptingAgainOrAnotherPartitionTakesNothingTwice) {
   EXPECT_EQ(first.Stats().adopted, 0u);
   EXPECT_EQ(log_->WaitExited("once").outcome, "succeeded");
   EXPECT_EQ(log_->Count<ProcessExited>("once"), 1);
+}
+
+TEST_F(LauncherAdoptTest, AnAdopterFollowsEveryKeptJobEvenPastItsLimitWithTheSlotsItHas) {
+  Launcher& first = AddMember(true);
+  Launch("kept-1", {"--seconds", "4", "--steps", "4"});
+  Launch("kept-2", {"--seconds", "4", "--steps", "4"});
+  ASSERT_TRUE(log_->WaitStarted("kept-1").has_value());
+  ASSERT_TRUE(log_->WaitStarted("kept-2").has_value());
+  first.LetGo({Partition()});
+  Launcher& small = AddMember(false, {}, 1);
+  small.Adopt({Partition()});
+  EXPECT_EQ(small.Stats().adopted, 2u);
+  EXPECT_EQ(small.Stats().running, 2) << "both followed, one of them outside --max-processes";
+  EXPECT_EQ(small.slots()->in_use(), 1) << "the one slot it has is taken, no more";
+  EXPECT_EQ(log_->WaitExited("kept-1").outcome, "succeeded");
+  EXPECT_EQ(log_->WaitExited("kept-2").outcome, "succeeded");
+  EXPECT_TRUE(WaitFor([&] { return small.Stats().running == 0; }, seconds(10)));
+  EXPECT_EQ(small.slots()->in_use(), 0);
 }
 
 TEST_F(LauncherAdoptTest, AContainerCreatedButNeverStartedIsRemovedNotAdopted) {
