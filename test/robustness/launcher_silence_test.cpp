@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "free_port.hpp"
 #include "workflow_rig.hpp"
 
 namespace {
@@ -21,8 +22,12 @@ using namespace std::chrono_literals;
 TEST(LauncherSilence, KillingTheLauncherMidJobIsSeenAsSilenceAndTheNextAttemptRunsElsewhere) {
   wfrb::Rig s;
   wfrb::Watch watch(s);
-  auto launcher = s.StartLauncher();
+  // Each launcher has joined its group before a launch can wait for it: the workflow counts
+  // silence from the launch, and a join slower than that (a loaded machine) would be "lost".
+  const int first_port = kbus::test::FreePort();
+  auto launcher = s.StartLauncher(first_port);
   ASSERT_TRUE(launcher->started());
+  ASSERT_TRUE(wfrb::Rig::ReadyAt(first_port)) << "the first launcher never joined its group";
   // Each attempt runs 6 s, long enough to be killed in the middle; 2.5 s of silence (5 missed
   // heartbeats) make it lost.
   auto host = s.StartHost("6", "2500");
@@ -40,8 +45,10 @@ TEST(LauncherSilence, KillingTheLauncherMidJobIsSeenAsSilenceAndTheNextAttemptRu
   EXPECT_EQ(launcher->Stop(SIGKILL, 10s), 128 + SIGKILL);
   EXPECT_TRUE(kbus::test::WaitFor([&] { return rb::Gone(first_child); }, 5s))
       << "the encoder of attempt 1 (pid " << first_child << ") outlived its launcher";
-  auto next = s.StartLauncher();
+  const int next_port = kbus::test::FreePort();
+  auto next = s.StartLauncher(next_port);
   ASSERT_TRUE(next->started());
+  ASSERT_TRUE(wfrb::Rig::ReadyAt(next_port)) << "the second launcher never joined its group";
 
   EXPECT_EQ(watch.Await([&] { return watch.Cancelled(first); }, 30s, {host.get(), next.get()}), "")
       << "the silent attempt 1 was not cancelled";

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "kbus/ops/server.hpp"
 #include "it_support.hpp"
 #include "kbus/dead_letter.hpp"
 #include "kbus/handlers/launcher_messages.hpp"
@@ -70,13 +71,23 @@ struct Rig {
         "--heartbeat-ms", "500", "--heartbeat-timeout-ms", heartbeat_timeout_ms, "--fake-seconds", fake_seconds,
         "--session-timeout-ms", "6000", "--log-level", "warn"});
   }
-  std::unique_ptr<rb::Process> StartLauncher() const {
-    return std::make_unique<rb::Process>(std::vector<std::string>{
+  // With `http_port`, it serves /readyz there: ready once it joined its group (ReadyAt).
+  std::unique_ptr<rb::Process> StartLauncher(int http_port = 0) const {
+    std::vector<std::string> args{
         KBUS_LAUNCHER_PATH, "--brokers", TestBroker::Get().bootstrap(), "--group", tag + "-launcher",
         "--allow-list", allow.string(), "--launch-topic", launch, "--control-topic", control, "--reply-topics",
         name + ".in", "--max-processes",
         "16", "--heartbeat-ms", "500", "--kill-grace-ms", "500", "--session-timeout-ms", "6000", "--log-level",
-        "warn"});
+        "warn"};
+    if (http_port > 0) {
+      args.push_back("--http-port");
+      args.push_back(std::to_string(http_port));
+    }
+    return std::make_unique<rb::Process>(args);
+  }
+  // True once the program serving `port` answers /readyz with 200 (a worker: joined its group).
+  static bool ReadyAt(int port, std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+    return kbus::test::WaitFor([&] { return kbus::ops::Get("127.0.0.1", port, "/readyz").status == 200; }, timeout);
   }
 };
 
